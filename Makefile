@@ -1,0 +1,48 @@
+# One venv in .venv, built from constraints.txt so every machine gets the same versions.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Find a Python >= 3.12: $PYTHON first, then versioned names on PATH, then pyenv installs
+# (a pyenv shim such as python3.12 fails unless PYENV_VERSION is set, so we ask pyenv directly).
+define FIND_PYTHON
+if [ -n "$$PYTHON" ]; then \
+  if "$$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo "$$PYTHON"; exit 0; fi; \
+  echo "error: PYTHON=$$PYTHON is not a working Python >= 3.12" >&2; exit 1; \
+fi; \
+for c in python3.12 python3.13 python3.14 python3; do \
+  if "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v "$$c"; exit 0; fi; \
+done; \
+if command -v pyenv >/dev/null 2>&1; then \
+  for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9](\.[0-9]+)?$$' | sort -V); do \
+    p="$$(pyenv root)/versions/$$v/bin/python"; \
+    if "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo "$$p"; exit 0; fi; \
+  done; \
+fi; \
+exit 1
+endef
+
+.PHONY: install test lint bench demo clean python
+
+python:
+	@( $(FIND_PYTHON) ) || { echo "error: no Python >= 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
+
+$(BIN)/dbbackup: pyproject.toml constraints.txt
+	@py="$$($(FIND_PYTHON))" || { echo "error: no Python >= 3.12 found (tried \$$PYTHON, python3.13, python3.12, python3, pyenv); install one or set PYTHON=/path/to/python3.12" >&2; exit 1; }; \
+	echo "using $$py"; \
+	rm -rf $(VENV) && "$$py" -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/dbbackup
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check shared functions tests
+	$(BIN)/ruff format --check shared functions tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info shared/*.egg-info

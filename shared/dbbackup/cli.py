@@ -1,0 +1,171 @@
+"""The ``dbbackup`` command line. Exit codes, in one place: 0 success, 1 the backup failed,
+2 usage or configuration error (always one line on stderr, never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from .errors import BackupError, ConfigError, DatabaseUnavailable, LockBusy, UsageError
+from .logrepo import STATUSES, iso
+from .redact import one_line, redact
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"dbbackup: error: {message} (see dbbackup --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dbbackup", description="Streaming PostgreSQL backups logged in backup_logs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("migrate", help="create or update backup_logs, settings rows and policies")
+    backup = sub.add_parser("backup", help="dump DATABASE_URL to the configured storage")
+    backup.add_argument("--manual", action="store_true", help="log as a manual backup (default: automatic)")
+    backup.add_argument("--json", action="store_true", help="print the result as JSON")
+    logs = sub.add_parser("logs", help="show recent backup_logs rows")
+    logs.add_argument("--status", choices=STATUSES)
+    logs.add_argument("--limit", type=int, default=20)
+    logs.add_argument("--json", action="store_true")
+    return parser
+
+
+class _Progress:
+    """Bytes dumped and rate on stderr, at most twice a second, only on a terminal."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.active = sys.stderr.isatty()
+
+    def __call__(self, sql_bytes: int, gz_bytes: int) -> None:
+        now = time.monotonic()
+        if not self.active or now - self.last < 0.5:
+            return
+        self.last = now
+        rate = sql_bytes / max(now - self.start, 1e-6) / 1e6
+        print(
+            f"\r  dumped {sql_bytes / 1e6:,.1f} MB SQL -> {gz_bytes / 1e6:,.1f} MB gzip"
+            f"  ({rate:,.0f} MB/s)   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def done(self) -> None:
+        if self.active and self.last:
+            print(file=sys.stderr)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from . import db
+    from .migrate import migrate
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    with db.connect(settings.database_url, secrets=settings.secrets) as conn:
+        report = migrate(conn)
+    for version in report.applied:
+        print(f"applied {version}")
+    if report.already:
+        print(f"already applied: {', '.join(report.already)}")
+    for notice in report.notices:
+        print(f"note: {notice}")
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .backup import BackupJob
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    progress = _Progress()
+    signal.signal(signal.SIGTERM, _sigterm)
+    outcome = BackupJob(settings, progress=progress).run("manual" if args.manual else "scheduled")
+    progress.done()
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+    elif outcome.status == "success":
+        print(
+            f"backup {outcome.backup_log_id} succeeded: {outcome.path} "
+            f"({outcome.file_size_bytes:,} bytes gzip from {outcome.sql_bytes:,} bytes SQL, "
+            f"{outcome.seconds:.1f} s, md5 {outcome.md5})"
+        )
+    elif outcome.status == "skipped":
+        print(f"backup skipped: {outcome.reason}")
+    else:
+        print(f"backup {outcome.backup_log_id} failed: {outcome.reason}", file=sys.stderr)
+    return EXIT_FAILED if outcome.status == "failed" else EXIT_OK
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: (iso(v) if hasattr(v, "isoformat") else str(v) if k == "id" else v) for k, v in r.items()}
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from . import db
+    from .logrepo import LogRepository
+    from .settings import Settings
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    settings = Settings.from_env()
+    with db.connect(settings.database_url, secrets=settings.secrets) as conn:
+        rows = [_row(r) for r in LogRepository(conn).recent(args.status, args.limit)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        size = f"{r['file_size_bytes']:,}" if r["file_size_bytes"] is not None else "-"
+        extra = r["failure_reason"] or ""
+        print(
+            f"{r['started_at'][:19]}  {r['status']:<11} {r['backup_type']:<9} {size:>14}  "
+            f"{r['file_name']}  {r['id']}  {extra}".rstrip()
+        )
+    return EXIT_OK
+
+
+COMMANDS = {"migrate": cmd_migrate, "backup": cmd_backup, "logs": cmd_logs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, UsageError) as exc:
+        print(f"dbbackup: error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except LockBusy as exc:
+        print(f"dbbackup: busy: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (DatabaseUnavailable, BackupError) as exc:
+        print(f"dbbackup: failed: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("dbbackup: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # last resort: still one redacted line, never a traceback
+        import os
+
+        print(
+            f"dbbackup: unexpected error: {type(exc).__name__}: "
+            f"{one_line(redact(str(exc), [os.environ.get('DATABASE_URL', '')]))}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

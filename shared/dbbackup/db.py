@@ -1,0 +1,65 @@
+"""Connecting to PostgreSQL with retries, and turning libpq errors into readable lines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from .errors import DatabaseUnavailable
+from .redact import one_line, redact
+
+APPLICATION_NAME = "dbbackup"
+
+
+def describe(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """One redacted line for a database error."""
+    text = str(exc).strip() or type(exc).__name__
+    return one_line(redact(text.splitlines()[0] if text else text, secrets))
+
+
+def connect(
+    url: str,
+    *,
+    attempts: int = 3,
+    backoff: float = 1.0,
+    secrets: tuple[str, ...] = (),
+    sleep: Callable[[float], None] = time.sleep,
+) -> psycopg.Connection:
+    """An autocommit connection; retries with exponential backoff, then DatabaseUnavailable.
+
+    Autocommit and no prepared statements keep every statement we run valid through a
+    transaction-mode pooler."""
+    last = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            return psycopg.connect(
+                url,
+                autocommit=True,
+                prepare_threshold=None,
+                connect_timeout=15,
+                application_name=APPLICATION_NAME,
+            )
+        except psycopg.OperationalError as exc:
+            last = describe(exc, secrets)
+            if _permanent(last) or attempt == attempts:
+                break
+            sleep(backoff * 2 ** (attempt - 1))
+    raise DatabaseUnavailable(f"cannot connect to the database: {last}")
+
+
+def _permanent(message: str) -> bool:
+    """Errors that retrying cannot fix (fail fast instead of sleeping)."""
+    lowered = message.lower()
+    return any(
+        s in lowered
+        for s in (
+            "password authentication failed",
+            "does not exist",
+            "no pg_hba.conf entry",
+            'role "',
+            "invalid",
+            "certificate",
+        )
+    )

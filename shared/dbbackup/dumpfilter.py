@@ -1,0 +1,169 @@
+"""Rewriting pg_dump's plain output on the fly so it restores into a server of its own version.
+
+pg_dump 18 writes a few statements that older servers reject; the Supabase CLI has the same
+problem and rewrites its dumps the same way. Each rule is a small, tested line rewrite applied
+only outside COPY data, which passes through untouched at memory speed. The rewriter also
+watches for pg_dump's completion marker: a stream that ends without it (or inside a COPY
+block) was truncated and is not a backup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import BackupFailed
+
+COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
+_COPY_START = re.compile(rb"^COPY (?P<table>.+) \((?P<cols>.*)\) FROM stdin;$")
+_ATTVER_ONLY = re.compile(rb"^ALTER TABLE ONLY .+ ALTER COLUMN .+ SET \(pg_attver=\d+\);$")
+_ATTVER_OPTION = re.compile(rb"(?:, )?pg_attver=\d+(?:, )?")
+
+Rule = Callable[[bytes], bytes]
+
+
+def _comment_out(line: bytes, why: bytes) -> bytes:
+    return b"-- " + line + b"  -- dbbackup: " + why
+
+
+def rules_for(server_major: int) -> list[Rule]:
+    """Line rewrites needed for a dump of a ``server_major`` server by the bundled pg_dump."""
+    rules: list[Rule] = []
+    if server_major < 17:
+        # transaction_timeout exists from PostgreSQL 17; pg_dump >= 17 always sets it.
+        def transaction_timeout(line: bytes) -> bytes:
+            if line.startswith(b"SET transaction_timeout"):
+                return _comment_out(line, b"transaction_timeout needs PostgreSQL 17+")
+            return line
+
+        rules.append(transaction_timeout)
+
+    # Some server builds assign a per-column ``pg_attver`` option themselves; it is not a user
+    # setting, setting it is ignored there and rejected ("unrecognized parameter") elsewhere.
+    def attver(line: bytes) -> bytes:
+        if b"pg_attver=" not in line:
+            return line
+        if _ATTVER_ONLY.match(line):
+            return _comment_out(line, b"server-assigned column option")
+        return _ATTVER_OPTION.sub(
+            lambda m: b", " if m.group(0).startswith(b", ") and m.group(0).endswith(b", ") else b"", line
+        )
+
+    rules.append(attver)
+    return rules
+
+
+@dataclass
+class OwnRowPatch:
+    """Rewrites the running backup's own row inside the dump's COPY of ``backup_logs``.
+
+    When the dump is taken the row still says ``in_progress``; a file exists only if that very
+    backup succeeded, so a database restored from it must show the row as ``success``, not as
+    a run the next backup would mark "interrupted"."""
+
+    table: bytes  # as it appears in the COPY header, e.g. b"public.backup_logs"
+    row_id: str
+    values: dict[str, str]  # column -> COPY text value
+
+
+@dataclass
+class DumpRewriter:
+    rules: list[Rule]
+    own_row: OwnRowPatch | None = None
+    sql_bytes: int = 0
+    saw_marker: bool = False
+    rewritten: dict[str, int] = field(default_factory=dict)
+    _pending: bytes = b""
+    _in_copy: bool = False
+    _copy_patch: tuple[int, dict[int, bytes]] | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """Process a chunk; returns the bytes ready to go out (complete lines only)."""
+        self.sql_bytes += len(data)
+        buf = self._pending + data if self._pending else data
+        cut = buf.rfind(b"\n") + 1
+        self._pending = buf[cut:]
+        return self._process(buf[:cut]) if cut else b""
+
+    def finish(self) -> bytes:
+        """The remaining bytes; raises BackupFailed when the dump is incomplete."""
+        tail = self._process(self._pending + b"\n") if self._pending else b""
+        if self._pending:
+            tail = tail[:-1]
+        self._pending = b""
+        if self._in_copy:
+            raise BackupFailed("the dump ended inside table data (truncated output)")
+        if not self.saw_marker:
+            raise BackupFailed("the dump ended without pg_dump's completion marker (truncated output)")
+        return tail
+
+    def _process(self, block: bytes) -> bytes:
+        out: list[bytes] = []
+        pos = 0
+        end = len(block)
+        while pos < end:
+            if self._in_copy:
+                if block.startswith(b"\\.\n", pos):
+                    stop = pos
+                else:
+                    found = block.find(b"\n\\.\n", pos)
+                    stop = -1 if found < 0 else found + 1
+                data_end = end if stop < 0 else stop
+                data = block[pos:data_end]
+                out.append(self._patch_copy(data) if self._copy_patch else data)
+                if stop < 0:
+                    return b"".join(out)
+                out.append(b"\\.\n")
+                pos = stop + 3
+                self._in_copy = False
+                self._copy_patch = None
+                continue
+            nl = block.find(b"\n", pos)
+            line = block[pos:nl]
+            pos = nl + 1
+            out.append(self._rewrite(line) + b"\n")
+        return b"".join(out)
+
+    def _rewrite(self, line: bytes) -> bytes:
+        if line.startswith(b"COPY ") and line.endswith(b"FROM stdin;"):
+            self._in_copy = True
+            match = _COPY_START.match(line)
+            if self.own_row and match and match["table"] == self.own_row.table:
+                self._copy_patch = self._plan_patch(match["cols"])
+            return line
+        if line.startswith(COMPLETION_MARKER):
+            self.saw_marker = True
+            return line
+        original = line
+        for rule in self.rules:
+            line = rule(line)
+        if line != original:
+            name = original.split(b" ", 2)[:2]
+            key = b" ".join(name).decode(errors="replace")
+            self.rewritten[key] = self.rewritten.get(key, 0) + 1
+        return line
+
+    def _plan_patch(self, cols: bytes) -> tuple[int, dict[int, bytes]] | None:
+        assert self.own_row is not None
+        names = [c.strip().strip('"') for c in cols.decode().split(",")]
+        if "id" not in names:
+            return None
+        index = {n: i for i, n in enumerate(names)}
+        patch = {index[c]: v.encode() for c, v in self.own_row.values.items() if c in index}
+        return index["id"], patch
+
+    def _patch_copy(self, data: bytes) -> bytes:
+        assert self._copy_patch is not None and self.own_row is not None
+        id_col, patch = self._copy_patch
+        needle = self.own_row.row_id.encode()
+        if needle not in data:
+            return data
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            fields = line.split(b"\t")
+            if len(fields) > id_col and fields[id_col] == needle:
+                for col, value in patch.items():
+                    fields[col] = value
+                lines[i] = b"\t".join(fields)
+        return b"\n".join(lines)

@@ -1,0 +1,183 @@
+"""pg_dump's stdout -> rewrite -> gzip, as an iterator of compressed chunks.
+
+Memory stays bounded: a reader thread drains pg_dump's pipe into a small queue while the
+consuming thread rewrites and compresses (ISA-L releases the GIL), so pg_dump, the server and
+the compressor run side by side on separate cores. The gzip trailer is only produced after
+pg_dump has exited 0 and its completion marker was seen, so a storage backend that commits on
+the last chunk never commits a failed dump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from isal import isal_zlib
+
+from .dumpfilter import DumpRewriter
+from .errors import BackupFailed
+from .redact import one_line, redact
+
+READ_SIZE = 1 << 20
+OUT_SIZE = 1 << 20
+QUEUE_DEPTH = 8
+F_SETPIPE_SZ = 1031
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DumpStats:
+    sql_bytes: int = 0
+    gz_bytes: int = 0
+    md5: str = ""
+    seconds: float = 0.0
+    rewritten: dict[str, int] = field(default_factory=dict)
+
+
+class DumpStream:
+    """Iterate once to run pg_dump; ``stats`` is complete when iteration ends cleanly."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        rewriter: DumpRewriter,
+        level: int = 1,
+        secrets: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.env = env
+        self.rewriter = rewriter
+        self.level = level
+        self.secrets = tuple(secrets)
+        self.progress = progress
+        self.stats = DumpStats()
+        self._stderr: deque[str] = deque(maxlen=30)
+
+    def __iter__(self) -> Iterator[bytes]:
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BackupFailed(f"cannot start pg_dump: {exc.strerror or exc}") from None
+        assert proc.stdout is not None and proc.stderr is not None
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, READ_SIZE)
+        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(QUEUE_DEPTH)
+        stop = threading.Event()
+        err_thread = threading.Thread(target=self._drain_stderr, args=(proc.stderr,), daemon=True)
+        reader = threading.Thread(target=self._read, args=(proc.stdout, chunks, stop), daemon=True)
+        err_thread.start()
+        reader.start()
+        md5 = hashlib.md5(usedforsecurity=False)
+        comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
+        out = bytearray()
+        try:
+            while True:
+                item = chunks.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise BackupFailed(f"reading pg_dump's output failed: {item}")
+                data = self.rewriter.feed(item)
+                if data:
+                    out += comp.compress(data)
+                if len(out) >= OUT_SIZE:
+                    yield self._emit(out, md5)
+                    out = bytearray()
+            rc = proc.wait()
+            err_thread.join(timeout=10)
+            if rc != 0:
+                raise BackupFailed(self._failure(rc))
+            out += comp.compress(self.rewriter.finish())
+            out += comp.flush()
+            self.stats.sql_bytes = self.rewriter.sql_bytes
+            self.stats.rewritten = dict(self.rewriter.rewritten)
+            final = self._emit(out, md5)
+            self.stats.md5 = md5.hexdigest()
+            self.stats.seconds = time.monotonic() - started
+            yield final
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                self._kill(proc)
+            with contextlib.suppress(queue.Empty):
+                while True:  # unblock the reader if it waits on a full queue
+                    chunks.get_nowait()
+            reader.join(timeout=10)
+            proc.stdout.close()
+            proc.stderr.close()
+
+    def _emit(self, out: bytearray, md5: hashlib._Hash) -> bytes:
+        chunk = bytes(out)
+        md5.update(chunk)
+        self.stats.gz_bytes += len(chunk)
+        if self.progress:
+            self.progress(self.rewriter.sql_bytes, self.stats.gz_bytes)
+        return chunk
+
+    @staticmethod
+    def _read(pipe, chunks: queue.Queue, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        fd = pipe.fileno()
+        try:
+            while not stop.is_set():
+                block = os.read(fd, READ_SIZE)
+                if not block:
+                    break
+                while not stop.is_set():
+                    try:
+                        chunks.put(block, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+            item = None
+        except OSError as exc:
+            item = exc
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _drain_stderr(self, pipe) -> None:  # type: ignore[no-untyped-def]
+        for raw in iter(pipe.readline, b""):
+            line = redact(raw.decode(errors="replace").rstrip(), self.secrets)
+            if line:
+                self._stderr.append(line)
+
+    def _failure(self, rc: int) -> str:
+        errors = [ln for ln in self._stderr if "error" in ln.lower() or "fatal" in ln.lower()]
+        detail = (errors or list(self._stderr) or [""])[0]
+        detail = detail.removeprefix("pg_dump: ").removeprefix("error: ")
+        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+        return one_line(f"pg_dump {how}" + (f": {detail}" if detail else ""))
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait()

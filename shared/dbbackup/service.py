@@ -1,0 +1,68 @@
+"""The HTTP contract of the functions, without any web framework: method + body in,
+(JSON-able dict, status) out. The adapters in ``functions/`` only translate Flask to this."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from .backup import BackupJob
+from .errors import ConfigError, DatabaseUnavailable, LockBusy
+from .settings import Settings
+
+log = logging.getLogger("dbbackup")
+
+Response = tuple[dict[str, Any], int]
+
+
+def parse_backup_body(body: bytes) -> str:
+    """The trigger from ``{"trigger": "scheduled"|"manual"}``; ValueError says what is wrong."""
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError('the body must be a JSON object like {"trigger": "scheduled"}')
+    unknown = set(data) - {"trigger"}
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    trigger = data.get("trigger")
+    if trigger not in ("scheduled", "manual"):
+        raise ValueError('"trigger" must be "scheduled" or "manual"')
+    return trigger
+
+
+def handle_backup(method: str, body: bytes, settings: Settings | None = None) -> Response:
+    if method != "POST":
+        return {"error": "method not allowed; use POST"}, 405
+    try:
+        trigger = parse_backup_body(body)
+    except ValueError as exc:
+        return {"error": str(exc)}, 400
+    try:
+        settings = settings or Settings.from_env()
+        outcome = BackupJob(settings).run(trigger)
+    except LockBusy as exc:
+        log.warning("backup refused: %s", exc)
+        return {"error": str(exc), "status": "busy"}, 409
+    except (ConfigError, DatabaseUnavailable) as exc:
+        log.error("backup could not start: %s", exc)
+        return {"error": str(exc), "status": "failed"}, 500
+    if outcome.status == "skipped":
+        log.info("scheduled backup skipped: %s", outcome.reason)
+        return {"status": "skipped", "reason": outcome.reason}, 200
+    result = {
+        "backup_log_id": outcome.backup_log_id,
+        "status": outcome.status,
+        "file_name": outcome.file_name,
+        "file_size_bytes": outcome.file_size_bytes,
+        "path": outcome.path,
+    }
+    if outcome.status == "success":
+        log.info(
+            "backup %s succeeded: %s (%s bytes)", outcome.backup_log_id, outcome.path, outcome.file_size_bytes
+        )
+        return result | {"md5": outcome.md5, "seconds": outcome.seconds}, 200
+    log.error("backup %s failed: %s", outcome.backup_log_id, outcome.reason)
+    return {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}, 500
