@@ -49,6 +49,7 @@ class EmbeddedPostgres:
     ssl_cert: Path | None = None
     ssl_key: Path | None = None
     settings: dict[str, str] = field(default_factory=dict)
+    hba: list[str] | None = None  # pg_hba.conf lines; default trusts everyone on 127.0.0.1
     port: int = 0
     base: Path | None = None
     _started: bool = False
@@ -96,6 +97,8 @@ class EmbeddedPostgres:
                     os.chown(data / name, *owner)
             conf |= {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"}
         conf |= {k: v for k, v in self.settings.items()}
+        if self.hba is not None:
+            (data / "pg_hba.conf").write_text("\n".join(self.hba) + "\n")
         with open(data / "postgresql.auto.conf", "a") as fh:
             fh.writelines(f"{k} = {v}\n" for k, v in conf.items())
         last_error = ""

@@ -1,0 +1,39 @@
+"""File names: the spec's pattern, the time zone, and no overwrite within one minute."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from dbbackup import naming
+
+MOMENT = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+
+
+def test_name_follows_the_spec_in_the_configured_time_zone() -> None:
+    assert naming.base_name(MOMENT, ZoneInfo("UTC")) == "DB_Backup_2026-03-29_00-30.sql.gz"
+    assert naming.base_name(MOMENT, ZoneInfo("Europe/Berlin")) == "DB_Backup_2026-03-29_01-30.sql.gz"
+    assert naming.base_name(MOMENT, ZoneInfo("Asia/Kolkata")) == "DB_Backup_2026-03-29_06-00.sql.gz"
+
+
+def test_same_minute_backups_get_a_numeric_suffix_the_pattern_accepts() -> None:
+    tz = ZoneInfo("UTC")
+    first = naming.free_name(MOMENT, tz, [])
+    second = naming.free_name(MOMENT, tz, [first])
+    third = naming.free_name(MOMENT, tz, [first, second])
+    assert (second, third) == ("DB_Backup_2026-03-29_00-30_2.sql.gz", "DB_Backup_2026-03-29_00-30_3.sql.gz")
+    for name in (first, second, third, "DB_Backup_2026-03-29_00-30_12.sql.gz"):
+        assert naming.parse(name, tz) == datetime(2026, 3, 29, 0, 30, tzinfo=tz)
+
+
+def test_names_that_are_not_backups_are_not_parsed() -> None:
+    tz = ZoneInfo("UTC")
+    for name in (
+        "DB_Backup_2026-03-29_00-30.sql",
+        "DB_Backup_2026-03-29_00-30_1.sql.gz",
+        "DB_Backup_2026-03-29_00-30_02.sql.gz",
+        "DB_Backup_2026-13-29_00-30.sql.gz",
+        "x_DB_Backup_2026-03-29_00-30.sql.gz",
+        "DB_Backup_2026-03-29_00-30.sql.gz.partial",
+    ):
+        assert naming.parse(name, tz) is None, name
