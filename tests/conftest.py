@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -109,6 +110,39 @@ def make_db(pg_admin_url: str) -> Iterator[DbFactory]:
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         for name in created:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class OwnerDb:
+    url: str  # as the owning role, with its password
+    admin_url: str  # the same database as superuser
+    role: str
+    password: str
+
+
+@pytest.fixture
+def owner_db(make_db: DbFactory, pg_admin_url: str) -> Iterator[OwnerDb]:
+    """A database owned by a fresh non-superuser role with a password (as on Supabase, where
+    the app's role is not a superuser)."""
+    role = f"owner_{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'")
+    try:
+        admin_url = make_db(owner=role)
+        url = with_params(admin_url, user=role, password=password)
+        with psycopg.connect(url) as conn:
+            assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        yield OwnerDb(url, admin_url, role, password)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            owned = conn.execute(
+                "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+                (role,),
+            ).fetchall()
+            for (dbname,) in owned:
+                conn.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
-from conftest import FIXTURES, DbFactory, run_cli, with_params
+from conftest import FIXTURES, OwnerDb, run_cli
 
 MANAGER = "00000000-0000-0000-0000-00000000000a"
 ADMIN = "00000000-0000-0000-0000-00000000000b"
@@ -114,33 +112,15 @@ def test_migrate_says_what_it_skipped_on_plain_postgresql(db_url: str) -> None:
 
 
 @pytest.fixture
-def supabase_db(make_db: DbFactory, pg_admin_url: str) -> Iterator[tuple[str, str]]:
+def supabase_db(owner_db: OwnerDb) -> tuple[str, str]:
     """A database shaped like Supabase's, owned by a non-superuser role that runs migrate and
-    backup (on Supabase, `postgres` is not a superuser). Yields (owner URL, superuser URL)."""
-    role = f"owner_{uuid.uuid4().hex[:8]}"
-    password = f"pw-{uuid.uuid4().hex}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'"
-        )
-    try:
-        admin_url = make_db(owner=role)
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute((FIXTURES / "supabase_auth.sql").read_text())
-            conn.execute(f"GRANT anon, authenticated, service_role TO {role}")
-        owner_url = with_params(admin_url, user=role, password=password)
-        with psycopg.connect(owner_url, autocommit=True) as conn:
-            assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-            conn.execute((FIXTURES / "supabase_app.sql").read_text())
-        yield owner_url, admin_url
-    finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            for dbname in [r[0] for r in conn.execute(
-                "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
-                (role,),
-            )]:
-                conn.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
-            conn.execute(f"DROP ROLE IF EXISTS {role}")
+    backup (on Supabase, `postgres` is not a superuser). Returns (owner URL, superuser URL)."""
+    with psycopg.connect(owner_db.admin_url, autocommit=True) as conn:
+        conn.execute((FIXTURES / "supabase_auth.sql").read_text())
+        conn.execute(f"GRANT anon, authenticated, service_role TO {owner_db.role}")
+    with psycopg.connect(owner_db.url, autocommit=True) as conn:
+        conn.execute((FIXTURES / "supabase_app.sql").read_text())
+    return owner_db.url, owner_db.admin_url
 
 
 def as_user(conn: psycopg.Connection, role: str, sub: str | None) -> None:

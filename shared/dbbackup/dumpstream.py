@@ -90,6 +90,7 @@ class DumpStream:
         md5 = hashlib.md5(usedforsecurity=False)
         comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
         out = bytearray()
+        sql_out = 0  # SQL bytes in the file, after rewriting (what gunzip gives back)
         try:
             while True:
                 item = chunks.get()
@@ -99,6 +100,7 @@ class DumpStream:
                     raise BackupFailed(f"reading pg_dump's output failed: {item}")
                 data = self.rewriter.feed(item)
                 if data:
+                    sql_out += len(data)
                     out += comp.compress(data)
                 if len(out) >= OUT_SIZE:
                     yield self._emit(out, md5)
@@ -107,9 +109,11 @@ class DumpStream:
             err_thread.join(timeout=10)
             if rc != 0:
                 raise BackupFailed(self._failure(rc))
-            out += comp.compress(self.rewriter.finish())
+            tail = self.rewriter.finish()
+            sql_out += len(tail)
+            out += comp.compress(tail)
             out += comp.flush()
-            self.stats.sql_bytes = self.rewriter.sql_bytes
+            self.stats.sql_bytes = sql_out
             self.stats.rewritten = dict(self.rewriter.rewritten)
             final = self._emit(out, md5)
             self.stats.md5 = md5.hexdigest()

@@ -1,0 +1,197 @@
+"""The backup job: one honest row per attempt, the lock, stale rows, skips, version checks."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import OwnerDb, run_cli, with_params
+from dbbackup import pgbin
+from dbbackup.backup import BackupJob
+from dbbackup.errors import LockBusy
+from dbbackup.logrepo import BACKUP_LOCK_KEY, INTERRUPTED
+from dbbackup.service import handle_backup
+from dbbackup.settings import Settings
+
+FOLDER = "MyDrive/DatabaseBackups"
+
+
+def settings_for(url: str, root: Path, **env: str) -> Settings:
+    return Settings.from_env({"DATABASE_URL": url, "BACKUP_LOCAL_ROOT": str(root), **env})
+
+
+def row(url: str, log_id: str) -> dict:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("SELECT * FROM backup_logs WHERE id = %s", (log_id,)).fetchone()
+
+
+def rows(url: str) -> list[dict]:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("SELECT * FROM backup_logs ORDER BY started_at").fetchall()
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def populated(migrated_url: str) -> str:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text, note text)")
+        conn.execute(
+            "INSERT INTO customers SELECT g, 'customer ' || g, repeat('x', g % 50) FROM generate_series(1, 5000) g"
+        )
+    return migrated_url
+
+
+def test_a_successful_backup_has_one_complete_row_and_one_file(populated: str, tmp_path: Path) -> None:
+    outcome = BackupJob(settings_for(populated, tmp_path)).run("manual", triggered_by="cli-test")
+    assert outcome.status == "success", outcome.reason
+    r = row(populated, outcome.backup_log_id)
+    path = tmp_path / r["google_drive_file_id"]
+    data = path.read_bytes()
+    assert r["status"] == "success" and r["backup_type"] == "manual"
+    assert r["file_name"] == path.name == outcome.file_name
+    assert r["file_size_bytes"] == len(data) == outcome.file_size_bytes
+    assert r["md5_checksum"] == hashlib.md5(data).hexdigest()
+    assert r["google_drive_path"] == f"{FOLDER}/{path.name}"
+    assert r["completed_at"] >= r["started_at"] and r["failure_reason"] is None
+    assert r["triggered_by"] == "cli-test"
+    sql = gzip.decompress(data)
+    assert r["sql_bytes"] == len(sql)
+    assert b"COPY public.customers (id, name, note) FROM stdin;" in sql
+    assert files(tmp_path) == [f"{FOLDER}/{path.name}"]
+
+
+def test_the_restored_database_shows_the_backups_own_row_as_success(
+    populated: str, tmp_path: Path, make_db
+) -> None:
+    outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+    target = make_db()
+    restore(tmp_path / outcome.file_id, target)
+    restored = row(target, outcome.backup_log_id)
+    assert restored["status"] == "success" and restored["backup_type"] == "automatic"
+    # The next backup of the restored database must not relabel it as interrupted.
+    again = BackupJob(settings_for(target, tmp_path / "second")).run("scheduled")
+    assert again.status == "success", again.reason
+    assert row(target, outcome.backup_log_id)["status"] == "success"
+
+
+def restore(file: Path, url: str) -> None:
+    """The user's promise: zcat FILE | psql -v ON_ERROR_STOP=1 into an empty database."""
+    proc = subprocess.run(
+        [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+        input=gzip.decompress(file.read_bytes()), capture_output=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_same_minute_backups_never_overwrite(populated: str, tmp_path: Path) -> None:
+    moment = datetime(2026, 11, 25, 1, 0, 30, tzinfo=UTC)
+    job = BackupJob(settings_for(populated, tmp_path), clock=lambda: moment)
+    names = [job.run("scheduled").file_name for _ in range(3)]
+    assert names == [
+        "DB_Backup_2026-11-25_01-00.sql.gz",
+        "DB_Backup_2026-11-25_01-00_2.sql.gz",
+        "DB_Backup_2026-11-25_01-00_3.sql.gz",
+    ]
+    assert len(files(tmp_path)) == 3
+
+
+def test_the_file_name_uses_backup_timezone(populated: str, tmp_path: Path) -> None:
+    moment = datetime(2026, 7, 1, 23, 30, tzinfo=UTC)
+    job = BackupJob(settings_for(populated, tmp_path, BACKUP_TIMEZONE="Asia/Tokyo"), clock=lambda: moment)
+    assert job.run("scheduled").file_name == "DB_Backup_2026-07-02_08-30.sql.gz"
+
+
+def test_a_second_concurrent_backup_is_refused_without_a_dump(populated: str, tmp_path: Path) -> None:
+    with psycopg.connect(populated, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (BACKUP_LOCK_KEY,))
+        with pytest.raises(LockBusy):
+            BackupJob(settings_for(populated, tmp_path)).run("manual")
+        body, status = handle_backup("POST", b'{"trigger": "manual"}', settings_for(populated, tmp_path))
+        assert status == 409 and "running" in body["error"]
+    assert rows(populated) == [] and files(tmp_path) == []
+
+
+def test_rows_left_in_progress_by_a_dead_run_are_marked_interrupted(populated: str, tmp_path: Path) -> None:
+    with psycopg.connect(populated, autocommit=True) as conn:
+        stale = conn.execute(
+            "INSERT INTO backup_logs (backup_type, status, file_name) VALUES"
+            " ('automatic', 'in_progress', 'DB_Backup_2026-01-01_01-00.sql.gz') RETURNING id"
+        ).fetchone()[0]
+    outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+    assert outcome.status == "success"
+    r = row(populated, str(stale))
+    assert (r["status"], r["failure_reason"]) == ("failed", INTERRUPTED)
+    assert r["completed_at"] is not None
+
+
+def set_enabled(url: str, value: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE invoice_configurations SET config_value = %s WHERE config_key = 'backup_enabled'", (value,)
+        )
+
+
+def test_disabled_backups_skip_scheduled_runs_but_not_manual_ones(populated: str, tmp_path: Path) -> None:
+    set_enabled(populated, "false")
+    body, status = handle_backup("POST", b'{"trigger": "scheduled"}', settings_for(populated, tmp_path))
+    assert (status, body["status"]) == (200, "skipped")
+    assert rows(populated) == [] and files(tmp_path) == []
+    body, status = handle_backup("POST", b'{"trigger": "manual"}', settings_for(populated, tmp_path))
+    assert (status, body["status"]) == (200, "success")
+
+
+def fake_pg_dump(tmp_path: Path, version: str) -> Path:
+    script = tmp_path / "old_pg_dump"
+    script.write_text(f"#!/bin/sh\necho 'pg_dump (PostgreSQL) {version}'\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing", "does not exist"), ("not-executable", "not an executable"), ("too-old", "cannot dump")],
+)
+def test_an_unusable_pg_dump_fails_the_backup_clearly(
+    populated: str, tmp_path: Path, kind: str, message: str
+) -> None:
+    path = tmp_path / "bin" / "pg_dump"
+    path.parent.mkdir()
+    if kind == "not-executable":
+        path.write_text("")
+        path.chmod(stat.S_IRUSR)
+    elif kind == "too-old":
+        path = fake_pg_dump(path.parent, "9.6.24")
+    root = tmp_path / "store"
+    outcome = BackupJob(settings_for(populated, root, PG_DUMP_PATH=str(path))).run("manual")
+    assert outcome.status == "failed" and message in outcome.reason
+    r = row(populated, outcome.backup_log_id)
+    assert r["status"] == "failed" and message in r["failure_reason"]
+    assert files(root) == []
+
+
+def test_the_cli_backup_and_logs(populated: str, tmp_path: Path) -> None:
+    proc = run_cli(["backup"], populated, BACKUP_LOCAL_ROOT=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "succeeded" in proc.stdout
+    logs = run_cli(["logs", "--status", "success"], populated)
+    assert logs.returncode == 0 and "success" in logs.stdout and "automatic" in logs.stdout
+
+
+def test_a_non_superuser_with_a_password_backs_up_over_the_wire(owner_db: OwnerDb, tmp_path: Path) -> None:
+    run_cli(["migrate"], owner_db.url, check=True)
+    proc = run_cli(["backup", "--manual"], owner_db.url, BACKUP_LOCAL_ROOT=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert owner_db.password not in proc.stdout + proc.stderr
+    assert os.listdir(tmp_path / FOLDER)
+    _ = with_params
