@@ -16,6 +16,22 @@ from .redact import redact
 STORAGE_BACKENDS = ("local",)
 
 
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _check_database_url(url: str) -> None:
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigError("DATABASE_URL is not a valid PostgreSQL URL or conninfo") from None
+    port = str(params.get("port", "5432"))
+    if not all(p.isdigit() and 0 < int(p) < 65536 for p in port.split(",")):
+        raise ConfigError(f"DATABASE_URL has an invalid port {port!r}")
+    sslmode = params.get("sslmode")
+    if sslmode is not None and sslmode not in SSLMODES:
+        raise ConfigError(f"DATABASE_URL sslmode={sslmode!r}: expected one of {', '.join(SSLMODES)}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
@@ -48,10 +64,7 @@ class Settings:
         url = env.get("DATABASE_URL", "").strip()
         if not url:
             raise ConfigError("DATABASE_URL is not set (a postgresql:// URL or a libpq conninfo)")
-        try:
-            psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError:
-            raise ConfigError("DATABASE_URL is not a valid PostgreSQL URL or conninfo") from None
+        _check_database_url(url)
         storage = env.get("BACKUP_STORAGE", "local").strip() or "local"
         if storage not in STORAGE_BACKENDS:
             raise ConfigError(f"BACKUP_STORAGE={storage!r}: expected one of {', '.join(STORAGE_BACKENDS)}")

@@ -1,0 +1,33 @@
+"""CLI contract: exit codes 0/1/2 and one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["backup"], {}, "DATABASE_URL is not set"),
+        (["backup", "--bogus"], {"DATABASE_URL": "postgresql://x@127.0.0.1/x"}, "unrecognized arguments"),
+        (["frobnicate"], {}, "invalid choice"),
+        (["backup"], {"DATABASE_URL": "postgresql://x@h/x", "BACKUP_TIMEZONE": "Mars/Base"}, "BACKUP_TIMEZONE"),
+        (["backup"], {"DATABASE_URL": "postgresql://x@h/x", "BACKUP_STORAGE": "ftp"}, "BACKUP_STORAGE"),
+        (["backup"], {"DATABASE_URL": "postgresql://x@h/x", "BACKUP_GZIP_LEVEL": "9"}, "BACKUP_GZIP_LEVEL"),
+        (["backup"], {"DATABASE_URL": "host=x port=notaport sslmode=bogus"}, "DATABASE_URL"),
+        (["logs", "--limit", "0"], {"DATABASE_URL": "postgresql://x@h/x"}, "--limit"),
+    ],
+)
+def test_usage_and_configuration_errors_exit_2_with_one_line(args: list[str], env: dict, needle: str) -> None:
+    url = env.pop("DATABASE_URL", None)
+    proc = run_cli(args, url, **env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_failed_backup_exits_1(migrated_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc = run_cli(["backup"], migrated_url, BACKUP_LOCAL_ROOT=str(tmp_path), PG_DUMP_PATH="/nonexistent/pg_dump")
+    assert proc.returncode == 1 and "failed" in proc.stderr
