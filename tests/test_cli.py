@@ -13,7 +13,11 @@ from conftest import run_cli
         (["backup"], {}, "DATABASE_URL is not set"),
         (["backup", "--bogus"], {"DATABASE_URL": "postgresql://x@127.0.0.1/x"}, "unrecognized arguments"),
         (["frobnicate"], {}, "invalid choice"),
-        (["backup"], {"DATABASE_URL": "postgresql://x@h/x", "BACKUP_TIMEZONE": "Mars/Base"}, "BACKUP_TIMEZONE"),
+        (
+            ["backup"],
+            {"DATABASE_URL": "postgresql://x@h/x", "BACKUP_TIMEZONE": "Mars/Base"},
+            "BACKUP_TIMEZONE",
+        ),
         (["backup"], {"DATABASE_URL": "postgresql://x@h/x", "BACKUP_STORAGE": "ftp"}, "BACKUP_STORAGE"),
         (["backup"], {"DATABASE_URL": "postgresql://x@h/x", "BACKUP_GZIP_LEVEL": "9"}, "BACKUP_GZIP_LEVEL"),
         (["backup"], {"DATABASE_URL": "host=x port=notaport sslmode=bogus"}, "DATABASE_URL"),

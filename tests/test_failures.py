@@ -60,9 +60,7 @@ def wrapper(tmp_path: Path, body: str) -> Path:
     """A PG_DUMP_PATH script around the real pg_dump; --version is passed straight through."""
     real = pgbin.tool("pg_dump")
     script = tmp_path / "pg_dump_wrapper"
-    script.write_text(
-        f'#!/bin/sh\nREAL="{real}"\nif [ "$1" = "--version" ]; then exec "$REAL" --version; fi\n{body}\n'
-    )
+    script.write_text(f'#!/bin/sh\nREAL="{real}"\nif [ "$1" = "--version" ]; then exec "$REAL" --version; fi\n{body}\n')
     script.chmod(0o755)
     return script
 
@@ -87,8 +85,12 @@ def test_pg_dump_killed_mid_stream(big_db: str, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     script = wrapper(tmp_path, f'echo $$ > "{pidfile}"\nexec "$REAL" "$@"')
     root = tmp_path / "store"
-    outcome = job(big_db, root, once(lambda: os.kill(int(pidfile.read_text()), signal.SIGKILL)),
-                  PG_DUMP_PATH=str(script)).run("scheduled")
+    outcome = job(
+        big_db,
+        root,
+        once(lambda: os.kill(int(pidfile.read_text()), signal.SIGKILL)),
+        PG_DUMP_PATH=str(script),
+    ).run("scheduled")
     assert outcome.status == "failed"
     assert "pg_dump was killed by signal 9" in failed_row(big_db, outcome.backup_log_id)["failure_reason"]
     assert leftovers(root) == []
@@ -164,7 +166,11 @@ def test_a_storage_write_error(big_db: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "dbbackup.cli", "backup", "--json"],
         env=cli_env(big_db, BACKUP_LOCAL_ROOT=str(tmp_path)),
-        capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit_file_size,
+        check=False,
     )
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout)
@@ -177,7 +183,9 @@ def test_sigterm_during_the_dump_is_recorded_as_interrupted(big_db: str, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "dbbackup.cli", "backup"],
         env=cli_env(big_db, BACKUP_LOCAL_ROOT=str(tmp_path / "store"), PG_DUMP_PATH=str(script)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     with psycopg.connect(big_db, autocommit=True) as conn:
         for _ in range(200):
@@ -204,9 +212,7 @@ def test_a_database_that_does_not_exist(pg_admin_url: str, tmp_path: Path) -> No
     assert leftovers(tmp_path) == []
 
 
-def test_a_wrong_password_is_reported_without_the_password(
-    password_server: EmbeddedPostgres, tmp_path: Path
-) -> None:
+def test_a_wrong_password_is_reported_without_the_password(password_server: EmbeddedPostgres, tmp_path: Path) -> None:
     role, good, bad = f"u_{uuid.uuid4().hex[:8]}", "correct-horse-1", "hunter2-wrong-secret"
     with psycopg.connect(password_server.url(), autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{good}'")
@@ -214,9 +220,7 @@ def test_a_wrong_password_is_reported_without_the_password(
     proc = run_cli(["backup"], url, BACKUP_LOCAL_ROOT=str(tmp_path))
     assert proc.returncode == 1
     assert "password authentication failed" in proc.stderr and bad not in proc.stderr
-    body, status = handle_backup(
-        "POST", b'{"trigger": "scheduled"}', Settings.from_env({"DATABASE_URL": url})
-    )
+    body, status = handle_backup("POST", b'{"trigger": "scheduled"}', Settings.from_env({"DATABASE_URL": url}))
     assert status == 500 and "password authentication failed" in body["error"]
     assert bad not in json.dumps(body)
     assert leftovers(tmp_path) == []

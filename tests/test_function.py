@@ -37,9 +37,10 @@ def test_scheduled_backup_answers_200_with_the_log_row(client, migrated_url: str
 def test_manual_backup_is_logged_as_manual(client, migrated_url: str) -> None:  # type: ignore[no-untyped-def]
     body = client.post("/", json={"trigger": "manual"}).get_json()
     with psycopg.connect(migrated_url) as conn:
-        assert conn.execute(
-            "SELECT backup_type FROM backup_logs WHERE id = %s", (body["backup_log_id"],)
-        ).fetchone()[0] == "manual"
+        assert (
+            conn.execute("SELECT backup_type FROM backup_logs WHERE id = %s", (body["backup_log_id"],)).fetchone()[0]
+            == "manual"
+        )
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+
 import psycopg
 import pytest
 
@@ -50,9 +51,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             assert cols[name][0] == "timestamp with time zone"
         indexes = {
             r[0]: r[1]
-            for r in conn.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'backup_logs'"
-            )
+            for r in conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'backup_logs'")
         }
         assert any("(status)" in d for d in indexes.values())
         assert any("(backup_type)" in d for d in indexes.values())
@@ -69,9 +68,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
         versions = [r[0] for r in conn.execute("SELECT version FROM public.dbbackup_migrations")]
         assert versions == ["001_backup_logs", "002_invoice_configurations", "003_backup_logs_rls"]
         with pytest.raises(psycopg.errors.CheckViolation):
-            conn.execute(
-                "INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')"
-            )
+            conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")
 
 
 def test_updated_at_is_maintained_by_a_trigger(migrated_url: str) -> None:

@@ -6,6 +6,7 @@ import logging
 
 import flask
 import functions_framework
+
 from dbbackup.service import handle_backup
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

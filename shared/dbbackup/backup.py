@@ -95,9 +95,7 @@ class BackupJob:
         afterwards every failure is returned as a ``failed`` outcome with its row updated."""
         if trigger not in TRIGGERS:
             raise ConfigError(f"unknown trigger {trigger!r}")
-        conn = db.connect(
-            self.settings.database_url, attempts=self.settings.connect_attempts, secrets=self.secrets
-        )
+        conn = db.connect(self.settings.database_url, attempts=self.settings.connect_attempts, secrets=self.secrets)
         try:
             repo = LogRepository(conn)
             config = repo.config()
@@ -114,9 +112,7 @@ class BackupJob:
         finally:
             conn.close()
 
-    def _locked(
-        self, repo: LogRepository, folder: str, trigger: str, triggered_by: str | None
-    ) -> BackupOutcome:
+    def _locked(self, repo: LogRepository, folder: str, trigger: str, triggered_by: str | None) -> BackupOutcome:
         started = time.monotonic()
         moment = self.clock()
         name = naming.base_name(moment, self.settings.timezone)
@@ -134,9 +130,7 @@ class BackupJob:
                     f" use pg_dump {server_major} or newer (PG_DUMP_PATH)"
                 )
             target = self.storage.ensure_folder(folder)
-            name = naming.free_name(
-                moment, self.settings.timezone, (f.name for f in self.storage.list(target))
-            )
+            name = naming.free_name(moment, self.settings.timezone, (f.name for f in self.storage.list(target)))
             repo.rename(log_id, name)
             argv, env = pg_dump_command(self.settings, dump_bin)
             rewriter = DumpRewriter(

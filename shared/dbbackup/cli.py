@@ -53,8 +53,7 @@ class _Progress:
         self.last = now
         rate = sql_bytes / max(now - self.start, 1e-6) / 1e6
         print(
-            f"\r  dumped {sql_bytes / 1e6:,.1f} MB SQL -> {gz_bytes / 1e6:,.1f} MB gzip"
-            f"  ({rate:,.0f} MB/s)   ",
+            f"\r  dumped {sql_bytes / 1e6:,.1f} MB SQL -> {gz_bytes / 1e6:,.1f} MB gzip  ({rate:,.0f} MB/s)   ",
             end="",
             file=sys.stderr,
             flush=True,

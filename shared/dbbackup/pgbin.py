@@ -106,16 +106,12 @@ def pg_dump_path(override: str | None = None) -> Path:
 def program_major_version(path: Path) -> int:
     """Major version a PostgreSQL program reports with ``--version``."""
     try:
-        out = subprocess.run(
-            [str(path), "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=False)
     except OSError as exc:
         raise ConfigError(f"cannot run {path}: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
         raise ConfigError(f"{path} --version did not answer within 30 s") from None
     match = _VERSION_RE.search(out.stdout)
     if out.returncode != 0 or not match:
-        raise ConfigError(
-            f"{path} is not a working PostgreSQL program (--version said {out.stdout.strip()!r})"
-        )
+        raise ConfigError(f"{path} is not a working PostgreSQL program (--version said {out.stdout.strip()!r})")
     return int(match.group(1))
