@@ -35,6 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--status", choices=STATUSES)
     logs.add_argument("--limit", type=int, default=20)
     logs.add_argument("--json", action="store_true")
+    restore = sub.add_parser("restore", help="restore a backup into an empty database")
+    restore.add_argument("source", help="a .sql.gz file, a backup_logs id, or 'latest'")
+    restore.add_argument("--target", required=True, help="URL of the (empty) database to restore into")
+    restore.add_argument("--force", action="store_true", help="restore even if the target holds tables")
+    restore.add_argument(
+        "--no-single-transaction",
+        dest="single_transaction",
+        action="store_false",
+        help="commit statement by statement (a failure leaves a partial restore)",
+    )
+    restore.add_argument("--json", action="store_true")
+    verify = sub.add_parser("verify", help="check a backup end to end")
+    verify.add_argument("source", help="a .sql.gz file, a backup_logs id, or 'latest'")
+    verify.add_argument("--restore-test", action="store_true", help="also restore it into a throwaway server")
+    verify.add_argument("--json", action="store_true")
     return parser
 
 
@@ -136,7 +151,57 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"migrate": cmd_migrate, "backup": cmd_backup, "logs": cmd_logs}
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .restore import restore
+    from .sources import resolve
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    result = restore(
+        resolve(args.source), args.target, single_transaction=args.single_transaction, force=args.force
+    )
+    if args.json:
+        print(json.dumps(result.__dict__, indent=2))
+    else:
+        print(
+            f"restored {result.source}: {result.sql_bytes:,} bytes of SQL from {result.gz_bytes:,} bytes gzip "
+            f"in {result.seconds:.1f} s"
+        )
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .sources import resolve
+    from .verify import verify
+
+    report = verify(resolve(args.source), restore_test=args.restore_test)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "source": report.source,
+                    "ok": report.ok,
+                    "checks": [c.__dict__ for c in report.checks],
+                    "tables": report.tables,
+                    "rows": report.rows,
+                    "seconds": report.seconds,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for check in report.checks:
+            print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<9} {check.detail}")
+        print(f"{report.source}: {'verified' if report.ok else 'NOT a usable backup'} ({report.seconds:.1f} s)")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+COMMANDS = {
+    "migrate": cmd_migrate,
+    "backup": cmd_backup,
+    "logs": cmd_logs,
+    "restore": cmd_restore,
+    "verify": cmd_verify,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

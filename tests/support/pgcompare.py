@@ -19,7 +19,6 @@ import difflib
 import hashlib
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -44,9 +43,7 @@ _DROP_LINE_RES = [
 # A parenthesised option list that holds a "pg_attver=<number>" entry.
 _ATTVER_LIST_RE = re.compile(r"\(([^()]*\bpg_attver=\d+[^()]*)\)")
 _ATTVER_OPTION_RE = re.compile(r"pg_attver=\d+")
-_EMPTY_SET_STATEMENT_RE = re.compile(
-    r"^ALTER (TABLE|FOREIGN TABLE|INDEX|MATERIALIZED VIEW|VIEW)\b.* SET \(\);$"
-)
+_EMPTY_SET_STATEMENT_RE = re.compile(r"^ALTER (TABLE|FOREIGN TABLE|INDEX|MATERIALIZED VIEW|VIEW)\b.* SET \(\);$")
 
 
 def _strip_attver(line: str) -> str | None:
@@ -111,32 +108,35 @@ ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
 """
 
 
-def _row_query(conn: psycopg.Connection, oid: int, schema: str, name: str) -> sql.Composed:
-    cols = conn.execute(
-        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
-        ' AND NOT attisdropped ORDER BY attname COLLATE "C"',
-        (oid,),
-    ).fetchall()
+def _columns(conn: psycopg.Connection, oid: int) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0"
+            ' AND NOT attisdropped ORDER BY attname COLLATE "C"',
+            (oid,),
+        )
+    ]
+
+
+def _rows_select(conn: psycopg.Connection, oid: int, schema: str, name: str) -> sql.Composed:
+    """SELECT of one text column: each row with its columns in name order, sorted bytewise."""
     row = sql.SQL("ROW({})::pg_catalog.text").format(
-        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c[0])) for c in cols)
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in _columns(conn, oid))
     )
-    return sql.SQL(
-        'COPY (SELECT s.r FROM (SELECT {row} AS r FROM ONLY {rel} t) s ORDER BY s.r COLLATE "C") TO STDOUT'
-    ).format(row=row, rel=sql.Identifier(schema, name))
+    return sql.SQL('SELECT s.r FROM (SELECT {row} AS r FROM ONLY {rel} t) s ORDER BY s.r COLLATE "C"').format(
+        row=row, rel=sql.Identifier(schema, name)
+    )
 
 
-def _copy_blocks(conn: psycopg.Connection, query: sql.Composed) -> Iterator[bytes]:
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for block in copy:
-            yield bytes(block)
-
-
-def _digest_rows(conn: psycopg.Connection, query: sql.Composed) -> str:
+def _digest_rows(conn: psycopg.Connection, select: sql.Composed) -> str:
+    """Hash the COPY text output (one escaped line per row) of ``select``."""
     digest = hashlib.sha256()
     rows = 0
-    for block in _copy_blocks(conn, query):
-        digest.update(block)
-        rows += block.count(b"\n")
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT").format(select)) as copy:
+        for block in copy:
+            digest.update(block)
+            rows += bytes(block).count(b"\n")
     return f"rows={rows} sha256={digest.hexdigest()}"
 
 
@@ -159,22 +159,18 @@ def data_fingerprint(url: str) -> dict[str, str]:
                 result[f"sequence:{qname}"] = f"last_value={last_value} is_called={is_called}"
             elif kind == "m":
                 result[f"matview:{qname}"] = (
-                    _digest_rows(conn, _row_query(conn, oid, schema, name)) if populated else "unpopulated"
+                    _digest_rows(conn, _rows_select(conn, oid, schema, name)) if populated else "unpopulated"
                 )
             else:
-                result[qname] = _digest_rows(conn, _row_query(conn, oid, schema, name))
-        for (lo_oid,) in conn.execute(
-            "SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid"
-        ).fetchall():
+                result[qname] = _digest_rows(conn, _rows_select(conn, oid, schema, name))
+        for (lo_oid,) in conn.execute("SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid").fetchall():
             (content,) = conn.execute("SELECT pg_catalog.lo_get(%s)", (lo_oid,)).fetchone()
-            result[f"large_object:{lo_oid}"] = (
-                f"bytes={len(content)} sha256={hashlib.sha256(content).hexdigest()}"
-            )
+            result[f"large_object:{lo_oid}"] = f"bytes={len(content)} sha256={hashlib.sha256(content).hexdigest()}"
     return result
 
 
-def _row_lines(url: str, key: str, limit_chars: int = 300) -> list[str]:
-    """The sorted row texts of one table/matview key, each cut to ``limit_chars``."""
+def _row_texts(url: str, key: str) -> tuple[list[str], list[str]]:
+    """(column names, sorted row texts) of one table or matview key of ``data_fingerprint``."""
     qname = key.removeprefix("matview:")
     with _connect(url) as conn:
         found = conn.execute(
@@ -184,10 +180,43 @@ def _row_lines(url: str, key: str, limit_chars: int = 300) -> list[str]:
             (qname,),
         ).fetchone()
         if found is None:
-            return []
-        data = b"".join(_copy_blocks(conn, _row_query(conn, *found)))
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return [ln if len(ln) <= limit_chars else f"{ln[:limit_chars]}... ({len(ln)} chars)" for ln in lines]
+            return [], []
+        rows = [r[0] for r in conn.execute(_rows_select(conn, *found))]
+        return _columns(conn, found[0]), rows
+
+
+_CONTROL_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _first_difference(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _shorten(text: str, first: int, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters around offset ``first``."""
+    start = max(0, min(first - width // 3, len(text) - width)) if len(text) > width else 0
+    head = f"[{start} chars]..." if start else ""
+    tail = f"...[{len(text) - start - width} chars]" if start + width < len(text) else ""
+    return f"{head}{text[start : start + width].translate(_CONTROL_ESCAPES)}{tail}"
+
+
+def _row_diff(rows_a: list[str], rows_b: list[str], width: int = 240) -> list[str]:
+    """Readable diff of two sorted row lists; long rows are cut around their difference."""
+    out: list[str] = []
+    matcher = difflib.SequenceMatcher(a=rows_a, b=rows_b, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        old, new = rows_a[a0:a1], rows_b[b0:b1]
+        for i in range(max(len(old), len(new))):
+            a = old[i] if i < len(old) else None
+            b = new[i] if i < len(new) else None
+            first = _first_difference(a, b) if a is not None and b is not None else 0
+            if a is not None:
+                out.append("A " + _shorten(a, first, width))
+            if b is not None:
+                out.append("B " + _shorten(b, first, width))
+    return out
 
 
 def _clip(lines: list[str], limit: int) -> list[str]:
@@ -202,9 +231,7 @@ def assert_databases_equal(url_a: str, url_b: str, pg_dump: Path, *, max_diff_li
     schema_b = schema_fingerprint(url_b, pg_dump)
     if schema_a != schema_b:
         diff = list(
-            difflib.unified_diff(
-                schema_a.splitlines(), schema_b.splitlines(), "schema A", "schema B", n=2, lineterm=""
-            )
+            difflib.unified_diff(schema_a.splitlines(), schema_b.splitlines(), "schema A", "schema B", n=2, lineterm="")
         )
         problems.append("schema differs:\n" + "\n".join(_clip(diff, max_diff_lines)))
 
@@ -225,11 +252,12 @@ def assert_databases_equal(url_a: str, url_b: str, pg_dump: Path, *, max_diff_li
             and data_a[key] != "unpopulated"
             and data_b[key] != "unpopulated"
         ):
-            diff = list(
-                difflib.unified_diff(
-                    _row_lines(url_a, key), _row_lines(url_b, key), "A", "B", n=0, lineterm=""
-                )
-            )
+            cols_a, rows_a = _row_texts(url_a, key)
+            cols_b, rows_b = _row_texts(url_b, key)
+            header = f"columns A: {', '.join(cols_a)}"
+            if cols_b != cols_a:
+                header += f"\ncolumns B: {', '.join(cols_b)}"
+            diff = [*header.split("\n"), *_row_diff(rows_a, rows_b)]
             text += "\n" + "\n".join("    " + ln for ln in _clip(diff, max_diff_lines))
         problems.append(text)
 

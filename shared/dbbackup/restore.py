@@ -1,0 +1,149 @@
+"""Restoring a backup: storage -> gunzip -> the bundled psql, streamed, all or nothing.
+
+With ``--single-transaction`` (the default) psql wraps the whole file in one transaction, so a
+failure anywhere leaves the target as it was. psql commits when its input ends, so the input
+is only closed after the gzip trailer and pg_dump's completion marker were seen; a corrupt or
+truncated file kills psql instead, and the transaction is rolled back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import psycopg
+import psycopg.conninfo
+
+from . import db, pgbin
+from .dumpfilter import DumpRewriter
+from .errors import BackupFailed, UsageError
+from .gzstream import ReadStats, gunzip
+from .redact import one_line, redact
+from .sources import Source
+
+_PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+
+
+class RestoreFailed(BackupFailed):
+    """The restore ran and failed (exit 1)."""
+
+
+@dataclass
+class RestoreResult:
+    source: str
+    gz_bytes: int
+    sql_bytes: int
+    md5: str
+    seconds: float
+    single_transaction: bool
+
+
+def conninfo_and_env(url: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """A conninfo without the password, an environment carrying it, and the secrets to redact."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise UsageError("--target is not a valid PostgreSQL URL or conninfo") from None
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = str(password)
+    conninfo = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+    return conninfo, env, (str(password),) if password else ()
+
+
+def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
+    """Tables, views and sequences outside the system schemas of the target."""
+    with db.connect(url, attempts=1, secrets=secrets) as conn:
+        rows = conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
+            " AND n.nspname NOT LIKE 'pg_temp%'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
+            " ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def restore(source: Source, target_url: str, *, single_transaction: bool = True, force: bool = False) -> RestoreResult:
+    conninfo, env, secrets = conninfo_and_env(target_url)
+    existing = user_tables(target_url, secrets)
+    if existing and not force:
+        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+        raise UsageError(
+            f"the target already holds {len(existing)} table(s)/view(s)/sequence(s) ({shown}); "
+            "restore into an empty database, or pass --force"
+        )
+    argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    if single_transaction:
+        argv.append("--single-transaction")
+    argv += ["-f", "-", "-d", conninfo]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    errors: deque[str] = deque(maxlen=50)
+    drain = threading.Thread(target=_drain, args=(proc.stderr, errors, secrets), daemon=True)
+    drain.start()
+    stats = ReadStats()
+    checker = DumpRewriter([])
+    input_ok = psql_gone = False
+    try:
+        for block in gunzip(source.open(), stats):
+            checker.feed(block)
+            try:
+                proc.stdin.write(block)
+            except BrokenPipeError:
+                psql_gone = True  # psql stopped at an SQL error; its message says why
+                break
+        else:
+            checker.finish()  # raises when pg_dump's completion marker is missing
+            input_ok = True
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        if not input_ok and not psql_gone and proc.poll() is None:
+            _kill(proc)  # never let psql commit a partial input
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        proc.wait()
+        drain.join(timeout=10)
+    if proc.returncode != 0:
+        raise RestoreFailed(_describe(errors, proc.returncode, single_transaction))
+    return RestoreResult(source.label, stats.gz_bytes, stats.sql_bytes, stats.md5,
+                         round(time.monotonic() - started, 3), single_transaction)
+
+
+def _drain(pipe, errors: deque[str], secrets: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    for raw in iter(pipe.readline, b""):
+        line = redact(raw.decode(errors="replace").rstrip(), secrets)
+        if line:
+            errors.append(line)
+
+
+def _describe(errors: deque[str], rc: int, single_transaction: bool) -> str:
+    after = "nothing was committed" if single_transaction else "statements before it were committed"
+    for line in errors:
+        match = _PSQL_ERROR.match(line)
+        if match:
+            return one_line(f"SQL error at line {match['line']} of the backup: {match['msg']} ({after})")
+    detail = next((ln for ln in errors if "error" in ln.lower() or "fatal" in ln.lower()), errors[0] if errors else "")
+    return one_line(f"psql exited with status {rc}" + (f": {detail}" if detail else "") + f" ({after})")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, 9)
+    proc.wait()
