@@ -52,6 +52,10 @@ pg-matrix: $(PG_MATRIX_BINS)
 test: install pg-matrix
 	$(BIN)/python -m pytest -q
 
+# The whole product on an embedded default: throwaway PostgreSQL, sample database, local folder.
+demo: install
+	$(BIN)/dbbackup demo
+
 lint: install
 	$(BIN)/ruff check shared functions tests
 	$(BIN)/ruff format --check shared functions tests

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("source", help="a .sql.gz file, a backup_logs id, or 'latest'")
     verify.add_argument("--restore-test", action="store_true", help="also restore it into a throwaway server")
     verify.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="run everything on a throwaway server with a sample database")
+    demo.add_argument("--local-root", default=None, help="where backups go (default: BACKUP_LOCAL_ROOT or ./backups)")
     return parser
 
 
@@ -156,9 +158,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .sources import resolve
 
     signal.signal(signal.SIGTERM, _sigterm)
-    result = restore(
-        resolve(args.source), args.target, single_transaction=args.single_transaction, force=args.force
-    )
+    result = restore(resolve(args.source), args.target, single_transaction=args.single_transaction, force=args.force)
     if args.json:
         print(json.dumps(result.__dict__, indent=2))
     else:
@@ -195,7 +195,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from .demo import run_demo
+
+    return run_demo(Path(args.local_root or os.environ.get("BACKUP_LOCAL_ROOT") or "backups").absolute())
+
+
 COMMANDS = {
+    "demo": cmd_demo,
     "migrate": cmd_migrate,
     "backup": cmd_backup,
     "logs": cmd_logs,

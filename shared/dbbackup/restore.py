@@ -89,7 +89,11 @@ def restore(source: Source, target_url: str, *, single_transaction: bool = True,
     argv += ["-f", "-", "-d", conninfo]
     started = time.monotonic()
     proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
         start_new_session=True,
     )
     assert proc.stdin is not None and proc.stderr is not None
@@ -122,8 +126,14 @@ def restore(source: Source, target_url: str, *, single_transaction: bool = True,
         drain.join(timeout=10)
     if proc.returncode != 0:
         raise RestoreFailed(_describe(errors, proc.returncode, single_transaction))
-    return RestoreResult(source.label, stats.gz_bytes, stats.sql_bytes, stats.md5,
-                         round(time.monotonic() - started, 3), single_transaction)
+    return RestoreResult(
+        source.label,
+        stats.gz_bytes,
+        stats.sql_bytes,
+        stats.md5,
+        round(time.monotonic() - started, 3),
+        single_transaction,
+    )
 
 
 def _drain(pipe, errors: deque[str], secrets: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]

@@ -45,7 +45,9 @@ def resolve(source: str, settings_loader: Callable[[], Settings] = Settings.from
         repo = LogRepository(conn)
         row = repo.latest_success() if source == "latest" else repo.get(source)
     if row is None:
-        raise UsageError("no successful backup in backup_logs" if source == "latest" else f"no backup_logs row {source}")
+        raise UsageError(
+            "no successful backup in backup_logs" if source == "latest" else f"no backup_logs row {source}"
+        )
     if row["status"] != "success":
         raise UsageError(f"backup {row['id']} is {row['status']}, not a successful backup")
     if row["deleted_at"] is not None:

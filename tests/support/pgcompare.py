@@ -37,7 +37,7 @@ _SESSION_SETTINGS = {
 
 _DROP_LINE_RES = [
     re.compile(r"^--"),  # comments (incl. the "Dumped by" header)
-    re.compile(r"^\\(un)?restrict\b"),  # psql meta-commands of pg_dump >= 17.6
+    re.compile(r"^\\(un)?restrict\b"),  # pg_dump 18.0 / 17.6 / 16.10 / 15.14 and later
     re.compile(r"^SET transaction_timeout\b"),  # pg_dump >= 17, absent from older dumps
 ]
 # A parenthesised option list that holds a "pg_attver=<number>" entry.
