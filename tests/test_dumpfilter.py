@@ -20,7 +20,7 @@ LOGS = (
 
 def run(data: bytes, server_major: int = 15, step: int | None = None, own: bool = False) -> bytes:
     patch = OwnRowPatch(b"public.backup_logs", OWN, {"status": "success"}) if own else None
-    rw = DumpRewriter(rules_for(server_major), patch)
+    rw = DumpRewriter(rules_for(server_major), patch, server_major)
     step = step or len(data)
     out = b"".join(rw.feed(data[i : i + step]) for i in range(0, len(data), step))
     return out + rw.finish()
@@ -60,10 +60,11 @@ def test_copy_data_is_never_rewritten() -> None:
 
 
 def test_output_is_identical_whatever_the_chunking() -> None:
-    data = HEADER + LOGS + b"COPY public.t (x) FROM stdin;\na\\\\.\n\\.\nSELECT 1;\n" + TRAILER
+    data = HEADER + INHERITED + LOGS + b"COPY public.t (x) FROM stdin;\na\\\\.\n\\.\nSELECT 1;\n" + TRAILER
     whole = run(data, own=True)
     for step in (1, 2, 3, 7, 64):
         assert run(data, step=step, own=True) == whole
+        assert run(data, 17, step=step, own=True) == run(data, 17, own=True)
 
 
 def test_the_running_backups_own_row_is_restored_as_success() -> None:
@@ -86,3 +87,36 @@ def test_a_dump_cut_inside_table_data_is_refused() -> None:
 def test_a_final_line_without_newline_is_kept() -> None:
     out = run(HEADER + TRAILER + b"\\unrestrict xyz")
     assert out.endswith(b"\\unrestrict xyz")
+
+
+INHERITED = (
+    b"CREATE TABLE x.child (\n    NOT NULL c,\n    d integer NOT NULL\n)\nINHERITS (x.parent);\n"
+    b"CREATE TABLE x.only_child (\n    a integer,\n    NOT NULL c\n)\nINHERITS (x.parent);\n"
+    b"CREATE FOREIGN TABLE x.remote (\n    NOT NULL c\n)\nINHERITS (x.parent)\nSERVER srv;\n"
+)
+
+
+def test_inherited_not_null_elements_become_alter_table_below_18() -> None:
+    for major in (15, 16, 17):
+        out = run(INHERITED + TRAILER, major).decode()
+        assert "    NOT NULL c" not in out
+        assert "CREATE TABLE x.child (\n    d integer NOT NULL\n)\nINHERITS (x.parent);\n" in out
+        assert "ALTER TABLE ONLY x.child ALTER COLUMN c SET NOT NULL;\n" in out
+        assert "CREATE TABLE x.only_child (\n    a integer\n)\nINHERITS (x.parent);\n" in out
+        assert "CREATE FOREIGN TABLE x.remote (\n)\nINHERITS (x.parent)\nSERVER srv;\n" in out
+        assert "ALTER FOREIGN TABLE ONLY x.remote ALTER COLUMN c SET NOT NULL;\n" in out
+
+
+def test_inherited_not_null_elements_are_kept_for_18() -> None:
+    assert run(INHERITED + TRAILER, 18).startswith(INHERITED)
+
+
+def test_run_as_owner_is_dropped_for_15_only() -> None:
+    sub = b"CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p WITH (connect = false, run_as_owner = true);\n"
+    assert b"run_as_owner" not in run(sub + TRAILER, 15)
+    assert b"run_as_owner = true" in run(sub + TRAILER, 16)
+
+
+def test_a_dump_cut_inside_a_create_table_is_refused() -> None:
+    with pytest.raises(BackupFailed, match="truncated"):
+        run(b"CREATE TABLE x.child (\n    NOT NULL c,\n")

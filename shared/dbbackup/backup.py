@@ -136,6 +136,7 @@ class BackupJob:
             rewriter = DumpRewriter(
                 rules_for(server_major),
                 OwnRowPatch(b"public.backup_logs", log_id, {"status": "success", "failure_reason": "\\N"}),
+                server_major,
             )
             stream = DumpStream(argv, env, rewriter, self.settings.gzip_level, self.secrets, self.progress)
             stored = self.storage.put(target, name, stream)

@@ -19,6 +19,9 @@ COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
 _COPY_START = re.compile(rb"^COPY (?P<table>.+) \((?P<cols>.*)\) FROM stdin;$")
 _ATTVER_ONLY = re.compile(rb"^ALTER TABLE ONLY .+ ALTER COLUMN .+ SET \(pg_attver=\d+\);$")
 _ATTVER_OPTION = re.compile(rb"(?:, )?pg_attver=\d+(?:, )?")
+_CREATE_TABLE = re.compile(rb"^CREATE (?P<foreign>FOREIGN )?TABLE (?P<name>.+) \($")
+_NOT_NULL_ELEMENT = re.compile(rb"^    NOT NULL (?P<col>\S+?)(?P<comma>,?)$")
+_RUN_AS_OWNER = re.compile(rb", run_as_owner = \w+")
 
 Rule = Callable[[bytes], bytes]
 
@@ -51,7 +54,42 @@ def rules_for(server_major: int) -> list[Rule]:
         )
 
     rules.append(attver)
+
+    if server_major < 16:
+        # pg_dump 18 spells out run_as_owner = true for pre-16 subscriptions, which already
+        # behave that way; PostgreSQL 15 rejects the option.
+        def run_as_owner(line: bytes) -> bytes:
+            if line.startswith(b"CREATE SUBSCRIPTION "):
+                return _RUN_AS_OWNER.sub(b"", line)
+            return line
+
+        rules.append(run_as_owner)
     return rules
+
+
+def split_inherited_not_null(statement: list[bytes]) -> list[bytes]:
+    """pg_dump 18 writes a child's NOT NULL on an inherited column as a ``NOT NULL col``
+    element inside ``CREATE TABLE ... INHERITS``, syntax PostgreSQL < 18 rejects (the table is
+    not created and its rows are lost). Move each into ``ALTER TABLE ONLY ... SET NOT NULL``,
+    which means the same on those servers."""
+    head = _CREATE_TABLE.match(statement[0])
+    if not head:
+        return statement
+    body: list[bytes] = [statement[0]]
+    moved: list[bytes] = []
+    for line in statement[1:]:
+        element = _NOT_NULL_ELEMENT.match(line)
+        if not element:
+            body.append(line)
+            continue
+        moved.append(element["col"])
+        if not element["comma"]:  # it was the last element: drop the comma before it
+            for k in range(len(body) - 1, 0, -1):
+                if body[k].endswith(b","):
+                    body[k] = body[k][:-1]
+                    break
+    kind = b"FOREIGN TABLE" if head["foreign"] else b"TABLE"
+    return body + [b"ALTER %s ONLY %s ALTER COLUMN %s SET NOT NULL;" % (kind, head["name"], c) for c in moved]
 
 
 @dataclass
@@ -71,12 +109,14 @@ class OwnRowPatch:
 class DumpRewriter:
     rules: list[Rule]
     own_row: OwnRowPatch | None = None
+    server_major: int = 18
     sql_bytes: int = 0
     saw_marker: bool = False
     rewritten: dict[str, int] = field(default_factory=dict)
     _pending: bytes = b""
     _in_copy: bool = False
     _copy_patch: tuple[int, dict[int, bytes]] | None = None
+    _statement: list[bytes] | None = None  # a CREATE TABLE being collected
 
     def feed(self, data: bytes) -> bytes:
         """Process a chunk; returns the bytes ready to go out (complete lines only)."""
@@ -92,7 +132,7 @@ class DumpRewriter:
         if self._pending:
             tail = tail[:-1]
         self._pending = b""
-        if self._in_copy:
+        if self._in_copy or self._statement is not None:
             raise BackupFailed("the dump ended inside table data (truncated output)")
         if not self.saw_marker:
             raise BackupFailed("the dump ended without pg_dump's completion marker (truncated output)")
@@ -122,8 +162,26 @@ class DumpRewriter:
             nl = block.find(b"\n", pos)
             line = block[pos:nl]
             pos = nl + 1
-            out.append(self._rewrite(line) + b"\n")
+            out.extend(ln + b"\n" for ln in self._statement_lines(line))
         return b"".join(out)
+
+    def _statement_lines(self, line: bytes) -> list[bytes]:
+        """CREATE TABLE statements are rewritten whole (see split_inherited_not_null)."""
+        if self._statement is not None:
+            self._statement.append(line)
+            if not line.endswith(b";") or line.startswith(b"    "):
+                return []
+            statement, self._statement = self._statement, None
+            fixed = split_inherited_not_null(statement)
+            if fixed != statement:
+                self.rewritten["CREATE TABLE (inherited NOT NULL)"] = (
+                    self.rewritten.get("CREATE TABLE (inherited NOT NULL)", 0) + 1
+                )
+            return [self._rewrite(ln) for ln in fixed]
+        if self.server_major < 18 and _CREATE_TABLE.match(line):
+            self._statement = [line]
+            return []
+        return [self._rewrite(line)]
 
     def _rewrite(self, line: bytes) -> bytes:
         if line.startswith(b"COPY ") and line.endswith(b"FROM stdin;"):

@@ -1,9 +1,11 @@
 -- backup_logs exactly as the spec defines it, plus three columns of our own
 -- (triggered_by, md5_checksum, sql_bytes). Everything is IF NOT EXISTS so a re-run is a no-op.
+-- The CHECKs compare as text: PostgreSQL prints `varchar IN ('a', 'b')` in a form that reads back
+-- differently, so a restored schema would not match the original's dump; this form round-trips.
 CREATE TABLE IF NOT EXISTS public.backup_logs (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    backup_type varchar(20) NOT NULL CHECK (backup_type IN ('automatic', 'manual')),
-    status varchar(20) NOT NULL CHECK (status IN ('success', 'failed', 'in_progress')),
+    backup_type varchar(20) NOT NULL CHECK (backup_type::text IN ('automatic'::text, 'manual'::text)),
+    status varchar(20) NOT NULL CHECK (status::text IN ('success'::text, 'failed'::text, 'in_progress'::text)),
     file_name varchar(255) NOT NULL,
     file_size_bytes bigint,
     google_drive_file_id varchar(255),

@@ -1,0 +1,156 @@
+"""`dbbackup restore` and `dbbackup verify`: every backup proven restorable, every bad file caught."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import DbFactory, run_cli
+
+
+@pytest.fixture
+def backed_up(migrated_url: str, tmp_path: Path) -> tuple[str, Path, Path]:
+    """(database URL, storage root, backup file) after one successful CLI backup."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id int PRIMARY KEY, amount numeric, note text)")
+        conn.execute("INSERT INTO invoices SELECT g, g * 1.5, 'note ' || g FROM generate_series(1, 20000) g")
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, invoice_id int REFERENCES invoices)")
+        conn.execute("INSERT INTO items SELECT g, 1 + g % 20000 FROM generate_series(1, 20000) g")
+    root = tmp_path / "store"
+    proc = run_cli(["backup", "--json"], migrated_url, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    return migrated_url, root, root / json.loads(proc.stdout)["file_id"]
+
+
+def table_count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchone()[0]
+
+
+def cli(args: list[str], setup: tuple[str, Path, Path]) -> object:
+    url, root, _ = setup
+    return run_cli(args, url, BACKUP_LOCAL_ROOT=str(root))
+
+
+def one_line(stderr: str) -> str:
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    return stderr
+
+
+@pytest.mark.parametrize("source", ["latest", "id", "path"])
+def test_restore_by_latest_id_or_path(backed_up, make_db: DbFactory, source: str) -> None:  # type: ignore[no-untyped-def]
+    url, _, file = backed_up
+    with psycopg.connect(url) as conn:
+        log_id = str(conn.execute("SELECT id FROM backup_logs").fetchone()[0])
+    arg = {"latest": "latest", "id": log_id, "path": str(file)}[source]
+    target = make_db()
+    proc = cli(["restore", arg, "--target", target], backed_up)
+    assert proc.returncode == 0, proc.stderr
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*), sum(amount) FROM invoices").fetchone() == (20000, 300015000)
+
+
+def test_restore_refuses_a_target_with_tables(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
+    target = make_db(sql="CREATE TABLE precious (x int); INSERT INTO precious VALUES (1)")
+    proc = cli(["restore", "latest", "--target", target], backed_up)
+    assert proc.returncode == 2
+    assert "public.precious" in one_line(proc.stderr) and "--force" in proc.stderr
+    forced = cli(["restore", "latest", "--target", target, "--force"], backed_up)
+    assert forced.returncode == 0, forced.stderr
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM precious").fetchone()[0] == 1  # never dropped
+
+
+def rewrite(file: Path, change) -> Path:  # type: ignore[no-untyped-def]
+    sql = gzip.decompress(file.read_bytes())
+    out = file.with_name("edited.sql.gz")
+    out.write_bytes(gzip.compress(change(sql)))
+    return out
+
+
+def test_an_sql_error_mid_restore_names_the_line_and_commits_nothing(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
+    _, _, file = backed_up
+
+    def inject(sql: bytes) -> bytes:
+        head, sep, tail = sql.partition(b"COPY public.items")
+        return head + b"SELECT 1/0;\n" + sep + tail
+
+    bad = rewrite(file, inject)
+    line = gzip.decompress(bad.read_bytes()).split(b"\n").index(b"SELECT 1/0;") + 1
+    target = make_db()
+    proc = cli(["restore", str(bad), "--target", target], backed_up)
+    assert proc.returncode == 1
+    assert f"SQL error at line {line} of the backup: division by zero" in one_line(proc.stderr)
+    assert "nothing was committed" in proc.stderr
+    assert table_count(target) == 0
+    partial = cli(["restore", str(bad), "--target", target, "--no-single-transaction"], backed_up)
+    assert partial.returncode == 1 and "statements before it were committed" in partial.stderr
+    assert table_count(target) > 0
+
+
+def test_a_truncated_file_is_caught_by_verify_and_restores_nothing(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
+    _, _, file = backed_up
+    cut = file.with_name("cut.sql.gz")
+    cut.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    proc = cli(["verify", str(cut)], backed_up)
+    assert proc.returncode == 1 and "truncated" in proc.stdout
+    target = make_db()
+    restored = cli(["restore", str(cut), "--target", target], backed_up)
+    assert restored.returncode == 1 and "truncated" in one_line(restored.stderr)
+    assert table_count(target) == 0
+
+
+def test_a_dump_without_its_completion_marker_is_not_a_backup(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
+    _, _, file = backed_up
+    short = rewrite(file, lambda sql: sql[: sql.index(b"-- PostgreSQL database dump complete")])
+    proc = cli(["verify", str(short)], backed_up)
+    assert proc.returncode == 1 and "completion marker" in proc.stdout
+    target = make_db()
+    restored = cli(["restore", str(short), "--target", target], backed_up)
+    assert restored.returncode == 1 and "completion marker" in restored.stderr
+    assert table_count(target) == 0
+
+
+def test_a_corrupted_byte_is_caught(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
+    _, _, file = backed_up
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    bad = file.with_name("flipped.sql.gz")
+    bad.write_bytes(bytes(data))
+    proc = cli(["verify", str(bad)], backed_up)
+    assert proc.returncode == 1 and "FAIL gzip" in proc.stdout
+    target = make_db()
+    restored = cli(["restore", str(bad), "--target", target], backed_up)
+    assert restored.returncode == 1
+    assert table_count(target) == 0
+
+
+def test_an_md5_mismatch_with_the_log_is_caught(backed_up) -> None:  # type: ignore[no-untyped-def]
+    _, _, file = backed_up
+    sql = gzip.decompress(file.read_bytes())
+    file.write_bytes(gzip.compress(sql, compresslevel=9))  # same SQL, different bytes
+    proc = cli(["verify", str(file), "--json"], backed_up)
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert not checks["md5"]["ok"] and checks["gzip"]["ok"] and checks["complete"]["ok"]
+
+
+def test_verify_with_a_restore_test_reports_tables_and_rows(backed_up) -> None:  # type: ignore[no-untyped-def]
+    proc = cli(["verify", "latest", "--restore-test", "--json"], backed_up)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["tables"] == 5  # invoices, items + our three tables
+    assert report["rows"] >= 40000
+
+
+def test_unknown_sources_are_usage_errors(backed_up) -> None:  # type: ignore[no-untyped-def]
+    for source in ("/no/such/file.sql.gz", "00000000-0000-0000-0000-000000000000"):
+        proc = cli(["verify", source], backed_up)
+        assert proc.returncode == 2
+        one_line(proc.stderr)
