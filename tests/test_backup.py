@@ -194,3 +194,32 @@ def test_a_non_superuser_with_a_password_backs_up_over_the_wire(owner_db: OwnerD
     assert owner_db.password not in proc.stdout + proc.stderr
     assert os.listdir(tmp_path / FOLDER)
     _ = with_params
+
+
+def test_an_unreachable_database_is_retried_three_times_with_backoff() -> None:
+    from dbbackup import db
+    from dbbackup.embedded import free_port
+    from dbbackup.errors import DatabaseUnavailable
+
+    slept: list[float] = []
+    with pytest.raises(DatabaseUnavailable, match="cannot connect to the database"):
+        db.connect(f"postgresql://postgres:s3cret-pw@127.0.0.1:{free_port()}/x", sleep=slept.append)
+    assert slept == [1.0, 2.0]
+
+
+def test_a_storage_folder_that_cannot_be_created_fails_the_backup(populated: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the backup root should be")
+    outcome = BackupJob(settings_for(populated, blocker)).run("scheduled")
+    assert outcome.status == "failed" and "cannot create folder" in outcome.reason
+    assert row(populated, outcome.backup_log_id)["status"] == "failed"
+
+
+def test_an_invalid_folder_path_setting_fails_the_backup_before_any_dump(populated: str, tmp_path: Path) -> None:
+    with psycopg.connect(populated, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE invoice_configurations SET config_value = 'MyDrive/../etc' WHERE config_key = 'backup_folder_path'"
+        )
+    outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+    assert outcome.status == "failed" and "may not contain '.' or '..'" in outcome.reason
+    assert files(tmp_path) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import DbFactory, run_cli
+from conftest import FIXTURES, DbFactory, run_cli
 
 
 @pytest.fixture
@@ -154,3 +154,40 @@ def test_unknown_sources_are_usage_errors(backed_up) -> None:  # type: ignore[no
         proc = cli(["verify", source], backed_up)
         assert proc.returncode == 2
         one_line(proc.stderr)
+
+
+def test_a_supabase_backup_into_plain_postgresql_fails_clearly_then_works_with_the_roles(
+    make_db: DbFactory,
+    pg_admin_url: str,
+    password_server,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    source = make_db()
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute((FIXTURES / "supabase_auth.sql").read_text())
+        conn.execute((FIXTURES / "supabase_app.sql").read_text())
+    run_cli(["migrate"], source, check=True)  # creates a policy TO authenticated
+    root = tmp_path / "store"
+    file = (
+        root
+        / json.loads(run_cli(["backup", "--json"], source, check=True, BACKUP_LOCAL_ROOT=str(root)).stdout)["file_id"]
+    )
+    # A separate plain server: none of Supabase's roles exist there.
+    with psycopg.connect(password_server.url(), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS plain")
+        conn.execute("CREATE DATABASE plain")
+        assert not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'authenticated'").fetchone()
+    target = password_server.url("plain")
+    proc = run_cli(["restore", str(file), "--target", target], None)
+    assert proc.returncode == 1
+    assert 'role "authenticated" does not exist' in one_line(proc.stderr)
+    assert "create its roles on the target first" in proc.stderr
+    assert table_count(target) == 0
+    with psycopg.connect(password_server.url(), autocommit=True) as conn:
+        conn.execute(
+            "CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN; CREATE ROLE service_role NOLOGIN BYPASSRLS"
+        )
+    proc = run_cli(["restore", str(file), "--target", target], None)
+    assert proc.returncode == 0, proc.stderr
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM public.user_profiles").fetchone()[0] == 3

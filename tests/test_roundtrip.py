@@ -105,6 +105,7 @@ def old_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedPostgres]:
         yield pg
 
 
+@pytest.mark.matrix
 def test_each_supported_major_round_trips_with_its_own_psql(old_server: EmbeddedPostgres, tmp_path: Path) -> None:
     """pg_dump 18 dumping 15, 16 and 17; restored by that version's own psql, ON_ERROR_STOP=1."""
     with psycopg.connect(old_server.url(), autocommit=True) as conn:

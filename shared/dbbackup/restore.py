@@ -148,9 +148,26 @@ def _describe(errors: deque[str], rc: int, single_transaction: bool) -> str:
     for line in errors:
         match = _PSQL_ERROR.match(line)
         if match:
-            return one_line(f"SQL error at line {match['line']} of the backup: {match['msg']} ({after})")
+            hint = _hint(match["msg"])
+            return one_line(f"SQL error at line {match['line']} of the backup: {match['msg']} ({after}){hint}")
     detail = next((ln for ln in errors if "error" in ln.lower() or "fatal" in ln.lower()), errors[0] if errors else "")
     return one_line(f"psql exited with status {rc}" + (f": {detail}" if detail else "") + f" ({after})")
+
+
+SUPABASE_ROLES = ("anon", "authenticated", "service_role", "supabase_admin", "authenticator", "dashboard_user")
+
+
+def _hint(message: str) -> str:
+    """What to do about the failures a Supabase backup meets on a plain PostgreSQL."""
+    role = re.match(r'role "(?P<role>[^"]+)" does not exist', message)
+    if role and role["role"] in SUPABASE_ROLES:
+        return (
+            "; the backup is of a Supabase database: create its roles on the target first"
+            " (README: Restoring a Supabase backup)"
+        )
+    if "extension" in message and ("is not available" in message or "could not open extension" in message):
+        return "; the target lacks an extension the source had: install it, or restore into a server that has it"
+    return ""
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
