@@ -52,6 +52,12 @@ pg-matrix: $(PG_MATRIX_BINS)
 test: install pg-matrix
 	$(BIN)/python -m pytest -q
 
+# The long benchmark (about 2 minutes, plus about 30 s to build its 1 GB database the first
+# time): dbbackup vs pg_dump alone, | gzip -6 and | pigz, and restore vs gunzip | psql.
+BENCH_ARGS ?= --sizes 0.25,1.0
+bench: install
+	$(BIN)/python tests/bench/run_bench.py --json-out .cache/bench/results.json $(BENCH_ARGS)
+
 # The whole product on an embedded default: throwaway PostgreSQL, sample database, local folder.
 demo: install
 	$(BIN)/dbbackup demo

@@ -8,20 +8,19 @@ behind for a failed attempt.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import psycopg
-import psycopg.conninfo
 
 from . import db, folder_path, naming, pgbin
 from .dumpfilter import DumpRewriter, OwnRowPatch, rules_for
 from .dumpstream import DumpStream, Progress
 from .errors import BackupError, BackupFailed, ConfigError, LockBusy, StorageError
 from .logrepo import LogRepository
+from .proc import libpq_target
 from .redact import one_line, redact
 from .settings import Settings
 from .storage import Storage, StoredFile
@@ -57,13 +56,8 @@ def make_storage(settings: Settings) -> Storage:
 def pg_dump_command(settings: Settings, pg_dump: str) -> tuple[list[str], dict[str, str]]:
     """argv and environment for pg_dump. The password travels in PGPASSWORD, never in argv
     (argv is visible to every process on the host)."""
-    params = psycopg.conninfo.conninfo_to_dict(settings.database_url)
-    password = params.pop("password", None)
-    env = dict(os.environ)
+    conninfo, env, _ = libpq_target(settings.database_url)
     env["PGAPPNAME"] = "dbbackup-pg_dump"
-    if password:
-        env["PGPASSWORD"] = str(password)
-    conninfo = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
     argv = [
         pg_dump,
         "--format=plain",

@@ -25,7 +25,8 @@ from isal import isal_zlib
 
 from .dumpfilter import DumpRewriter
 from .errors import BackupFailed
-from .redact import one_line, redact
+from .proc import drain_lines, stop_group
+from .redact import one_line
 
 READ_SIZE = 1 << 20
 OUT_SIZE = 1 << 20
@@ -83,7 +84,7 @@ class DumpStream:
             fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, READ_SIZE)
         chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(QUEUE_DEPTH)
         stop = threading.Event()
-        err_thread = threading.Thread(target=self._drain_stderr, args=(proc.stderr,), daemon=True)
+        err_thread = threading.Thread(target=drain_lines, args=(proc.stderr, self._stderr, self.secrets), daemon=True)
         reader = threading.Thread(target=self._read, args=(proc.stdout, chunks, stop), daemon=True)
         err_thread.start()
         reader.start()
@@ -121,8 +122,7 @@ class DumpStream:
             yield final
         finally:
             stop.set()
-            if proc.poll() is None:
-                self._kill(proc)
+            stop_group(proc)
             with contextlib.suppress(queue.Empty):
                 while True:  # unblock the reader if it waits on a full queue
                     chunks.get_nowait()
@@ -162,26 +162,9 @@ class DumpStream:
             except queue.Full:
                 continue
 
-    def _drain_stderr(self, pipe) -> None:  # type: ignore[no-untyped-def]
-        for raw in iter(pipe.readline, b""):
-            line = redact(raw.decode(errors="replace").rstrip(), self.secrets)
-            if line:
-                self._stderr.append(line)
-
     def _failure(self, rc: int) -> str:
         errors = [ln for ln in self._stderr if "error" in ln.lower() or "fatal" in ln.lower()]
         detail = (errors or list(self._stderr) or [""])[0]
         detail = detail.removeprefix("pg_dump: ").removeprefix("error: ")
         how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
         return one_line(f"pg_dump {how}" + (f": {detail}" if detail else ""))
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-            proc.wait()

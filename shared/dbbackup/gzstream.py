@@ -11,6 +11,9 @@ from isal import isal_zlib
 from .errors import BackupFailed
 
 GZIP_WBITS = 31
+# Output per decompress call: SQL of a blank-padded table compresses 30x or more, so one input
+# chunk may expand enormously; bounding each call keeps memory flat whatever the data.
+MAX_OUT = 1 << 20
 
 
 @dataclass
@@ -36,7 +39,7 @@ def gunzip(chunks: Iterable[bytes], stats: ReadStats) -> Iterator[bytes]:
         while data:
             in_member = True
             try:
-                out = dec.decompress(data)
+                out = dec.decompress(data, MAX_OUT)
             except isal_zlib.error as exc:
                 raise BackupFailed(f"the gzip stream is corrupt near byte {stats.gz_bytes:,}: {exc}") from None
             if out:
@@ -47,7 +50,7 @@ def gunzip(chunks: Iterable[bytes], stats: ReadStats) -> Iterator[bytes]:
                 dec = isal_zlib.decompressobj(GZIP_WBITS)
                 in_member = False
             else:
-                data = b""
+                data = dec.unconsumed_tail
     if stats.gz_bytes == 0:
         raise BackupFailed("the file is empty")
     if in_member:

@@ -9,7 +9,6 @@ truncated file kills psql instead, and the transaction is rolled back.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 import threading
@@ -17,14 +16,12 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import psycopg
-import psycopg.conninfo
-
 from . import db, pgbin
 from .dumpfilter import DumpRewriter
 from .errors import BackupFailed, UsageError
 from .gzstream import ReadStats, gunzip
-from .redact import one_line, redact
+from .proc import drain_lines, libpq_target, stop_group
+from .redact import one_line
 from .sources import Source
 
 _PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
@@ -45,20 +42,6 @@ class RestoreResult:
     single_transaction: bool
 
 
-def conninfo_and_env(url: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
-    """A conninfo without the password, an environment carrying it, and the secrets to redact."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        raise UsageError("--target is not a valid PostgreSQL URL or conninfo") from None
-    password = params.pop("password", None)
-    env = dict(os.environ)
-    if password:
-        env["PGPASSWORD"] = str(password)
-    conninfo = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
-    return conninfo, env, (str(password),) if password else ()
-
-
 def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
     """Tables, views and sequences outside the system schemas of the target."""
     with db.connect(url, attempts=1, secrets=secrets) as conn:
@@ -75,7 +58,7 @@ def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
 
 
 def restore(source: Source, target_url: str, *, single_transaction: bool = True, force: bool = False) -> RestoreResult:
-    conninfo, env, secrets = conninfo_and_env(target_url)
+    conninfo, env, secrets = libpq_target(target_url, "--target")
     existing = user_tables(target_url, secrets)
     if existing and not force:
         shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
@@ -98,7 +81,7 @@ def restore(source: Source, target_url: str, *, single_transaction: bool = True,
     )
     assert proc.stdin is not None and proc.stderr is not None
     errors: deque[str] = deque(maxlen=50)
-    drain = threading.Thread(target=_drain, args=(proc.stderr, errors, secrets), daemon=True)
+    drain = threading.Thread(target=drain_lines, args=(proc.stderr, errors, secrets), daemon=True)
     drain.start()
     stats = ReadStats()
     checker = DumpRewriter([])
@@ -115,11 +98,11 @@ def restore(source: Source, target_url: str, *, single_transaction: bool = True,
             checker.finish()  # raises when pg_dump's completion marker is missing
             input_ok = True
     except BaseException:
-        _kill(proc)
+        stop_group(proc, grace=0)
         raise
     finally:
         if not input_ok and not psql_gone and proc.poll() is None:
-            _kill(proc)  # never let psql commit a partial input
+            stop_group(proc, grace=0)  # never let psql commit a partial input
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()
         proc.wait()
@@ -134,13 +117,6 @@ def restore(source: Source, target_url: str, *, single_transaction: bool = True,
         round(time.monotonic() - started, 3),
         single_transaction,
     )
-
-
-def _drain(pipe, errors: deque[str], secrets: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
-    for raw in iter(pipe.readline, b""):
-        line = redact(raw.decode(errors="replace").rstrip(), secrets)
-        if line:
-            errors.append(line)
 
 
 def _describe(errors: deque[str], rc: int, single_transaction: bool) -> str:
@@ -168,9 +144,3 @@ def _hint(message: str) -> str:
     if "extension" in message and ("is not available" in message or "could not open extension" in message):
         return "; the target lacks an extension the source had: install it, or restore into a server that has it"
     return ""
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, 9)
-    proc.wait()
