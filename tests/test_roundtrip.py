@@ -19,7 +19,10 @@ from dbbackup import pgbin
 from dbbackup.backup import BackupJob
 from dbbackup.embedded import EmbeddedPostgres
 from dbbackup.migrate import migrate
+from dbbackup.restore import restore
 from dbbackup.settings import Settings
+from dbbackup.sources import resolve
+from dbbackup.verify import verify
 from support.pgcompare import assert_databases_equal
 
 OURS = frozenset({"public.backup_logs", "public.dbbackup_migrations", "public.invoice_configurations"})
@@ -78,6 +81,18 @@ def test_a_varied_database_round_trips_exactly(make_db: DbFactory, tmp_path: Pat
     source, target = make_db(), make_db()
     load_variety(source)
     check_roundtrip(source, target, tmp_path, psql_for(source))
+
+
+def test_the_varied_database_restores_and_verifies_with_our_own_commands(make_db: DbFactory, tmp_path: Path) -> None:
+    source, target = make_db(), make_db()
+    load_variety(source)
+    _, log_id = backup(source, tmp_path)
+    settings = Settings.from_env({"DATABASE_URL": source, "BACKUP_LOCAL_ROOT": str(tmp_path)})
+    report = verify(resolve(log_id, lambda: settings), restore_test=True)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    assert report.tables and report.tables > 20 and report.rows
+    restore(resolve(log_id, lambda: settings), target)
+    assert_databases_equal(source, target, pgbin.tool("pg_dump"), ignore_data=OURS)
 
 
 def matrix_versions() -> list[str]:
