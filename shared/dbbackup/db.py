@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable
 
 import psycopg
+import psycopg.conninfo
 
 from .errors import DatabaseUnavailable
+from .proc import with_keepalives
 from .redact import one_line, redact
 
 APPLICATION_NAME = "dbbackup"
@@ -35,7 +37,7 @@ def connect(
     for attempt in range(1, attempts + 1):
         try:
             return psycopg.connect(
-                url,
+                psycopg.conninfo.make_conninfo(**with_keepalives(psycopg.conninfo.conninfo_to_dict(url))),
                 autocommit=True,
                 prepare_threshold=None,
                 connect_timeout=15,

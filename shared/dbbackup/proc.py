@@ -17,6 +17,17 @@ import psycopg.conninfo
 from .errors import UsageError
 from .redact import redact
 
+# A dead network path must end a dump, not hang it until the platform kills us: TCP keepalives
+# notice a silent peer within about a minute. Values in the URL win.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+
+
+def with_keepalives(params: dict[str, object]) -> dict[str, str]:
+    merged = {k: str(v) for k, v in params.items()}
+    for key, value in KEEPALIVES.items():
+        merged.setdefault(key, value)
+    return merged
+
 
 def libpq_target(url: str, what: str = "DATABASE_URL") -> tuple[str, dict[str, str], tuple[str, ...]]:
     """(conninfo without the password, environment carrying it in PGPASSWORD, secrets to redact)."""
@@ -28,7 +39,7 @@ def libpq_target(url: str, what: str = "DATABASE_URL") -> tuple[str, dict[str, s
     env = dict(os.environ)
     if password:
         env["PGPASSWORD"] = str(password)
-    conninfo = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+    conninfo = psycopg.conninfo.make_conninfo(**with_keepalives(params))
     return conninfo, env, (str(password),) if password else ()
 
 
