@@ -66,7 +66,12 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
         )
         assert "automatic" in checks and "in_progress" in checks
         versions = [r[0] for r in conn.execute("SELECT version FROM public.dbbackup_migrations")]
-        assert versions == ["001_backup_logs", "002_invoice_configurations", "003_backup_logs_rls"]
+        assert versions == [
+            "001_backup_logs",
+            "002_invoice_configurations",
+            "003_backup_logs_rls",
+            "004_backup_logs_size_warning",
+        ]
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")
 

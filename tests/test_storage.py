@@ -11,12 +11,18 @@ from dbbackup.errors import ConfigError, StorageExists, StorageNotFound
 from dbbackup.storage import Storage
 from dbbackup.storage.local import LocalStorage
 
-STORAGES: dict[str, Callable[[Path], Storage]] = {"local": LocalStorage}
+pytest_plugins = ["fakes.fixtures"]  # the fake servers' fixtures (drive_fake, drive_storage, ...)
+
+# A backend is a factory of a root folder, or the name of a fixture that starts its fake server.
+STORAGES: dict[str, Callable[[Path], Storage] | str] = {"local": LocalStorage, "google_drive": "drive_storage"}
 
 
 @pytest.fixture(params=sorted(STORAGES))
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    return STORAGES[request.param](tmp_path / "root")
+    make = STORAGES[request.param]
+    if isinstance(make, str):
+        return request.getfixturevalue(make)
+    return make(tmp_path / "root")
 
 
 def test_put_then_list_open_stat_delete(storage: Storage) -> None:

@@ -14,5 +14,5 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 
 @functions_framework.http
 def database_backup(request: flask.Request) -> flask.Response:
-    body, status = handle_backup(request.method, request.get_data(cache=False))
+    body, status = handle_backup(request.method, request.get_data(cache=False), path=request.path)
     return flask.make_response(flask.jsonify(body), status)

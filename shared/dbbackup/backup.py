@@ -8,24 +8,26 @@ behind for a failed attempt.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import psycopg
 
-from . import db, folder_path, naming, pgbin
+from . import alerts, db, folder_path, monitoring, naming, pgbin
 from .dumpfilter import DumpRewriter, OwnRowPatch, rules_for
 from .dumpstream import DumpStream, Progress
 from .errors import BackupError, BackupFailed, ConfigError, LockBusy, StorageError
-from .logrepo import LogRepository
+from .logrepo import INTERRUPTED, LogRepository
 from .proc import libpq_target
 from .redact import one_line, redact
 from .settings import Settings
 from .storage import Storage, StoredFile
 
 TRIGGERS = {"scheduled": "automatic", "manual": "manual"}
+_log = logging.getLogger("dbbackup.backup")
 
 
 @dataclass
@@ -50,6 +52,11 @@ def make_storage(settings: Settings) -> Storage:
         from .storage.local import LocalStorage
 
         return LocalStorage(settings.local_root)
+    if settings.storage == "google_drive" and settings.google_drive is not None:
+        # Imported here so that local runs never load the Google client libraries.
+        from .storage.drive import DriveStorage
+
+        return DriveStorage(settings.google_drive)
     raise ConfigError(f"BACKUP_STORAGE={settings.storage!r} is not supported")
 
 
@@ -77,16 +84,29 @@ class BackupJob:
         storage: Storage | None = None,
         progress: Progress | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        alerter: alerts.Alerter | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage or make_storage(settings)
         self.progress = progress
         self.clock = clock
         self.secrets = settings.secrets
+        self.alerter = alerter or alerts.Alerter(settings)
 
     def run(self, trigger: str, triggered_by: str | None = None) -> BackupOutcome:
         """Raises ConfigError / DatabaseUnavailable / LockBusy before any row exists;
-        afterwards every failure is returned as a ``failed`` outcome with its row updated."""
+        afterwards every failure is returned as a ``failed`` outcome with its row updated.
+        Failures (and those errors, but not LockBusy) are e-mailed; sending never changes
+        what this returns or raises."""
+        try:
+            return self._run(trigger, triggered_by)
+        except LockBusy:
+            raise
+        except BackupError as exc:
+            self._alert_could_not_start(trigger, exc)
+            raise
+
+    def _run(self, trigger: str, triggered_by: str | None) -> BackupOutcome:
         if trigger not in TRIGGERS:
             raise ConfigError(f"unknown trigger {trigger!r}")
         conn = db.connect(self.settings.database_url, attempts=self.settings.connect_attempts, secrets=self.secrets)
@@ -98,8 +118,10 @@ class BackupJob:
             if not repo.try_lock():
                 raise LockBusy("another backup of this database is running")
             try:
-                repo.recover_stale()
-                return self._locked(repo, config.folder_path, trigger, triggered_by)
+                self._recover_stale(repo)
+                outcome = self._locked(repo, config.folder_path, trigger, triggered_by)
+                self._check_size(repo, outcome)
+                return outcome
             finally:
                 with contextlib.suppress(psycopg.Error):
                     repo.unlock()
@@ -164,6 +186,7 @@ class BackupJob:
                 with contextlib.suppress(Exception):
                     self.storage.delete(stored.id)
             self._record_failure(repo, log_id, reason)
+            self._alert_failure(repo, TRIGGERS[trigger], log_id, name, folder, reason)
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt / SystemExit: recorded, now let it stop us
             return BackupOutcome(
@@ -173,6 +196,125 @@ class BackupJob:
                 path=f"{folder}/{name}",
                 seconds=round(time.monotonic() - started, 3),
                 reason=reason,
+            )
+
+    # --- alerts and the size check: each swallows its own errors, so a backup's outcome (and
+    # the function's answer) is decided by the backup alone, never by SendGrid or a lookup.
+
+    def _recover_stale(self, repo: LogRepository) -> None:
+        """Rows a killed run left in_progress become failed ("interrupted"), and each is alerted:
+        a run killed at the platform's timeout had no chance to say so itself."""
+        stale = repo.recent("in_progress", limit=50)  # under the lock, every one is an orphan
+        repo.recover_stale()
+        for row in stale:
+            self._alert_failure(
+                repo, row["backup_type"], str(row["id"]), row["file_name"], row["google_drive_path"] or "", INTERRUPTED
+            )
+
+    @contextlib.contextmanager
+    def _report_conn(self, repo: LogRepository) -> Iterator[psycopg.Connection | None]:
+        """The run's connection if it still works, else a fresh one, else None (database gone)."""
+        try:
+            repo.conn.execute("SELECT 1")
+            alive = True
+        except psycopg.Error:
+            alive = False
+        if alive:  # yield outside the try: an error in the caller's block is the caller's
+            yield repo.conn
+            return
+        try:
+            conn = db.connect(self.settings.database_url, attempts=1, secrets=self.secrets)
+        except BackupError:
+            yield None
+            return
+        with conn:
+            yield conn
+
+    def _alert_failure(
+        self, repo: LogRepository, backup_type: str, log_id: str, name: str, folder: str, reason: str
+    ) -> None:
+        try:
+            with self._report_conn(repo) as conn:
+                previous = monitoring.last_success(conn) if conn else None
+                streak = monitoring.consecutive_failures(conn) if conn else 1
+                recipient = alerts.configured_recipient(conn) if conn else None
+            failure = alerts.BackupFailure(
+                when=self.clock(),
+                backup_type=backup_type,
+                reason=reason,
+                file_name=name,
+                expected_size=previous["file_size_bytes"] if previous else None,
+                drive_path=f"{folder}/{name}",
+                backup_id=log_id,
+                consecutive=max(streak, 1),
+                last_success=(previous["completed_at"] or previous["started_at"]) if previous else None,
+            )
+            email = alerts.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            self.alerter.deliver(email, recipient)
+        except Exception as exc:
+            _log.error(
+                "the failure alert for backup %s was not sent: %s", log_id, one_line(redact(str(exc), self.secrets))
+            )
+
+    def _alert_could_not_start(self, trigger: str, exc: BackupError) -> None:
+        """Configuration and credential errors happen before any row exists: same e-mail, with
+        no file or id. The recipient is read only when the database answered at all."""
+        try:
+            recipient = None
+            if isinstance(exc, ConfigError):
+                with (
+                    contextlib.suppress(BackupError, psycopg.Error),
+                    db.connect(self.settings.database_url, attempts=1, secrets=self.secrets) as conn,
+                ):
+                    recipient = alerts.configured_recipient(conn)
+            failure = alerts.BackupFailure(
+                when=self.clock(),
+                backup_type=TRIGGERS.get(trigger, "automatic"),
+                reason=one_line(redact(str(exc), self.secrets)),
+                file_name=None,
+                expected_size=None,
+                drive_path=None,
+                backup_id=None,
+            )
+            email = alerts.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            self.alerter.deliver(email, recipient)
+        except Exception as err:
+            _log.error("the failure alert was not sent: %s", one_line(redact(str(err), self.secrets)))
+
+    def _check_size(self, repo: LogRepository, outcome: BackupOutcome) -> None:
+        """A backup far smaller than the previous successful one is how an emptied table shows:
+        flag the row and send a warning. The backup stays a success (the dump is complete)."""
+        percent = self.settings.size_warning_percent
+        if outcome.status != "success" or not percent or outcome.file_size_bytes is None:
+            return
+        try:
+            previous = monitoring.last_success(repo.conn, exclude_id=outcome.backup_log_id)
+            before = previous["file_size_bytes"] if previous else None
+            if not before or outcome.file_size_bytes * 100 >= before * percent:
+                return
+            assert previous is not None and outcome.backup_log_id and outcome.file_name and outcome.path
+            share = 100 * outcome.file_size_bytes / before
+            text = (
+                f"{outcome.file_size_bytes:,} bytes is {share:.1f} % of the previous successful backup"
+                f" ({before:,} bytes, {previous['file_name']}); warning below {percent} %"
+            )
+            monitoring.flag_size_warning(repo.conn, outcome.backup_log_id, text)
+            _log.warning("backup %s: size warning: %s", outcome.backup_log_id, text)
+            email = alerts.size_warning_email(
+                self.clock(),
+                self.settings.timezone,
+                self.settings.environment,
+                backup_id=outcome.backup_log_id,
+                file_name=outcome.file_name,
+                drive_path=outcome.path,
+                size=outcome.file_size_bytes,
+                previous_size=before,
+                threshold_percent=percent,
+            )
+            self.alerter.deliver(email, alerts.configured_recipient(repo.conn))
+        except Exception as exc:
+            _log.error(
+                "size check of backup %s failed: %s", outcome.backup_log_id, one_line(redact(str(exc), self.secrets))
             )
 
     def _reason(self, exc: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import time
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("source", help="a .sql.gz file, a backup_logs id, or 'latest'")
     verify.add_argument("--restore-test", action="store_true", help="also restore it into a throwaway server")
     verify.add_argument("--json", action="store_true")
+    cleanup = sub.add_parser("cleanup", help="delete backups older than BACKUP_RETENTION_DAYS (keeps a safety floor)")
+    cleanup.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
+    cleanup.add_argument("--json", action="store_true")
+    status = sub.add_parser("status", help="backup health: last success, failures in a row, success rates, size")
+    status.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="run everything on a throwaway server with a sample database")
     demo.add_argument("--local-root", default=None, help="where backups go (default: BACKUP_LOCAL_ROOT or ./backups)")
     return parser
@@ -195,6 +201,66 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from .cleanup import CleanupJob
+    from .settings import Settings
+
+    result = CleanupJob(Settings.from_env()).run(dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        verb = "would delete" if result.dry_run else "deleted"
+        for name in result.deleted:
+            print(f"{verb} {name}")
+        for name in result.kept_by_safety_floor:
+            print(f"kept {name} (safety floor: one of the newest {result.keep_min} successful backups)")
+        for name in result.kept_future:
+            print(f"kept {name} (dated in the future)")
+        for name in result.kept_in_progress:
+            print(f"kept {name} (its backup_logs row is in_progress)")
+        for failure in result.failed:
+            print(f"FAILED {failure['file']}: {failure['reason']}", file=sys.stderr)
+        if result.missed_run:
+            print("warning: no successful backup within BACKUP_MAX_AGE_HOURS", file=sys.stderr)
+        print(f"cleanup {result.status}{' (dry run)' if result.dry_run else ''}: {result.summary()}")
+    return EXIT_OK if result.status == "success" else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from . import db
+    from .monitoring import read_health
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    with db.connect(settings.database_url, attempts=settings.connect_attempts, secrets=settings.secrets) as conn:
+        health = read_health(conn, datetime.now(UTC), settings.max_age_hours)
+    if args.json:
+        print(json.dumps(health.as_dict(), indent=2))
+        return EXIT_OK
+
+    def rate(value: float | None, attempts: int) -> str:
+        return "no attempts" if value is None else f"{value:.1f} % of {attempts}"
+
+    size = "-" if health.last_backup_bytes is None else f"{health.last_backup_bytes:,} bytes"
+    if health.size_change_bytes is not None:
+        size += f" ({health.size_change_bytes:+,} bytes, {health.size_change_percent:+.1f} % vs the previous)"
+    print(f"health:               {'OK' if health.healthy else 'ATTENTION'}")
+    print(
+        f"last success:         {health.last_success_at or 'never'}"
+        + (f" ({health.last_success_age_hours:.1f} h ago)" if health.last_success_age_hours is not None else "")
+    )
+    print(f"last failure:         {health.last_failure_at or 'none'}  {health.last_failure_reason or ''}".rstrip())
+    print(f"consecutive failures: {health.consecutive_failures}")
+    print(f"success rate 7 days:  {rate(health.success_rate_7d, health.attempts_7d)}")
+    print(f"success rate 30 days: {rate(health.success_rate_30d, health.attempts_30d)}")
+    print(f"last backup size:     {size}")
+    if health.last_size_warning:
+        print(f"size warning:         {health.last_size_warning}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
@@ -211,11 +277,16 @@ COMMANDS = {
     "logs": cmd_logs,
     "restore": cmd_restore,
     "verify": cmd_verify,
+    "cleanup": cmd_cleanup,
+    "status": cmd_status,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The CLI's stderr is one line per error, printed here; log records (alert delivery notes,
+    # log-only alerts) would otherwise reach stderr through logging's last-resort handler.
+    logging.getLogger("dbbackup").addHandler(logging.NullHandler())
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, UsageError) as exc:

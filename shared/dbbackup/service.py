@@ -33,9 +33,11 @@ def parse_backup_body(body: bytes) -> str:
     return trigger
 
 
-def handle_backup(method: str, body: bytes, settings: Settings | None = None) -> Response:
+def handle_backup(method: str, body: bytes, settings: Settings | None = None, path: str = "/") -> Response:
+    if method == "GET" and path.rstrip("/").endswith("/status"):
+        return handle_status(settings)
     if method != "POST":
-        return {"error": "method not allowed; use POST"}, 405
+        return {"error": "method not allowed; use POST (or GET /status for backup health)"}, 405
     try:
         trigger = parse_backup_body(body)
     except ValueError as exc:
@@ -64,3 +66,62 @@ def handle_backup(method: str, body: bytes, settings: Settings | None = None) ->
         return result | {"md5": outcome.md5, "seconds": outcome.seconds}, 200
     log.error("backup %s failed: %s", outcome.backup_log_id, outcome.reason)
     return {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}, 500
+
+
+def handle_status(settings: Settings | None = None) -> Response:
+    """Backup health (``GET /status`` on the backup function): read-only, never alerts."""
+    from datetime import UTC, datetime
+
+    from . import db
+    from .monitoring import read_health
+
+    try:
+        settings = settings or Settings.from_env()
+        with db.connect(settings.database_url, attempts=settings.connect_attempts, secrets=settings.secrets) as conn:
+            health = read_health(conn, datetime.now(UTC), settings.max_age_hours)
+    except (ConfigError, DatabaseUnavailable) as exc:
+        log.error("status could not be read: %s", exc)
+        return {"error": str(exc), "status": "failed"}, 500
+    return health.as_dict(), 200
+
+
+def parse_cleanup_body(body: bytes) -> bool:
+    """``dry_run`` from an empty body, ``{}`` or ``{"dry_run": true}``; ValueError says what is wrong."""
+    if not (body or b"").strip():
+        return False
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError('the body must be a JSON object like {"dry_run": false}')
+    unknown = set(data) - {"dry_run", "trigger"}  # trigger: Cloud Scheduler jobs may reuse one body
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    dry_run = data.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ValueError('"dry_run" must be true or false')
+    return dry_run
+
+
+def handle_cleanup(method: str, body: bytes, settings: Settings | None = None) -> Response:
+    """The ``cleanup_old_backups`` function: 200 when every expired file was deleted, 500 (with
+    the same result, naming the files) when any was not, 409 when another cleanup runs."""
+    from .cleanup import CleanupJob
+
+    if method != "POST":
+        return {"error": "method not allowed; use POST"}, 405
+    try:
+        dry_run = parse_cleanup_body(body)
+    except ValueError as exc:
+        return {"error": str(exc)}, 400
+    try:
+        settings = settings or Settings.from_env()
+        result = CleanupJob(settings).run(dry_run=dry_run)
+    except LockBusy as exc:
+        log.warning("cleanup refused: %s", exc)
+        return {"error": str(exc), "status": "busy"}, 409
+    except (ConfigError, DatabaseUnavailable) as exc:
+        log.error("cleanup could not start: %s", exc)
+        return {"error": str(exc), "status": "failed"}, 500
+    return result.as_dict(), 200 if result.status == "success" else 500

@@ -12,8 +12,9 @@ import psycopg.conninfo
 
 from .errors import ConfigError
 from .redact import redact
+from .storage.drive_config import DriveConfig, drive_config_from_env
 
-STORAGE_BACKENDS = ("local",)
+STORAGE_BACKENDS = ("local", "google_drive")
 
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -32,6 +33,48 @@ def _check_database_url(url: str) -> None:
         raise ConfigError(f"DATABASE_URL sslmode={sslmode!r}: expected one of {', '.join(SSLMODES)}")
 
 
+def _positive_int(env: Mapping[str, str], name: str, default: int, low: int = 1, high: int = 100_000) -> int:
+    text = env.get(name, "").strip() or str(default)
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ConfigError(f"{name}={text!r}: expected a whole number from {low} to {high}")
+    return int(text)
+
+
+def _email(env: Mapping[str, str], name: str) -> str | None:
+    from .alerts import is_email  # the one address check, shared with the recipient read from the database
+
+    value = env.get(name, "").strip() or None
+    if value is not None and not is_email(value):
+        raise ConfigError(f"{name}={value!r} is not an e-mail address")
+    return value
+
+
+def _retention_and_alerts(env: Mapping[str, str]) -> dict[str, object]:
+    """The retention, monitoring and alert variables (README "Retention and alerts")."""
+    key = env.get("SENDGRID_API_KEY", "").strip() or None
+    sender = _email(env, "ALERT_FROM_EMAIL")
+    if key and not sender:
+        # SendGrid refuses mail from an unverified sender; better to say so now than at 1 a.m.
+        raise ConfigError("ALERT_FROM_EMAIL is not set (required with SENDGRID_API_KEY: a verified sender)")
+    host = env.get("SENDGRID_API_HOST", "").strip().rstrip("/") or None
+    if host and not host.startswith(("https://", "http://")):
+        raise ConfigError(f"SENDGRID_API_HOST={host!r}: expected an http(s):// URL")
+    environment = " ".join(env.get("BACKUP_ENVIRONMENT", "").split()) or "production"
+    if len(environment) > 100:
+        raise ConfigError("BACKUP_ENVIRONMENT is longer than 100 characters")
+    return {
+        "retention_days": _positive_int(env, "BACKUP_RETENTION_DAYS", 15, high=36_500),
+        "keep_min": _positive_int(env, "BACKUP_KEEP_MIN", 3, high=10_000),
+        "max_age_hours": _positive_int(env, "BACKUP_MAX_AGE_HOURS", 26),
+        "size_warning_percent": _positive_int(env, "BACKUP_SIZE_WARNING_PERCENT", 50, low=0, high=100),
+        "environment": environment,
+        "sendgrid_api_key": key,
+        "sendgrid_host": host,
+        "alert_from_email": sender,
+        "alert_fallback_email": _email(env, "ALERT_FALLBACK_EMAIL"),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
@@ -41,6 +84,18 @@ class Settings:
     gzip_level: int = 1
     pg_dump_path: str | None = None
     connect_attempts: int = 3
+    # Retention, monitoring and alerts (see _retention_and_alerts for the variables).
+    retention_days: int = 15
+    keep_min: int = 3
+    max_age_hours: int = 26
+    size_warning_percent: int = 50
+    environment: str = "production"
+    sendgrid_api_key: str | None = field(default=None, repr=False)
+    sendgrid_host: str | None = None
+    alert_from_email: str | None = None
+    alert_fallback_email: str | None = None
+    # GOOGLE_DRIVE_* (storage/drive_config.py), set when storage is google_drive; holds keys.
+    google_drive: DriveConfig | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -56,7 +111,9 @@ class Settings:
             password = psycopg.conninfo.conninfo_to_dict(self.database_url).get("password")
         except psycopg.ProgrammingError:
             password = None
-        return (str(password),) if password else ()
+        found = (str(password),) if password else ()
+        found += (self.sendgrid_api_key,) if self.sendgrid_api_key else ()
+        return found + (self.google_drive.secrets if self.google_drive else ())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,4 +142,6 @@ class Settings:
             timezone=tz,
             gzip_level=int(level_text),
             pg_dump_path=env.get("PG_DUMP_PATH") or None,
+            **_retention_and_alerts(env),  # type: ignore[arg-type]
+            google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
         )
