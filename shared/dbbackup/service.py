@@ -63,7 +63,7 @@ def handle_backup(method: str, body: bytes, settings: Settings | None = None, pa
     }
     if outcome.status == "success":
         log.info("backup %s succeeded: %s (%s bytes)", outcome.backup_log_id, outcome.path, outcome.file_size_bytes)
-        return result | {"md5": outcome.md5, "seconds": outcome.seconds}, 200
+        return result | {"file_id": outcome.file_id, "md5": outcome.md5, "seconds": outcome.seconds}, 200
     log.error("backup %s failed: %s", outcome.backup_log_id, outcome.reason)
     return {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}, 500
 
