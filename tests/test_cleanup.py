@@ -54,6 +54,8 @@ def client(monkeypatch: pytest.MonkeyPatch, seeded):  # type: ignore[no-untyped-
     url, root, _, _ = seeded
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("BACKUP_LOCAL_ROOT", str(root))
+    monkeypatch.setenv("AUTH_MODE", "disabled")  # the contract here; who may call: test_auth.py
+    monkeypatch.delenv("K_SERVICE", raising=False)
     return create_app("cleanup_old_backups", str(SOURCE)).test_client()
 
 

@@ -17,6 +17,8 @@ SOURCE = ROOT / "functions" / "database_backup" / "main.py"
 def client(monkeypatch: pytest.MonkeyPatch, migrated_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATABASE_URL", migrated_url)
     monkeypatch.setenv("BACKUP_LOCAL_ROOT", str(tmp_path))
+    monkeypatch.setenv("AUTH_MODE", "disabled")  # the contract here; who may call: test_auth.py
+    monkeypatch.delenv("K_SERVICE", raising=False)
     return create_app("database_backup", str(SOURCE)).test_client()
 
 

@@ -65,6 +65,8 @@ def test_status_text_is_readable(history: str) -> None:
 def test_get_status_on_the_backup_function(history: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DATABASE_URL", history)
     monkeypatch.setenv("BACKUP_LOCAL_ROOT", str(tmp_path))
+    monkeypatch.setenv("AUTH_MODE", "disabled")  # who may read it: test_auth.py
+    monkeypatch.delenv("K_SERVICE", raising=False)
     client = create_app("database_backup", str(SOURCE)).test_client()
     resp = client.get("/status")
     assert resp.status_code == 200

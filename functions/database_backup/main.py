@@ -1,4 +1,4 @@
-"""Cloud Functions entry point ``database_backup``: a thin adapter over ``dbbackup.service``."""
+"""Cloud Functions entry point ``database_backup``: a thin adapter over ``dbbackup.gateway``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ import logging
 import flask
 import functions_framework
 
-from dbbackup.service import handle_backup
+from dbbackup.auth_config import MAX_BODY_LIMIT
+from dbbackup.gateway import HttpRequest, backup_endpoint
+from dbbackup.redact import install_log_redaction
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+install_log_redaction()  # from the first record on, whatever logs it (ours, Flask, google-auth)
 
 
 @functions_framework.http
 def database_backup(request: flask.Request) -> flask.Response:
-    body, status = handle_backup(request.method, request.get_data(cache=False), path=request.path)
-    return flask.make_response(flask.jsonify(body), status)
+    reply = backup_endpoint(HttpRequest.of(request.method, request.path, dict(request.headers), _read_body(request)))
+    response = flask.make_response(flask.jsonify(reply.body), reply.status)
+    response.headers.update(reply.headers)
+    return response
+
+
+def _read_body(request: flask.Request) -> bytes:
+    """Never more than the largest allowed body plus one byte (so the gateway can answer 413)."""
+    return request.stream.read(MAX_BODY_LIMIT + 1)

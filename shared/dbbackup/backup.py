@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
+import psycopg.conninfo
 
 from . import alerts, db, folder_path, monitoring, naming, pgbin
 from .dumpfilter import DumpRewriter, OwnRowPatch, rules_for
@@ -22,9 +24,11 @@ from .dumpstream import DumpStream, Progress
 from .errors import BackupError, BackupFailed, ConfigError, LockBusy, StorageError
 from .logrepo import INTERRUPTED, LogRepository
 from .proc import libpq_target
+from .profiles import Section, check_readable, dump_sections, roles_rules, supabase_rules
 from .redact import one_line, redact
 from .settings import Settings
 from .storage import Storage, StoredFile
+from .supabase_conn import check_dump_url
 
 TRIGGERS = {"scheduled": "automatic", "manual": "manual"}
 _log = logging.getLogger("dbbackup.backup")
@@ -60,21 +64,37 @@ def make_storage(settings: Settings) -> Storage:
     raise ConfigError(f"BACKUP_STORAGE={settings.storage!r} is not supported")
 
 
-def pg_dump_command(settings: Settings, pg_dump: str) -> tuple[list[str], dict[str, str]]:
-    """argv and environment for pg_dump. The password travels in PGPASSWORD, never in argv
-    (argv is visible to every process on the host)."""
+def pg_dump_command(
+    settings: Settings, pg_dump: str, snapshot: str | None = None
+) -> tuple[list[Section], dict[str, str]]:
+    """What the backup stream runs (profiles.dump_sections) and its environment. The password
+    travels in PGPASSWORD, never in argv (argv is visible to every process on the host)."""
     conninfo, env, _ = libpq_target(settings.database_url)
     env["PGAPPNAME"] = "dbbackup-pg_dump"
-    argv = [
-        pg_dump,
-        "--format=plain",
-        "--no-owner",
-        "--no-acl",
-        # Waiting forever behind an exclusive lock would hold the backup lock forever.
-        "--lock-wait-timeout=300000",
-        f"--dbname={conninfo}",
-    ]
-    return argv, env
+    pg_dumpall = None
+    if settings.profile.supabase:
+        # The roles section: the pg_dumpall next to the chosen pg_dump, else the bundled one.
+        sibling = Path(pg_dump).with_name("pg_dumpall")
+        pg_dumpall = str(sibling if sibling.is_file() else pgbin.tool("pg_dumpall"))
+    dbname = str(psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname") or "postgres")
+    return dump_sections(settings.profile, pg_dump, conninfo, snapshot, pg_dumpall, dbname), env
+
+
+@contextlib.contextmanager
+def exported_snapshot(settings: Settings, needed: bool) -> Iterator[str | None]:
+    """A snapshot the profile's several pg_dump runs share, so structure and data come from one
+    moment; the exporting transaction stays open until they are done."""
+    if not needed:
+        yield None
+        return
+    conn = db.connect(settings.database_url, attempts=1, secrets=settings.secrets)
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
+        assert row is not None
+        yield str(row[0])
+    finally:
+        conn.close()
 
 
 class BackupJob:
@@ -109,6 +129,7 @@ class BackupJob:
     def _run(self, trigger: str, triggered_by: str | None) -> BackupOutcome:
         if trigger not in TRIGGERS:
             raise ConfigError(f"unknown trigger {trigger!r}")
+        check_dump_url(self.settings.database_url)  # pg_dump cannot work through a transaction pooler
         conn = db.connect(self.settings.database_url, attempts=self.settings.connect_attempts, secrets=self.secrets)
         try:
             repo = LogRepository(conn)
@@ -148,14 +169,21 @@ class BackupJob:
             target = self.storage.ensure_folder(folder)
             name = naming.free_name(moment, self.settings.timezone, (f.name for f in self.storage.list(target)))
             repo.rename(log_id, name)
-            argv, env = pg_dump_command(self.settings, dump_bin)
+            profile = self.settings.profile
+            check_readable(repo.conn, profile)  # name every unreadable table now, not the first one later
+            # The role pg_dump runs as (Supabase's postgres, even as postgres.<ref> on the pooler).
+            dumping_role = str(repo.conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
             rewriter = DumpRewriter(
-                rules_for(server_major),
+                rules_for(server_major) + (supabase_rules() + roles_rules(dumping_role) if profile.supabase else []),
                 OwnRowPatch(b"public.backup_logs", log_id, {"status": "success", "failure_reason": "\\N"}),
                 server_major,
             )
-            stream = DumpStream(argv, env, rewriter, self.settings.gzip_level, self.secrets, self.progress)
-            stored = self.storage.put(target, name, stream)
+            with exported_snapshot(self.settings, profile.supabase) as snapshot:
+                sections, env = pg_dump_command(self.settings, dump_bin, snapshot)
+                stream = DumpStream(
+                    [], env, rewriter, self.settings.gzip_level, self.secrets, self.progress, sections=sections
+                )
+                stored = self.storage.put(target, name, stream)
             if stored.size != stream.stats.gz_bytes or (stored.md5 and stored.md5 != stream.stats.md5):
                 raise StorageError(
                     f"stored file does not match what was written (size {stored.size} vs"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import psycopg
 import psycopg.conninfo
 
+from . import supabase_conn
 from .errors import DatabaseUnavailable
 from .proc import with_keepalives
 from .redact import one_line, redact
@@ -48,7 +49,7 @@ def connect(
             if _permanent(last) or attempt == attempts:
                 break
             sleep(backoff * 2 ** (attempt - 1))
-    raise DatabaseUnavailable(f"cannot connect to the database: {last}")
+    raise DatabaseUnavailable(f"cannot connect to the database: {last}{supabase_conn.explain(last, url)}")
 
 
 def _permanent(message: str) -> bool:
@@ -63,5 +64,7 @@ def _permanent(message: str) -> bool:
             'role "',
             "invalid",
             "certificate",
+            "tenant or user not found",  # Supabase's pooler: wrong user form or project
+            "does not support ssl",
         )
     )

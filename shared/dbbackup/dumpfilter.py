@@ -184,6 +184,10 @@ class DumpRewriter:
         return [self._rewrite(line)]
 
     def _rewrite(self, line: bytes) -> bytes:
+        if self.saw_marker and line.strip() and not line.startswith((b"--", b"\\unrestrict ")):
+            # A file of several pg_dump runs holds several markers: only one that nothing but
+            # comments and pg_dump's closing \unrestrict follow ends a complete dump.
+            self.saw_marker = False
         if line.startswith(b"COPY ") and line.endswith(b"FROM stdin;"):
             self._in_copy = True
             match = _COPY_START.match(line)

@@ -1,5 +1,9 @@
 """pg_dump's stdout -> rewrite -> gzip, as an iterator of compressed chunks.
 
+A profile may run several programs (pg_dumpall, then pg_dump twice) with our own SQL between
+them; they all go, in order, through the one rewriter and the one gzip stream, and each must
+exit 0 before the next starts.
+
 Memory stays bounded: a reader thread drains pg_dump's pipe into a small queue while the
 consuming thread rewrites and compresses (ISA-L releases the GIL), so pg_dump, the server and
 the compressor run side by side on separate cores. The gzip trailer is only produced after
@@ -56,8 +60,12 @@ class DumpStream:
         level: int = 1,
         secrets: Sequence[str] = (),
         progress: Progress | None = None,
+        sections: Sequence[tuple[str, Sequence[str] | bytes]] = (),
     ) -> None:
         self.argv = list(argv)
+        # Several programs (and our own SQL between them) may write one file, in order; by
+        # default the one program is ``argv``.
+        self.sections = list(sections) or [("pg_dump", self.argv)]
         self.env = env
         self.rewriter = rewriter
         self.level = level
@@ -68,9 +76,36 @@ class DumpStream:
 
     def __iter__(self) -> Iterator[bytes]:
         started = time.monotonic()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
+        self._out = bytearray()
+        self._sql_out = 0  # SQL bytes in the file, after rewriting (what gunzip gives back)
+        for label, what in self.sections:
+            if isinstance(what, bytes):
+                self._add(self.rewriter.feed(what))  # our own SQL between two programs' outputs
+            else:
+                yield from self._run(label, what)
+        # Every program exited 0; only now may the file end (the gzip trailer commits storage).
+        self._add(self.rewriter.finish())
+        self._out += self._comp.flush()
+        self.stats.sql_bytes = self._sql_out
+        self.stats.rewritten = dict(self.rewriter.rewritten)
+        final = self._emit(self._out, self._md5)
+        self.stats.md5 = self._md5.hexdigest()
+        self.stats.seconds = time.monotonic() - started
+        yield final
+
+    def _add(self, data: bytes) -> None:
+        if data:
+            self._sql_out += len(data)
+            self._out += self._comp.compress(data)
+
+    def _run(self, label: str, argv: Sequence[str]) -> Iterator[bytes]:
+        """One program's stdout into the stream; raises BackupFailed unless it exits 0."""
+        self._stderr.clear()
         try:
             proc = subprocess.Popen(
-                self.argv,
+                list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -78,7 +113,7 @@ class DumpStream:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise BackupFailed(f"cannot start pg_dump: {exc.strerror or exc}") from None
+            raise BackupFailed(f"cannot start {label}: {exc.strerror or exc}") from None
         assert proc.stdout is not None and proc.stderr is not None
         with contextlib.suppress(OSError):
             fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, READ_SIZE)
@@ -88,38 +123,21 @@ class DumpStream:
         reader = threading.Thread(target=self._read, args=(proc.stdout, chunks, stop), daemon=True)
         err_thread.start()
         reader.start()
-        md5 = hashlib.md5(usedforsecurity=False)
-        comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
-        out = bytearray()
-        sql_out = 0  # SQL bytes in the file, after rewriting (what gunzip gives back)
         try:
             while True:
                 item = chunks.get()
                 if item is None:
                     break
                 if isinstance(item, BaseException):
-                    raise BackupFailed(f"reading pg_dump's output failed: {item}")
-                data = self.rewriter.feed(item)
-                if data:
-                    sql_out += len(data)
-                    out += comp.compress(data)
-                if len(out) >= OUT_SIZE:
-                    yield self._emit(out, md5)
-                    out = bytearray()
+                    raise BackupFailed(f"reading {label}'s output failed: {item}")
+                self._add(self.rewriter.feed(item))
+                if len(self._out) >= OUT_SIZE:
+                    yield self._emit(self._out, self._md5)
+                    self._out = bytearray()
             rc = proc.wait()
             err_thread.join(timeout=10)
             if rc != 0:
-                raise BackupFailed(self._failure(rc))
-            tail = self.rewriter.finish()
-            sql_out += len(tail)
-            out += comp.compress(tail)
-            out += comp.flush()
-            self.stats.sql_bytes = sql_out
-            self.stats.rewritten = dict(self.rewriter.rewritten)
-            final = self._emit(out, md5)
-            self.stats.md5 = md5.hexdigest()
-            self.stats.seconds = time.monotonic() - started
-            yield final
+                raise BackupFailed(self._failure(rc, label))
         finally:
             stop.set()
             stop_group(proc)
@@ -162,9 +180,9 @@ class DumpStream:
             except queue.Full:
                 continue
 
-    def _failure(self, rc: int) -> str:
+    def _failure(self, rc: int, label: str = "pg_dump") -> str:
         errors = [ln for ln in self._stderr if "error" in ln.lower() or "fatal" in ln.lower()]
         detail = (errors or list(self._stderr) or [""])[0]
-        detail = detail.removeprefix("pg_dump: ").removeprefix("error: ")
+        detail = detail.removeprefix("pg_dump: ").removeprefix("pg_dumpall: ").removeprefix("error: ")
         how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
-        return one_line(f"pg_dump {how}" + (f": {detail}" if detail else ""))
+        return one_line(f"{label} {how}" + (f": {detail}" if detail else ""))

@@ -16,6 +16,7 @@ import psycopg.conninfo
 
 from .errors import UsageError
 from .redact import redact
+from .supabase_conn import with_tls_default
 
 # A dead network path must end a dump, not hang it until the platform kills us: TCP keepalives
 # notice a silent peer within about a minute. Values in the URL win.
@@ -23,10 +24,12 @@ KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval":
 
 
 def with_keepalives(params: dict[str, object]) -> dict[str, str]:
+    """The libpq parameters every connection of ours gets unless the URL sets them: TCP
+    keepalives, and sslmode=require for a remote host (supabase_conn.with_tls_default)."""
     merged = {k: str(v) for k, v in params.items()}
     for key, value in KEEPALIVES.items():
         merged.setdefault(key, value)
-    return merged
+    return with_tls_default(merged)
 
 
 def libpq_target(url: str, what: str = "DATABASE_URL") -> tuple[str, dict[str, str], tuple[str, ...]]:

@@ -7,12 +7,27 @@ import re
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 MASK = "***"
+# Credentials recognised by their shape, whoever's they are (a token in an exception text, a key
+# pasted into the wrong variable): bearer tokens, JWTs (three base64url parts, header "eyJ"),
+# PEM private keys (also JSON-escaped, with literal \n), SendGrid keys (SG.<id>.<secret>).
+_BEARER = re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
+_SENDGRID = re.compile(r"\bSG\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+_PGPASSWORD = re.compile(r"(?P<head>\bPGPASSWORD\s*[=:]\s*)\S+")
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """Mask passwords in URLs and ``password=`` pairs, and every known secret value."""
+    """Mask passwords in URLs, ``password=`` and ``PGPASSWORD=`` pairs, bearer tokens, JWTs, private
+    keys, SendGrid keys, and every known secret value. The one redaction function: logs (through
+    ``install_log_redaction``), failure reasons, answers and e-mails all go through it."""
     for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(secret, MASK)
+    text = _PRIVATE_KEY.sub(MASK, text)
+    text = _JWT.sub(MASK, text)
+    text = _BEARER.sub(lambda m: m["head"] + MASK, text)
+    text = _SENDGRID.sub(MASK, text)
+    text = _PGPASSWORD.sub(lambda m: m["head"] + MASK, text)
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["tail"], text)
     return _KV_PASSWORD.sub(lambda m: m["head"] + MASK, text)
 
@@ -21,3 +36,38 @@ def one_line(text: str, limit: int = 500) -> str:
     """Collapse a message to one line of bounded length for a log row or an answer."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+_known: set[str] = set()
+
+
+def remember_secrets(secrets: tuple[str, ...] | list[str]) -> None:
+    """Add values every later log record is redacted with (the instance's settings' secrets)."""
+    _known.update(s for s in secrets if s and len(s) >= 3)
+
+
+def install_log_redaction() -> None:
+    """Redact every log record at creation, whatever logger or handler it goes to (a handler
+    filter would miss handlers added later, such as a test's capture). Idempotent."""
+    import logging
+
+    current = logging.getLogRecordFactory()
+    if getattr(current, "dbbackup_redacting", False):
+        return
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = current(*args, **kwargs)  # type: ignore[arg-type]
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken %-format must not lose the record; log it unformatted
+            message = str(record.msg)
+        record.msg, record.args = redact(message, tuple(_known)), None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks are formatted later from exc_info; keep the type and a redacted line instead.
+            exc = record.exc_info[1]
+            record.msg += f" [{type(exc).__name__}: {one_line(redact(str(exc), tuple(_known)))}]"
+            record.exc_info = None
+        return record
+
+    factory.dbbackup_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -9,6 +9,7 @@ truncated file kills psql instead, and the transaction is rolled back.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import subprocess
 import threading
@@ -16,13 +17,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from . import db, pgbin
+from . import db, pgbin, profiles
 from .dumpfilter import DumpRewriter
 from .errors import BackupFailed, UsageError
 from .gzstream import ReadStats, gunzip
 from .proc import drain_lines, libpq_target, stop_group
 from .redact import one_line
 from .sources import Source
+from .supabase_conn import check_dump_url, check_url
 
 _PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
@@ -58,8 +60,16 @@ def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
 
 
 def restore(source: Source, target_url: str, *, single_transaction: bool = True, force: bool = False) -> RestoreResult:
+    check_url(target_url, "--target")
+    check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
+    stats = ReadStats()
+    blocks = gunzip(source.open(), stats)
+    first = next(blocks, b"")
     existing = user_tables(target_url, secrets)
+    if profiles.is_supabase_dump(first):
+        # A fresh Supabase project already holds its managed schemas; this backup leaves them out.
+        existing = [t for t in existing if not profiles.in_managed_schema(t)]
     if existing and not force:
         shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
         raise UsageError(
@@ -83,11 +93,10 @@ def restore(source: Source, target_url: str, *, single_transaction: bool = True,
     errors: deque[str] = deque(maxlen=50)
     drain = threading.Thread(target=drain_lines, args=(proc.stderr, errors, secrets), daemon=True)
     drain.start()
-    stats = ReadStats()
     checker = DumpRewriter([])
     input_ok = psql_gone = False
     try:
-        for block in gunzip(source.open(), stats):
+        for block in itertools.chain([first], blocks):
             checker.feed(block)
             try:
                 proc.stdin.write(block)
@@ -140,6 +149,17 @@ def _hint(message: str) -> str:
         return (
             "; the backup is of a Supabase database: create its roles on the target first"
             " (README: Restoring a Supabase backup)"
+        )
+    if "session_replication_role" in message and "permission denied" in message:
+        return (
+            "; the target role may not set session_replication_role (a supabase-profile backup loads its data"
+            " with it): restore as Supabase's postgres role, a superuser, or a role granted"
+            " SET ON PARAMETER session_replication_role"
+        )
+    if re.match(r'schema "[^"]+" already exists', message):
+        return (
+            "; restoring into a Supabase project? its managed schemas already exist: restore a backup taken"
+            " with BACKUP_PROFILE=supabase (README: Supabase)"
         )
     if "extension" in message and ("is not available" in message or "could not open extension" in message):
         return "; the target lacks an extension the source had: install it, or restore into a server that has it"

@@ -33,7 +33,11 @@ def parse_backup_body(body: bytes) -> str:
     return trigger
 
 
-def handle_backup(method: str, body: bytes, settings: Settings | None = None, path: str = "/") -> Response:
+def handle_backup(
+    method: str, body: bytes, settings: Settings | None = None, path: str = "/", triggered_by: str | None = None
+) -> Response:
+    """The job behind the function, for an already authorised caller (``gateway`` checks who may
+    call); ``triggered_by`` is who asked (a token's subject), logged in ``backup_logs``."""
     if method == "GET" and path.rstrip("/").endswith("/status"):
         return handle_status(settings)
     if method != "POST":
@@ -44,7 +48,7 @@ def handle_backup(method: str, body: bytes, settings: Settings | None = None, pa
         return {"error": str(exc)}, 400
     try:
         settings = settings or Settings.from_env()
-        outcome = BackupJob(settings).run(trigger)
+        outcome = BackupJob(settings).run(trigger, triggered_by)
     except LockBusy as exc:
         log.warning("backup refused: %s", exc)
         return {"error": str(exc), "status": "busy"}, 409

@@ -10,9 +10,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg.conninfo
 
+from .auth_config import AuthConfig, auth_config_from_env
 from .errors import ConfigError
+from .profiles import DumpProfile, profile_from_env
 from .redact import redact
 from .storage.drive_config import DriveConfig, drive_config_from_env
+from .supabase_conn import check_url
 
 STORAGE_BACKENDS = ("local", "google_drive")
 
@@ -31,6 +34,7 @@ def _check_database_url(url: str) -> None:
     sslmode = params.get("sslmode")
     if sslmode is not None and sslmode not in SSLMODES:
         raise ConfigError(f"DATABASE_URL sslmode={sslmode!r}: expected one of {', '.join(SSLMODES)}")
+    check_url(url)  # Supabase's shared pooler wants the user postgres.<project-ref>
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, low: int = 1, high: int = 100_000) -> int:
@@ -96,6 +100,10 @@ class Settings:
     alert_fallback_email: str | None = None
     # GOOGLE_DRIVE_* (storage/drive_config.py), set when storage is google_drive; holds keys.
     google_drive: DriveConfig | None = field(default=None, repr=False)
+    # AUTH_MODE, SCHEDULER_*, SUPABASE_*, ALLOWED_ORIGINS... (auth_config.py); holds the JWT secret.
+    auth: AuthConfig | None = field(default=None, repr=False)
+    # BACKUP_PROFILE / BACKUP_EXCLUDE_TABLES (profiles.py): what a backup holds.
+    profile: DumpProfile = field(default_factory=DumpProfile)
 
     def __repr__(self) -> str:
         return (
@@ -113,6 +121,7 @@ class Settings:
             password = None
         found = (str(password),) if password else ()
         found += (self.sendgrid_api_key,) if self.sendgrid_api_key else ()
+        found += self.auth.secrets if self.auth else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
     @classmethod
@@ -144,4 +153,6 @@ class Settings:
             pg_dump_path=env.get("PG_DUMP_PATH") or None,
             **_retention_and_alerts(env),  # type: ignore[arg-type]
             google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
+            auth=auth_config_from_env(env),
+            profile=profile_from_env(env),
         )

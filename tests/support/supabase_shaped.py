@@ -1,0 +1,64 @@
+"""The Supabase-shaped fixture (tests/fixtures/supabase_shaped.sql) on a real PostgreSQL.
+
+One project role per test (a unique name: roles are cluster-wide) stands in for Supabase's
+``postgres``: not a superuser, CREATEROLE, BYPASSRLS. ``project()`` makes a database as a live
+project has it (managed schemas and the user's data); ``fresh()`` one as a new project has it
+(managed schemas only), the restore target of a disaster recovery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import psycopg.conninfo
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "supabase_shaped.sql"
+PLATFORM, _, _rest = FIXTURE.read_text().partition("\n-- @@ project")
+PROJECT = "\n-- @@ project" + _rest
+
+
+def with_params(url: str, **params: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info.update(params)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+
+
+@dataclass
+class SupabaseCluster:
+    admin_url: str  # a superuser on the server
+    role: str = field(default_factory=lambda: f"pgsb_{uuid.uuid4().hex[:10]}")
+    password: str = field(default_factory=lambda: f"pw-{uuid.uuid4().hex}")
+    databases: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {self.role} LOGIN NOSUPERUSER CREATEROLE BYPASSRLS PASSWORD '{self.password}'")
+
+    def _database(self, sql: str) -> tuple[str, str]:
+        name = f"t_sb_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" OWNER {self.role}')
+        self.databases.append(name)
+        admin = with_params(self.admin_url, dbname=name)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.replace("{{postgres}}", self.role))  # type: ignore[arg-type]
+        return with_params(admin, user=self.role, password=self.password), admin
+
+    def project(self) -> tuple[str, str]:
+        """(URL as the project role, superuser URL) of a live project with data."""
+        return self._database(PLATFORM + PROJECT)
+
+    def fresh(self) -> tuple[str, str]:
+        """(URL as the project role, superuser URL) of a newly created project."""
+        return self._database(PLATFORM)
+
+    def close(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self.databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f"DROP ROLE IF EXISTS {self.role}_app, {self.role}_reader")  # the project's custom roles
+            conn.execute(f"REVOKE SET ON PARAMETER session_replication_role FROM {self.role}")
+            conn.execute(f"DROP ROLE IF EXISTS {self.role}")
