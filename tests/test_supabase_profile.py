@@ -148,6 +148,12 @@ def test_supabase_profile_dumps_user_structure_and_auth_storage_data_in_one_file
     assert sql.count("-- PostgreSQL database dump complete") == 2
     verify = run_cli(["verify", str(tmp_path / str(result["file_id"]))], None)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    # A plain throwaway server lacks the auth/storage schemas: the restore test says so, not "FAIL".
+    restore_test = run_cli(["verify", str(tmp_path / str(result["file_id"])), "--restore-test"], None)
+    assert restore_test.returncode == 0, restore_test.stdout + restore_test.stderr
+    assert "skip restore   skipped: a supabase-profile backup restores only into a Supabase project" in (
+        restore_test.stdout
+    )
 
 
 def test_a_file_cut_after_the_structure_section_is_not_a_backup(project: tuple[str, str], tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The retention cleanup: plan with ``retention.classify``, then delete what it says, one file at a
 time, continuing past failures, and report everything. Also the daily missed-run check.
 
-Locks: the cleanup holds its own advisory lock (two cleanups never race over the same files)
+Locks: the cleanup holds its own advisory lock, transaction-scoped so that it also holds through
+a transaction-mode pooler (two cleanups never race over the same files)
 and reads whether a backup holds ``BACKUP_LOCK_KEY`` without taking it, so a scheduled backup is
 never refused because a cleanup happens to be running. A running backup's file is protected by
 its ``in_progress`` row (rule 3 of ``retention``); and the file it writes is not even listed
@@ -225,15 +226,23 @@ class CleanupJob:
                 conn.close()
             raise
         assert conn is not None
+        lock_conn: psycopg.Connection | None = None
         try:
-            if not conn.execute("SELECT pg_try_advisory_lock(%s)", (CLEANUP_LOCK_KEY,)).fetchone()[0]:  # type: ignore[index]
+            # The lock is transaction-scoped, on a connection kept inside one open transaction for
+            # the whole run: a transaction-mode pooler (Supabase's port 6543) pins a server
+            # connection to an open transaction, where a session lock would be taken on one pooled
+            # connection and could outlive us on it. The lock ends with the transaction, whatever
+            # way this process ends.
+            lock_conn = db.connect(self.settings.database_url, attempts=1, secrets=self.settings.secrets)
+            lock_conn.execute("BEGIN")
+            if not lock_conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (CLEANUP_LOCK_KEY,)).fetchone()[0]:  # type: ignore[index]
                 raise LockBusy("another cleanup of this database is running")
-            try:
-                return self._locked(conn, folder_path, dry_run)
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (CLEANUP_LOCK_KEY,))
+            return self._locked(conn, folder_path, dry_run)
         finally:
+            if lock_conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    lock_conn.execute("ROLLBACK")
+                lock_conn.close()
             conn.close()
 
     def _locked(self, conn: psycopg.Connection, folder_path: str, dry_run: bool) -> CleanupResult:

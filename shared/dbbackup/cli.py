@@ -196,7 +196,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     else:
         for check in report.checks:
-            print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<9} {check.detail}")
+            mark = "skip" if check.skipped else "ok  " if check.ok else "FAIL"
+            print(f"{mark} {check.name:<9} {check.detail}")
         print(f"{report.source}: {'verified' if report.ok else 'NOT a usable backup'} ({report.seconds:.1f} s)")
     return EXIT_OK if report.ok else EXIT_FAILED
 

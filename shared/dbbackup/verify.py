@@ -12,6 +12,7 @@ from .dumpfilter import DumpRewriter
 from .embedded import EmbeddedPostgres
 from .errors import BackupFailed
 from .gzstream import ReadStats, gunzip
+from .profiles import PROFILE_MARKER
 from .restore import restore
 from .sources import Source
 
@@ -21,6 +22,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    skipped: bool = False
 
 
 @dataclass
@@ -41,8 +43,11 @@ def verify(source: Source, restore_test: bool = False) -> VerifyReport:
     report = VerifyReport(source.label)
     stats = ReadStats()
     checker = DumpRewriter([])
+    head = b""
     try:
         for block in gunzip(source.open(), stats):
+            if len(head) < len(PROFILE_MARKER):
+                head += block[: len(PROFILE_MARKER)]
             checker.feed(block)
         report.checks.append(Check("gzip", True, f"{stats.gz_bytes:,} bytes, CRC and length verified"))
         try:
@@ -67,7 +72,20 @@ def verify(source: Source, restore_test: bool = False) -> VerifyReport:
                 same = recorded == actual
                 report.checks.append(Check(name, same, f"recorded {recorded}, file {actual}"))
     if restore_test and report.ok:
-        _restore_test(source, report)
+        if head.startswith(PROFILE_MARKER):
+            # It holds auth/storage rows but, by design, not those schemas' structure: only a
+            # database that already has them (a Supabase project) can take it.
+            report.checks.append(
+                Check(
+                    "restore",
+                    True,
+                    "skipped: a supabase-profile backup restores only into a Supabase project, which has the"
+                    " auth/storage schemas it loads data into (dbbackup restore SOURCE --target <project URL>)",
+                    skipped=True,
+                )
+            )
+        else:
+            _restore_test(source, report)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 

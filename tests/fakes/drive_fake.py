@@ -533,7 +533,7 @@ class DriveFake:
             raise ApiError(400, "The specified parent is not a folder.", "invalidParent")
         if not parent.drive_id and not is_folder and token.kind == "service_account":
             # A service account owns what it creates; outside a Shared drive that needs quota it
-            # does not have (Google's answer, see shared/notes). CHOICE: folders use no quota.
+            # does not have (Google's documented answer). CHOICE: folders use no quota.
             raise ApiError(403, QUOTA_MESSAGE, "storageQuotaExceeded", "usageLimits")
         return parent
 

@@ -215,8 +215,8 @@ class DriveStorage:
         transport.redirect_codes = transport.redirect_codes - {308}
         self._http = AuthorizedHttp(creds, http=transport)
         # The static discovery document shipped with the client: no discovery fetch at run time.
-        # Its rootUrl is replaced (not client_options' api_endpoint, which leaves the upload URL on
-        # https and the old host path; see shared/notes) so API and upload calls both follow
+        # Its rootUrl is replaced (client_options' api_endpoint would leave the upload URL on https
+        # and the old host path, as checked against a fake) so API and upload calls both follow
         # GOOGLE_DRIVE_ROOT_URL. With the default root this is exactly build('drive', 'v3').
         doc = json.loads(get_static_doc("drive", "v3"))
         doc["rootUrl"] = config.root_url
