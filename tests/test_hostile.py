@@ -171,3 +171,41 @@ def test_settings_read_from_the_database_are_validated_before_use(
         assert all("thief" not in json.dumps(r.body) for r in sendgrid.requests)
     finally:
         sendgrid.stop()
+
+
+def test_a_configuration_error_before_authentication_tells_an_anonymous_caller_nothing(
+    secured: Secured, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Credentials pasted wrongly (a BOM-less non-JSON value that is no file): the old message quoted it.
+    pasted = "client_secret=GOCSPX-not-json-secret refresh_token=1//0g-refresh-secret"
+    monkeypatch.setenv("BACKUP_STORAGE", "google_drive")
+    monkeypatch.setenv("GOOGLE_DRIVE_CREDENTIALS", pasted)
+    client = create_app("database_backup", str(BACKUP)).test_client()
+    resp = client.post("/", json={"trigger": "manual"})
+    assert resp.status_code == 500
+    assert resp.get_json() == {"error": "the function cannot start: see its logs", "status": "failed"}
+    assert "GOOGLE_DRIVE_CREDENTIALS is neither JSON text nor the path" in caplog.text
+    assert "GOCSPX-not-json-secret" not in caplog.text and "refresh-secret" not in caplog.text
+
+
+def test_the_www_authenticate_header_is_printable_ascii_whatever_the_token_says(secured: Secured) -> None:
+    header = _b64(json.dumps({"alg": "ES256", "kid": '中"\\x', "typ": "JWT"}).encode())
+    token = f"{header}.{_b64(b'{}')}.{_b64(b'sig')}"
+    resp = (
+        create_app("database_backup", str(BACKUP))
+        .test_client()
+        .post("/", json={"trigger": "manual"}, headers={"Authorization": f"Bearer {token}"})
+    )
+    assert resp.status_code == 401
+    value = resp.headers["WWW-Authenticate"]
+    assert value.isascii() and value.isprintable() and value.count('"') % 2 == 0
+
+
+def test_deployed_the_scheduler_audience_must_be_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbbackup.auth_config import auth_config_from_env
+    from dbbackup.errors import ConfigError
+
+    env = {"K_SERVICE": "database-backup", "SCHEDULER_SERVICE_ACCOUNT": SCHEDULER_SA}
+    with pytest.raises(ConfigError, match="SCHEDULER_AUDIENCE must be set"):
+        auth_config_from_env(env)
+    assert auth_config_from_env(env | {"SCHEDULER_AUDIENCE": AUDIENCE}).scheduler_audience == AUDIENCE

@@ -72,6 +72,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             "003_backup_logs_rls",
             "004_backup_logs_size_warning",
             "005_manual_rate_limit",
+            "006_protect_settings",
         ]
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")
@@ -183,3 +184,36 @@ def test_migrate_and_backup_work_as_a_non_superuser(supabase_db: tuple[str, str]
     assert (tmp_path / result["file_id"]).stat().st_size == result["file_size_bytes"]
     password = psycopg.conninfo.conninfo_to_dict(owner_url)["password"]
     assert password not in proc.stdout + proc.stderr
+
+
+def test_nobody_signed_in_may_change_the_backup_settings_or_the_migration_record(
+    supabase_db: tuple[str, str],
+) -> None:
+    """Supabase's default privileges let anon/authenticated write new tables in public; the
+    backup_* settings and dbbackup_migrations must not be writable through the Supabase API."""
+    owner_url, admin_url = supabase_db
+    run_cli(["migrate"], owner_url, check=True)
+    change = "UPDATE invoice_configurations SET config_value = 'false' WHERE config_key = 'backup_enabled'"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for role, sub in (("anon", None), ("authenticated", CLERK)):
+            for stmt in (
+                change,
+                "DELETE FROM invoice_configurations WHERE config_key = 'backup_notification_email'",
+                "INSERT INTO invoice_configurations (config_key, config_value) VALUES ('backup_extra', 'x')",
+                "TRUNCATE invoice_configurations",
+                "INSERT INTO dbbackup_migrations (version) VALUES ('999_forged')",
+                "DELETE FROM dbbackup_migrations",
+            ):
+                as_user(conn, role, sub)
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(stmt)
+                conn.execute("RESET ROLE")
+        # The app's own rows stay the app's business; a manager may change the backup settings.
+        as_user(conn, "authenticated", CLERK)
+        conn.execute("INSERT INTO invoice_configurations (config_key, config_value) VALUES ('invoice_prefix', 'INV')")
+        conn.execute("RESET ROLE")
+        as_user(conn, "authenticated", MANAGER)
+        assert conn.execute(change).rowcount == 1
+        conn.execute("RESET ROLE")
+    with psycopg.connect(owner_url) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM dbbackup_migrations WHERE version LIKE '9%'")] == []

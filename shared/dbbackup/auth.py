@@ -153,5 +153,6 @@ def challenge(reason: str) -> str:
     """The RFC 6750 ``WWW-Authenticate`` value for a 401."""
     if reason.startswith("no Authorization"):
         return 'Bearer realm="dbbackup"'
-    safe = reason.replace("\\", "").replace('"', "'")
+    # The reason may quote parts of an attacker's token (kid, alg): printable ASCII only, no quotes.
+    safe = "".join(c if " " <= c <= "~" and c not in '\\"' else "?" for c in reason)
     return f'Bearer realm="dbbackup", error="invalid_token", error_description="{safe}"'

@@ -73,13 +73,18 @@ def auth_config_from_env(env: Mapping[str, str]) -> AuthConfig:
     account = env.get("SCHEDULER_SERVICE_ACCOUNT", "").strip() or None
     if account is not None and not _EMAIL.match(account):
         raise ConfigError(f"SCHEDULER_SERVICE_ACCOUNT={account!r} is not a service account e-mail")
+    audience = env.get("SCHEDULER_AUDIENCE", "").strip() or None
+    if account is not None and audience is None and env.get("K_SERVICE"):
+        # Deployed, the audience must not be derived from the request's Host header: a token the
+        # scheduler account got for another service could be replayed with a forged Host.
+        raise ConfigError("SCHEDULER_AUDIENCE must be set (to this function's URL) when SCHEDULER_SERVICE_ACCOUNT is")
     origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
     for origin in origins:
         if not _ORIGIN.match(origin):
             raise ConfigError(f"ALLOWED_ORIGINS entry {origin!r}: expected scheme://host[:port] (no wildcard, no path)")
     return AuthConfig(
         mode=mode,
-        scheduler_audience=env.get("SCHEDULER_AUDIENCE", "").strip() or None,
+        scheduler_audience=audience,
         scheduler_service_account=account,
         google_certs_url=_url(env, "GOOGLE_CERTS_URL") or GOOGLE_CERTS_URL,
         supabase_jwt_secret=env.get("SUPABASE_JWT_SECRET", "").strip() or None,

@@ -160,6 +160,7 @@ def _guarded(
     if not config.enforced:
         log.warning("AUTH_MODE=disabled: accepting an unauthenticated %s %s (local only)", req.method, req.path)
     secrets: tuple[str, ...] = config.secrets
+    caller = None
     try:
         settings = Settings.from_env(env)
         secrets = settings.secrets + config.secrets
@@ -176,6 +177,9 @@ def _guarded(
         return HttpReply({"error": one_line(redact(exc.reason, secrets))}, exc.status, headers)
     except (ConfigError, DatabaseUnavailable) as exc:
         log.error("%s %s could not start: %s", req.method, req.path, exc)
+        if config.enforced and caller is None:
+            # Nobody authenticated yet: the details (variable names, hosts) are for the logs only.
+            return HttpReply({"error": "the function cannot start: see its logs", "status": "failed"}, 500)
         return HttpReply({"error": one_line(redact(str(exc), secrets)), "status": "failed"}, 500)
     except psycopg.Error as exc:
         # The role or rate-limit query failed (a broken user_profiles, a lost connection): one line, no traceback.

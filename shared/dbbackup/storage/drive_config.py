@@ -102,7 +102,7 @@ def _float(env: Mapping[str, str], variable: str, default: float, low: float, hi
 def load_credentials(text: str) -> dict[str, str]:
     """GOOGLE_DRIVE_CREDENTIALS is the JSON itself or a path to it. Messages never quote the
     content: it is a private key or a refresh token."""
-    text = text.strip()
+    text = text.strip().lstrip("\ufeff").strip()  # a JSON file saved with a UTF-8 BOM is still JSON
     if not text:
         raise ConfigError(
             "GOOGLE_DRIVE_CREDENTIALS is not set (a service account key or an OAuth authorized-user JSON,"
@@ -113,7 +113,11 @@ def load_credentials(text: str) -> dict[str, str]:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"GOOGLE_DRIVE_CREDENTIALS: cannot read {path}: {exc.strerror or exc}") from None
+            # Never quote the value: what is not JSON may still be credentials pasted wrongly.
+            raise ConfigError(
+                "GOOGLE_DRIVE_CREDENTIALS is neither JSON text nor the path of a readable file"
+                f" ({exc.strerror or type(exc).__name__})"
+            ) from None
     try:
         info = json.loads(text)
     except ValueError:
