@@ -223,3 +223,13 @@ def test_an_invalid_folder_path_setting_fails_the_backup_before_any_dump(populat
     outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
     assert outcome.status == "failed" and "may not contain '.' or '..'" in outcome.reason
     assert files(tmp_path) == []
+
+
+def test_a_database_error_before_the_row_exists_is_one_readable_line(db_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:  # settings present, backup_logs missing
+        conn.execute("CREATE TABLE invoice_configurations (config_key text UNIQUE, config_value text)")
+        conn.execute("INSERT INTO invoice_configurations VALUES ('backup_folder_path', 'MyDrive/B')")
+    proc = run_cli(["backup"], db_url, BACKUP_LOCAL_ROOT=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "unexpected error" not in proc.stderr
+    assert "database error before the backup started" in proc.stderr and "backup_logs" in proc.stderr

@@ -120,3 +120,21 @@ def test_run_as_owner_is_dropped_for_15_only() -> None:
 def test_a_dump_cut_inside_a_create_table_is_refused() -> None:
     with pytest.raises(BackupFailed, match="truncated"):
         run(b"CREATE TABLE x.child (\n    NOT NULL c,\n")
+
+
+def test_a_huge_table_data_line_streams_through_without_being_held() -> None:
+    big = b"x" * (8 << 20)
+    data = HEADER + b"COPY public.blob (b) FROM stdin;\n\\\\x" + big + b"\n2\n\\.\n" + TRAILER
+    rw = DumpRewriter(rules_for(15), None, 15)
+    out, held = [], 0
+    for i in range(0, len(data), 1 << 20):
+        out.append(rw.feed(data[i : i + (1 << 20)]))
+        held = max(held, len(rw._pending))
+    out.append(rw.finish())
+    assert b"".join(out) == run(data)
+    assert held < 1 << 20  # never more than one chunk held back
+
+
+def test_a_dump_cut_in_the_middle_of_a_long_data_line_is_refused() -> None:
+    with pytest.raises(BackupFailed, match="inside table data"):
+        run(HEADER + b"COPY public.t (x) FROM stdin;\n" + b"y" * 5000, step=1000)

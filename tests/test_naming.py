@@ -37,3 +37,18 @@ def test_names_that_are_not_backups_are_not_parsed() -> None:
         "DB_Backup_2026-03-29_00-30.sql.gz.partial",
     ):
         assert naming.parse(name, tz) is None, name
+
+
+def test_only_exact_ascii_backup_names_match() -> None:
+    tz = ZoneInfo("UTC")
+    for name in ("DB_Backup_2026-01-01_00-00.sql.gz\n", "DB_Backup_\u0662\u0660\u0662\u0666-01-01_00-00.sql.gz"):
+        assert naming.parse(name, tz) is None, repr(name)
+        assert not naming.PATTERN.match(name)
+
+
+def test_an_ambiguous_local_time_is_read_as_the_later_moment() -> None:
+    tz = ZoneInfo("Europe/Berlin")  # 2026-10-25 02:30 happens twice: 00:30 and 01:30 UTC
+    early, late = datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    assert naming.base_name(early, tz) == naming.base_name(late, tz) == "DB_Backup_2026-10-25_02-30.sql.gz"
+    parsed = naming.parse("DB_Backup_2026-10-25_02-30.sql.gz", tz)
+    assert parsed is not None and parsed.timestamp() == late.timestamp()  # (== is never true across zones here)

@@ -83,3 +83,16 @@ def test_local_ids_cannot_escape_the_root(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("x")
     with pytest.raises(StorageNotFound):
         LocalStorage(tmp_path / "root").stat("../secret")
+
+
+def test_discard_incomplete_removes_only_what_a_killed_write_left(storage: Storage) -> None:
+    folder = storage.ensure_folder("A")
+    kept = storage.put(folder, "DB_Backup_2026-01-01_01-00.sql.gz", iter([b"complete"]))
+    if isinstance(storage, LocalStorage):
+        leftover = Path(folder.path) / ".partial-0123456789ab-DB_Backup_2026-01-01_02-00.sql.gz"
+        leftover.write_bytes(b"half a dump")
+        assert storage.discard_incomplete(folder) == 1
+        assert not leftover.exists()
+    else:
+        assert storage.discard_incomplete(folder) == 0
+    assert [f.name for f in storage.list(folder)] == [kept.name]

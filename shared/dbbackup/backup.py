@@ -21,7 +21,7 @@ import psycopg.conninfo
 from . import alerts, db, folder_path, monitoring, naming, pgbin
 from .dumpfilter import DumpRewriter, OwnRowPatch, rules_for
 from .dumpstream import DumpStream, Progress
-from .errors import BackupError, BackupFailed, ConfigError, LockBusy, StorageError
+from .errors import BackupError, BackupFailed, ConfigError, DatabaseUnavailable, LockBusy, StorageError
 from .logrepo import INTERRUPTED, LogRepository
 from .proc import libpq_target
 from .profiles import Section, check_readable, dump_sections, roles_rules, supabase_rules
@@ -125,6 +125,12 @@ class BackupJob:
         except BackupError as exc:
             self._alert_could_not_start(trigger, exc)
             raise
+        except psycopg.Error as exc:
+            # Before the attempt's row exists (backup_logs missing, a permission, a lost
+            # connection): still one line, still an alert.
+            error = DatabaseUnavailable(f"database error before the backup started: {db.describe(exc, self.secrets)}")
+            self._alert_could_not_start(trigger, error)
+            raise error from None
 
     def _run(self, trigger: str, triggered_by: str | None) -> BackupOutcome:
         if trigger not in TRIGGERS:
@@ -167,6 +173,7 @@ class BackupJob:
                     f" use pg_dump {server_major} or newer (PG_DUMP_PATH)"
                 )
             target = self.storage.ensure_folder(folder)
+            self.storage.discard_incomplete(target)  # leftovers of a killed run; we hold the lock
             name = naming.free_name(moment, self.settings.timezone, (f.name for f in self.storage.list(target)))
             repo.rename(log_id, name)
             profile = self.settings.profile
@@ -183,7 +190,13 @@ class BackupJob:
                 stream = DumpStream(
                     [], env, rewriter, self.settings.gzip_level, self.secrets, self.progress, sections=sections
                 )
-                stored = self.storage.put(target, name, stream)
+                chunks = iter(stream)
+                try:
+                    stored = self.storage.put(target, name, chunks)
+                finally:
+                    # Stop pg_dump now: a backend may still hold the generator (in a traceback),
+                    # and pg_dump's snapshot and locks must not outlive a failed upload.
+                    chunks.close()  # type: ignore[attr-defined]
             if stored.size != stream.stats.gz_bytes or (stored.md5 and stored.md5 != stream.stats.md5):
                 raise StorageError(
                     f"stored file does not match what was written (size {stored.size} vs"

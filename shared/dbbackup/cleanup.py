@@ -88,6 +88,9 @@ class DryRunStorage:
     def put(self, folder: Folder, name: str, chunks: Iterable[bytes]) -> StoredFile:
         raise BackupError("dry run: nothing is written")
 
+    def discard_incomplete(self, folder: Folder) -> int:
+        return 0  # a dry run removes nothing
+
     def open(self, file_id: str) -> Iterator[bytes]:
         return self.inner.open(file_id)
 
@@ -221,7 +224,8 @@ class CleanupJob:
             )
             folder_path = LogRepository(conn).config().folder_path
         except BackupError as exc:
-            self._alert_could_not_start(conn, exc)
+            if not dry_run:  # a dry run reports, it never e-mails
+                self._alert_could_not_start(conn, exc)
             if conn is not None:
                 conn.close()
             raise

@@ -117,14 +117,32 @@ class DumpRewriter:
     _in_copy: bool = False
     _copy_patch: tuple[int, dict[int, bytes]] | None = None
     _statement: list[bytes] | None = None  # a CREATE TABLE being collected
+    _midline: bool = False  # passing a long table-data line through (see feed)
 
     def feed(self, data: bytes) -> bytes:
-        """Process a chunk; returns the bytes ready to go out (complete lines only)."""
+        """Process a chunk; returns the bytes ready to go out."""
         self.sql_bytes += len(data)
+        out = b""
+        if self._midline:  # inside a table-data line already known not to be the "\." terminator
+            nl = data.find(b"\n")
+            if nl < 0:
+                return data
+            out, data = data[: nl + 1], data[nl + 1 :]
+            self._midline = False
         buf = self._pending + data if self._pending else data
         cut = buf.rfind(b"\n") + 1
         self._pending = buf[cut:]
-        return self._process(buf[:cut]) if cut else b""
+        if cut:
+            out += self._process(buf[:cut])
+        # A long table-data line (a big bytea or text value) goes out as it arrives instead of
+        # being held whole: memory stays bounded by the chunk size, whatever the row. Past two
+        # bytes, or not starting with a backslash, it cannot be the "\." that ends the data.
+        pending = self._pending
+        if self._in_copy and self._copy_patch is None and pending and (len(pending) > 2 or pending[:1] != b"\\"):
+            out += pending
+            self._pending = b""
+            self._midline = True
+        return out
 
     def finish(self) -> bytes:
         """The remaining bytes; raises BackupFailed when the dump is incomplete."""

@@ -13,9 +13,11 @@ from zoneinfo import ZoneInfo
 
 PREFIX = "DB_Backup_"
 SUFFIX = ".sql.gz"
+# ASCII digits only and anchored with \Z (``$`` would accept a trailing newline): retention deletes
+# what this matches, so nothing that merely looks like a backup name may match.
 PATTERN = re.compile(
-    r"^DB_Backup_(?P<date>\d{4}-\d{2}-\d{2})_(?P<hour>\d{2})-(?P<minute>\d{2})"
-    r"(?:_(?P<seq>[2-9]|[1-9]\d+))?\.sql\.gz$"
+    r"^DB_Backup_(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})_(?P<hour>[0-9]{2})-(?P<minute>[0-9]{2})"
+    r"(?:_(?P<seq>[2-9]|[1-9][0-9]+))?\.sql\.gz\Z"
 )
 
 
@@ -46,4 +48,6 @@ def parse(name: str, tz: ZoneInfo) -> datetime | None:
         naive = datetime.strptime(f"{match['date']} {match['hour']}:{match['minute']}", "%Y-%m-%d %H:%M")
     except ValueError:
         return None
-    return naive.replace(tzinfo=tz)
+    # In the hour a clock falls back, a local time names two moments; reading it as the later one
+    # makes a file look younger, never older, so retention can only keep it longer.
+    return naive.replace(tzinfo=tz, fold=1)

@@ -48,6 +48,11 @@ class Storage(Protocol):
         behind and the exception propagates. Raises StorageExists rather than overwrite."""
         ...
 
+    def discard_incomplete(self, folder: Folder) -> int:
+        """Remove what writes killed mid-way left in ``folder`` (never visible to ``list``); the
+        number removed. Call only holding the backup lock: then no write can be in flight."""
+        ...
+
     def open(self, file_id: str) -> Iterator[bytes]:
         """The file's bytes, streamed in chunks. Raises StorageNotFound."""
         ...

@@ -425,6 +425,10 @@ class DriveStorage:
         # Google Docs have no size/md5: they are not backups.
         return [self._stored(f, f"{folder.path}/{f['name']}") for f in found if "size" in f]
 
+    def discard_incomplete(self, folder: Folder) -> int:
+        # An abandoned resumable session is never a file (Drive expires it): nothing to remove.
+        return 0
+
     def put(self, folder: Folder, name: str, chunks: Iterable[bytes]) -> StoredFile:
         if not name or "/" in name or any(ord(c) < 32 for c in name):
             raise StorageError(f"invalid file name {name!r}")

@@ -68,6 +68,16 @@ class LocalStorage:
             if e.is_file(follow_symlinks=False) and not e.name.startswith(TEMP_PREFIX)
         ]
 
+    def discard_incomplete(self, folder: Folder) -> int:
+        # A kill -9 or a platform timeout skips put()'s cleanup and leaves its temporary file.
+        removed = 0
+        for entry in os.scandir(self._abs(folder.id)):
+            if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
     def put(self, folder: Folder, name: str, chunks: Iterable[bytes]) -> StoredFile:
         if "/" in name or name.startswith("."):
             raise StorageError(f"invalid file name {name!r}")
