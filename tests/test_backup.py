@@ -233,3 +233,20 @@ def test_a_database_error_before_the_row_exists_is_one_readable_line(db_url: str
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "unexpected error" not in proc.stderr
     assert "database error before the backup started" in proc.stderr and "backup_logs" in proc.stderr
+
+
+def test_a_pg_dump_still_running_without_its_lock_blocks_a_second_backup(populated: str, tmp_path: Path) -> None:
+    """A run whose lock connection dropped may still be dumping: its row stays in_progress and no
+    second dump starts beside it (the pg_dump's own session is the evidence)."""
+    with psycopg.connect(populated, autocommit=True) as conn:
+        stale = conn.execute(
+            "INSERT INTO backup_logs (backup_type, status, file_name) VALUES"
+            " ('automatic', 'in_progress', 'DB_Backup_2026-01-01_01-00.sql.gz') RETURNING id"
+        ).fetchone()[0]
+    with psycopg.connect(populated, application_name="dbbackup-pg_dump"), pytest.raises(LockBusy):
+        BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+    assert row(populated, str(stale))["status"] == "in_progress"
+    assert files(tmp_path) == []
+    # Once that session is gone, the next run proceeds and the orphan is labelled.
+    assert BackupJob(settings_for(populated, tmp_path)).run("scheduled").status == "success"
+    assert row(populated, str(stale))["status"] == "failed"

@@ -22,7 +22,7 @@ from . import alerts, db, folder_path, monitoring, naming, pgbin
 from .dumpfilter import DumpRewriter, OwnRowPatch, rules_for
 from .dumpstream import DumpStream, Progress
 from .errors import BackupError, BackupFailed, ConfigError, DatabaseUnavailable, LockBusy, StorageError
-from .logrepo import INTERRUPTED, LogRepository
+from .logrepo import INTERRUPTED, PG_DUMP_APPLICATION_NAME, LogRepository
 from .proc import libpq_target
 from .profiles import Section, check_readable, dump_sections, roles_rules, supabase_rules
 from .redact import one_line, redact
@@ -70,7 +70,7 @@ def pg_dump_command(
     """What the backup stream runs (profiles.dump_sections) and its environment. The password
     travels in PGPASSWORD, never in argv (argv is visible to every process on the host)."""
     conninfo, env, _ = libpq_target(settings.database_url)
-    env["PGAPPNAME"] = "dbbackup-pg_dump"
+    env["PGAPPNAME"] = PG_DUMP_APPLICATION_NAME
     pg_dumpall = None
     if settings.profile.supabase:
         # The roles section: the pg_dumpall next to the chosen pg_dump, else the bundled one.

@@ -13,6 +13,7 @@ from .errors import ConfigError
 
 # pg_try_advisory_lock key for "a backup is running on this database" ("dbback").
 BACKUP_LOCK_KEY = 0x6462_6261_636B
+PG_DUMP_APPLICATION_NAME = "dbbackup-pg_dump"  # what our pg_dump runs show in pg_stat_activity
 INTERRUPTED = "interrupted: the run stopped before finishing (crash, timeout or kill)"
 STATUSES = ("success", "failed", "in_progress")
 
@@ -67,8 +68,21 @@ class LogRepository:
         )
 
     def try_lock(self) -> bool:
+        """The backup lock, unless a pg_dump of ours is still connected to this database: a run
+        whose lock connection dropped (a pooler or network blip) may still be dumping, and its
+        row must not be relabelled "interrupted" under it, nor a second dump start beside it."""
         row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (BACKUP_LOCK_KEY,)).fetchone()
-        return bool(row and row[0])
+        if not (row and row[0]):
+            return False
+        dumping = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = %s AND pid <> pg_backend_pid())",
+            (PG_DUMP_APPLICATION_NAME,),
+        ).fetchone()
+        if dumping and dumping[0]:
+            self.unlock()
+            return False
+        return True
 
     def unlock(self) -> None:
         self.conn.execute("SELECT pg_advisory_unlock(%s)", (BACKUP_LOCK_KEY,))
