@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,13 +106,7 @@ class Authenticator:
     def _scheduler(self, token: str) -> Caller:
         if self.scheduler is None or not self.config.scheduler_service_account:
             raise ConfigError("SCHEDULER_SERVICE_ACCOUNT is not set: no scheduler call can be accepted")
-        try:
-            claims = self.scheduler.verify(token)
-        except InvalidToken as exc:
-            raise AuthError(401, f"invalid Google ID token: {exc}") from None
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            # A token crafted to trip a library's parser is still just an invalid token, not a 500.
-            raise AuthError(401, f"invalid Google ID token: unreadable ({type(exc).__name__})") from None
+        claims = _verified(self.scheduler.verify, token, "Google ID token")
         email = str(claims.get("email", ""))
         if claims.get("email_verified") is not True:
             raise AuthError(403, f"service account {email or '(none)'}: email_verified is not true")
@@ -124,13 +118,7 @@ class Authenticator:
     def _user(self, token: str) -> Caller:
         if self.users is None:
             raise ConfigError("neither SUPABASE_JWT_SECRET nor SUPABASE_JWKS_URL is set: no user call can be accepted")
-        try:
-            claims = self.users.verify(token)
-        except InvalidToken as exc:
-            raise AuthError(401, f"invalid Supabase token: {exc}") from None
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            # A token crafted to trip a library's parser is still just an invalid token, not a 500.
-            raise AuthError(401, f"invalid Supabase token: unreadable ({type(exc).__name__})") from None
+        claims = _verified(self.users.verify, token, "Supabase token")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub or len(sub) > 255:
             raise AuthError(401, "invalid Supabase token: no user (sub)")
@@ -147,6 +135,17 @@ def require(caller: Caller, allowed: tuple[str, ...], action: str) -> None:
     if caller.kind != DEV and caller.kind not in allowed:
         who = "a manager" if caller.kind == USER else "the scheduler"
         raise AuthError(403, f"{who} may not {action}")
+
+
+def _verified(verify: Callable[[str], Mapping[str, Any]], token: str, kind: str) -> Mapping[str, Any]:
+    """The verified claims, or a 401 naming why."""
+    try:
+        return verify(token)
+    except InvalidToken as exc:
+        raise AuthError(401, f"invalid {kind}: {exc}") from None
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        # A token crafted to trip a library's parser is still just an invalid token, not a 500.
+        raise AuthError(401, f"invalid {kind}: unreadable ({type(exc).__name__})") from None
 
 
 def challenge(reason: str) -> str:

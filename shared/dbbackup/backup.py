@@ -245,9 +245,7 @@ class BackupJob:
     def _recover_stale(self, repo: LogRepository) -> None:
         """Rows a killed run left in_progress become failed ("interrupted"), and each is alerted:
         a run killed at the platform's timeout had no chance to say so itself."""
-        stale = repo.recent("in_progress", limit=50)  # under the lock, every one is an orphan
-        repo.recover_stale()
-        for row in stale:
+        for row in repo.recover_stale():
             self._alert_failure(
                 repo, row["backup_type"], str(row["id"]), row["file_name"], row["google_drive_path"] or "", INTERRUPTED
             )

@@ -87,15 +87,17 @@ class LogRepository:
     def unlock(self) -> None:
         self.conn.execute("SELECT pg_advisory_unlock(%s)", (BACKUP_LOCK_KEY,))
 
-    def recover_stale(self) -> int:
-        """Mark rows left ``in_progress`` by a dead run as failed. Call only holding the lock:
-        then no other backup can be running, so every in_progress row is an orphan."""
-        cur = self.conn.execute(
-            "UPDATE public.backup_logs SET status = 'failed', failure_reason = %s,"
-            " completed_at = now() WHERE status = 'in_progress'",
-            (INTERRUPTED,),
-        )
-        return cur.rowcount
+    def recover_stale(self) -> list[dict[str, Any]]:
+        """Mark rows left ``in_progress`` by a dead run as failed, and return them. Call only
+        holding the lock: then no other backup can be running, so every in_progress row is an
+        orphan."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "UPDATE public.backup_logs SET status = 'failed', failure_reason = %s,"
+                " completed_at = now() WHERE status = 'in_progress'"
+                " RETURNING id, backup_type, file_name, google_drive_path",
+                (INTERRUPTED,),
+            ).fetchall()
 
     def start(self, backup_type: str, file_name: str, path: str, triggered_by: str | None) -> str:
         row = self.conn.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .backup import BackupJob
@@ -14,6 +15,19 @@ from .settings import Settings
 log = logging.getLogger("dbbackup")
 
 Response = tuple[dict[str, Any], int]
+
+
+def _start[T](what: str, job: Callable[[], T]) -> T | Response:
+    """Run a job, or the answer for why it could not start: the one place these errors become
+    HTTP statuses (409 busy, 500 configuration or database)."""
+    try:
+        return job()
+    except LockBusy as exc:
+        log.warning("%s refused: %s", what, exc)
+        return {"error": str(exc), "status": "busy"}, 409
+    except (ConfigError, DatabaseUnavailable) as exc:
+        log.error("%s could not start: %s", what, exc)
+        return {"error": str(exc), "status": "failed"}, 500
 
 
 def parse_backup_body(body: bytes) -> str:
@@ -46,15 +60,10 @@ def handle_backup(
         trigger = parse_backup_body(body)
     except ValueError as exc:
         return {"error": str(exc)}, 400
-    try:
-        settings = settings or Settings.from_env()
-        outcome = BackupJob(settings).run(trigger, triggered_by)
-    except LockBusy as exc:
-        log.warning("backup refused: %s", exc)
-        return {"error": str(exc), "status": "busy"}, 409
-    except (ConfigError, DatabaseUnavailable) as exc:
-        log.error("backup could not start: %s", exc)
-        return {"error": str(exc), "status": "failed"}, 500
+    started = _start("backup", lambda: BackupJob(settings or Settings.from_env()).run(trigger, triggered_by))
+    if isinstance(started, tuple):
+        return started
+    outcome = started
     if outcome.status == "skipped":
         log.info("scheduled backup skipped: %s", outcome.reason)
         return {"status": "skipped", "reason": outcome.reason}, 200
@@ -119,13 +128,8 @@ def handle_cleanup(method: str, body: bytes, settings: Settings | None = None) -
         dry_run = parse_cleanup_body(body)
     except ValueError as exc:
         return {"error": str(exc)}, 400
-    try:
-        settings = settings or Settings.from_env()
-        result = CleanupJob(settings).run(dry_run=dry_run)
-    except LockBusy as exc:
-        log.warning("cleanup refused: %s", exc)
-        return {"error": str(exc), "status": "busy"}, 409
-    except (ConfigError, DatabaseUnavailable) as exc:
-        log.error("cleanup could not start: %s", exc)
-        return {"error": str(exc), "status": "failed"}, 500
+    started = _start("cleanup", lambda: CleanupJob(settings or Settings.from_env()).run(dry_run=dry_run))
+    if isinstance(started, tuple):
+        return started
+    result = started
     return result.as_dict(), 200 if result.status == "success" else 500

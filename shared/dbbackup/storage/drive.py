@@ -285,12 +285,18 @@ class DriveStorage:
             try:
                 return call()
             except Exception as exc:
-                if not _retryable(exc):
-                    raise self._translate(exc, what) from None
-                failures += 1
-                if failures >= self.config.max_attempts:
-                    raise StorageError(f"{self._translate(exc, what)} (gave up after {failures} attempts)") from None
-                self._backoff(failures)
+                failures = self._retry_or_raise(exc, what, failures)
+
+    def _retry_or_raise(self, exc: BaseException, what: str, failures: int) -> int:
+        """After a failed attempt: raise when it is permanent or the last one allowed, else wait
+        (backoff with jitter) and return the new failure count."""
+        if not _retryable(exc):
+            raise self._translate(exc, what) from None
+        failures += 1
+        if failures >= self.config.max_attempts:
+            raise StorageError(f"{self._translate(exc, what)} (gave up after {failures} attempts)") from None
+        self._backoff(failures)
+        return failures
 
     def _execute(self, what: str, request: HttpRequest) -> Any:
         return self._retrying(what, lambda: request.execute(num_retries=0))
@@ -484,12 +490,7 @@ class DriveStorage:
                         f"Google Drive upload session of {label} expired or was lost (HTTP {exc.resp.status})"
                         f" after {progress} bytes; the dump cannot be replayed, so this backup failed"
                     ) from None
-                if not _retryable(exc):
-                    raise self._translate(exc, what) from None
-                failures += 1
-                if failures >= self.config.max_attempts:
-                    raise StorageError(f"{self._translate(exc, what)} (gave up after {failures} attempts)") from None
-                self._backoff(failures)
+                failures = self._retry_or_raise(exc, what, failures)
 
     @staticmethod
     def _finalise(request: HttpRequest, total: int) -> dict[str, Any] | None:
