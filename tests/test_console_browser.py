@@ -35,6 +35,9 @@ from fakes.supabase_auth_fake import PASSWORD, SupabaseAuthFake
 from conftest import ROOT, with_params
 
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+if not CHROMIUM and os.environ.get("DBBACKUP_REQUIRE_BROWSER") == "1":
+    # CI installs chromium and sets this: there a missing browser is a failure, never a silent skip.
+    pytest.fail("DBBACKUP_REQUIRE_BROWSER=1 but Debian's chromium is not installed", pytrace=False)
 if not CHROMIUM:
     pytest.skip(
         "Debian's chromium is not installed (apt-get install chromium): the console's browser tests need it",
