@@ -29,7 +29,7 @@ PG_MATRIX_DIR ?= $(shell [ "$$(id -u)" = 0 ] && echo /tmp/dbbackup-cache/pg-matr
 export DBBACKUP_PG_MATRIX := $(abspath $(PG_MATRIX_DIR))
 PG_MATRIX_BINS := $(foreach v,$(PG_MATRIX),$(PG_MATRIX_DIR)/$(v)/bin/postgres)
 
-.PHONY: install test lint bench demo clean python pg-matrix
+.PHONY: install test lint bench demo clean python pg-matrix infra-check package
 
 python:
 	@( $(FIND_PYTHON) ) || { echo "error: no Python >= 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -49,8 +49,31 @@ $(PG_MATRIX_DIR)/%/bin/postgres: | $(BIN)/dbbackup
 
 pg-matrix: $(PG_MATRIX_BINS)
 
-test: install pg-matrix
+test: install pg-matrix infra-check
 	$(BIN)/python -m pytest -q
+
+# checkov in a venv of its own: its dependencies clash with constraints.txt. Exact versions
+# from .ci/checkov-requirements.txt (a pip freeze), so every machine runs the same checks.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov: .ci/checkov-requirements.txt
+	@py="$$($(FIND_PYTHON))" || { echo "error: no Python >= 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }; \
+	rm -rf $(CHECKOV_VENV) && "$$py" -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --no-deps -r .ci/checkov-requirements.txt
+	@touch $@
+
+# The Terraform in infra/: formatted (when terraform is installed; init/validate need the provider
+# registry, so they run in Cloud Build, not here), checkov's policies (each skip justified in a
+# comment next to it), and tests/test_infra.py (every file parses with python-hcl2; Terraform and
+# the code agree).
+infra-check: install $(CHECKOV_VENV)/bin/checkov
+	@if command -v terraform >/dev/null 2>&1; then terraform fmt -check -recursive infra 2>/dev/null || { echo "infra: run terraform fmt -recursive infra" >&2; exit 1; }; \
+	else echo "terraform not on PATH: terraform fmt -check skipped"; fi
+	$(CHECKOV_VENV)/bin/checkov -d infra --framework terraform --quiet --compact --skip-download
+	$(BIN)/python -m pytest -q tests/test_infra.py
+
+# build/function-source/: what Terraform zips and deploys (infra/package.py says what is in it).
+package: install
+	$(BIN)/python infra/package.py
 
 # The long benchmark (about 2 minutes, plus about 30 s to build its 1 GB database the first
 # time): dbbackup vs pg_dump alone, | gzip -6 and | pigz, and restore vs gunzip | psql.
@@ -63,8 +86,8 @@ demo: install
 	$(BIN)/dbbackup demo
 
 lint: install
-	$(BIN)/ruff check shared functions tests
-	$(BIN)/ruff format --check shared functions tests
+	$(BIN)/ruff check shared functions tests infra
+	$(BIN)/ruff format --check shared functions tests infra
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache build *.egg-info shared/*.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) .cache .pytest_cache build *.egg-info shared/*.egg-info

@@ -113,13 +113,17 @@ class BackupJob:
         self.secrets = settings.secrets
         self.alerter = alerter or alerts.Alerter(settings)
 
-    def run(self, trigger: str, triggered_by: str | None = None) -> BackupOutcome:
+    def run(
+        self, trigger: str, triggered_by: str | None = None, schedule_time: datetime | None = None
+    ) -> BackupOutcome:
         """Raises ConfigError / DatabaseUnavailable / LockBusy before any row exists;
         afterwards every failure is returned as a ``failed`` outcome with its row updated.
         Failures (and those errors, but not LockBusy) are e-mailed; sending never changes
-        what this returns or raises."""
+        what this returns or raises. ``schedule_time`` is the scheduler's slot (its retries
+        carry the same one): when that slot already has a successful backup the run is
+        ``skipped`` and writes nothing; a slot whose attempts failed runs again."""
         try:
-            return self._run(trigger, triggered_by)
+            return self._run(trigger, triggered_by, schedule_time)
         except LockBusy:
             raise
         except BackupError as exc:
@@ -132,7 +136,7 @@ class BackupJob:
             self._alert_could_not_start(trigger, error)
             raise error from None
 
-    def _run(self, trigger: str, triggered_by: str | None) -> BackupOutcome:
+    def _run(self, trigger: str, triggered_by: str | None, schedule_time: datetime | None) -> BackupOutcome:
         if trigger not in TRIGGERS:
             raise ConfigError(f"unknown trigger {trigger!r}")
         check_dump_url(self.settings.database_url)  # pg_dump cannot work through a transaction pooler
@@ -146,7 +150,17 @@ class BackupJob:
                 raise LockBusy("another backup of this database is running")
             try:
                 self._recover_stale(repo)
-                outcome = self._locked(repo, config.folder_path, trigger, triggered_by)
+                # Checked holding the lock: an earlier attempt of this slot has finished by now.
+                done = repo.succeeded_for_schedule(schedule_time) if schedule_time is not None else None
+                if done is not None:
+                    return BackupOutcome(
+                        status="skipped",
+                        backup_log_id=str(done["id"]),
+                        file_name=done["file_name"],
+                        path=done["google_drive_path"],
+                        reason=f"already done: the backup scheduled for {schedule_time.isoformat()} succeeded",
+                    )
+                outcome = self._locked(repo, config.folder_path, trigger, triggered_by, schedule_time)
                 self._check_size(repo, outcome)
                 return outcome
             finally:
@@ -155,11 +169,18 @@ class BackupJob:
         finally:
             conn.close()
 
-    def _locked(self, repo: LogRepository, folder: str, trigger: str, triggered_by: str | None) -> BackupOutcome:
+    def _locked(
+        self,
+        repo: LogRepository,
+        folder: str,
+        trigger: str,
+        triggered_by: str | None,
+        schedule_time: datetime | None = None,
+    ) -> BackupOutcome:
         started = time.monotonic()
         moment = self.clock()
         name = naming.base_name(moment, self.settings.timezone)
-        log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by)
+        log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
         stored: StoredFile | None = None
         try:
             folder_path.split(folder)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +35,12 @@ class HttpRequest:
     headers: Mapping[str, str]  # names in lower case
     body: bytes
     host: str = ""
+    query: str = ""  # the raw query string (the console's log filters), without the "?"
 
     @classmethod
-    def of(cls, method: str, path: str, headers: Mapping[str, str], body: bytes) -> HttpRequest:
+    def of(cls, method: str, path: str, headers: Mapping[str, str], body: bytes, query: str = "") -> HttpRequest:
         lowered = {k.lower(): v for k, v in headers.items()}
-        return cls(method.upper(), path or "/", lowered, body, lowered.get("host", ""))
+        return cls(method.upper(), path or "/", lowered, body, lowered.get("host", ""), query)
 
 
 @dataclass
@@ -47,6 +48,9 @@ class HttpReply:
     body: dict[str, Any]
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    # A streamed body (a CSV export, a backup file, a page) sent instead of ``body`` as JSON.
+    stream: Iterable[bytes] | None = None
+    content_type: str = "application/json"
 
 
 class _Connection:
@@ -116,7 +120,14 @@ def _content_type_ok(req: HttpRequest) -> bool:
     return kind in JSON_TYPES
 
 
-Job = Callable[[HttpRequest, Settings, Caller, _Connection], tuple[dict[str, Any], int, dict[str, str]]]
+# A job answers (JSON body, status, headers), or a whole HttpReply when it streams its body.
+Job = Callable[[HttpRequest, Settings, Caller, _Connection], tuple[dict[str, Any], int, dict[str, str]] | HttpReply]
+
+
+def serve(req: HttpRequest, env: Mapping[str, str] | None, job: Job, methods: tuple[str, ...]) -> HttpReply:
+    """Every check of this module (configuration, CORS, method, body, token) around ``job``: how
+    other endpoints (the console's API) reuse them."""
+    return _serve(req, env, job, methods, cors=True)
 
 
 def _serve(
@@ -168,7 +179,7 @@ def _guarded(
         conn = _Connection(settings)
         try:
             caller = _authenticator(config, req, conn).authenticate(req.headers)
-            body, status, headers = job(req, settings, caller, conn)
+            answer = job(req, settings, caller, conn)
         finally:
             conn.close()
     except AuthError as exc:
@@ -185,6 +196,10 @@ def _guarded(
         # The role or rate-limit query failed (a broken user_profiles, a lost connection): one line, no traceback.
         log.error("%s %s could not start: database error %s", req.method, req.path, db.describe(exc, secrets))
         return HttpReply({"error": f"database error: {db.describe(exc, secrets)}", "status": "failed"}, 500)
+    if isinstance(answer, HttpReply):
+        answer.body = _redacted(answer.body, secrets)  # a stream is data (a file, a CSV), not a message
+        return answer
+    body, status, headers = answer
     return HttpReply(_redacted(body, secrets), status, headers)
 
 
@@ -212,8 +227,14 @@ def _backup_job(
         trigger = service.parse_backup_body(req.body)
     except ValueError as exc:
         return {"error": str(exc)}, 400, {}
+    schedule_time = None
     if trigger == "scheduled":
         require(caller, (SCHEDULER,), "start a scheduled backup")
+        try:
+            # The slot; Scheduler's retries repeat it, so a slot that succeeded is never backed up twice.
+            schedule_time = service.parse_schedule_time(req.headers.get("x-cloudscheduler-scheduletime"))
+        except ValueError as exc:
+            return {"error": str(exc)}, 400, {}
     else:
         require(caller, (USER,), "start a manual backup")
     slot = None
@@ -233,7 +254,9 @@ def _backup_job(
                 {"Retry-After": retry},
             )
     log.info("%s backup requested by %s", trigger, caller.label)
-    body, status = service.handle_backup("POST", req.body, settings, req.path, triggered_by=caller.subject)
+    body, status = service.handle_backup(
+        "POST", req.body, settings, req.path, triggered_by=caller.subject, schedule_time=schedule_time
+    )
     if status == 409 and limiter is not None and slot is not None:
         limiter.release(caller.subject, slot)
     return body, status, {}

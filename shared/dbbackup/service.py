@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from .backup import BackupJob
@@ -15,6 +17,8 @@ from .settings import Settings
 log = logging.getLogger("dbbackup")
 
 Response = tuple[dict[str, Any], int]
+# RFC 3339 date-time: full date, T, time with optional fraction, and a mandatory offset.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _start[T](what: str, job: Callable[[], T]) -> T | Response:
@@ -47,11 +51,34 @@ def parse_backup_body(body: bytes) -> str:
     return trigger
 
 
+def parse_schedule_time(value: str | None) -> datetime | None:
+    """Cloud Scheduler's ``X-CloudScheduler-ScheduleTime`` (RFC 3339, with an offset or ``Z``),
+    as an aware datetime; None when absent. ValueError says what is wrong (never echoing more
+    than a short prefix of what was sent)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not _RFC3339.match(text):
+        raise ValueError(
+            f"X-CloudScheduler-ScheduleTime {text[:40]!r} is not an RFC 3339 time such as 2026-11-25T01:00:00Z"
+        )
+    try:
+        return datetime.fromisoformat(text.replace("t", "T").replace("z", "Z"))
+    except ValueError:  # matches the shape but is no real moment (month 13, 25 o'clock)
+        raise ValueError(f"X-CloudScheduler-ScheduleTime {text[:40]!r} is not a valid date and time") from None
+
+
 def handle_backup(
-    method: str, body: bytes, settings: Settings | None = None, path: str = "/", triggered_by: str | None = None
+    method: str,
+    body: bytes,
+    settings: Settings | None = None,
+    path: str = "/",
+    triggered_by: str | None = None,
+    schedule_time: datetime | None = None,
 ) -> Response:
     """The job behind the function, for an already authorised caller (``gateway`` checks who may
-    call); ``triggered_by`` is who asked (a token's subject), logged in ``backup_logs``."""
+    call); ``triggered_by`` is who asked (a token's subject), logged in ``backup_logs``;
+    ``schedule_time`` is the scheduler's slot, so that its retries never back up a slot twice."""
     if method == "GET" and path.rstrip("/").endswith("/status"):
         return handle_status(settings)
     if method != "POST":
@@ -60,13 +87,18 @@ def handle_backup(
         trigger = parse_backup_body(body)
     except ValueError as exc:
         return {"error": str(exc)}, 400
-    started = _start("backup", lambda: BackupJob(settings or Settings.from_env()).run(trigger, triggered_by))
+    started = _start(
+        "backup", lambda: BackupJob(settings or Settings.from_env()).run(trigger, triggered_by, schedule_time)
+    )
     if isinstance(started, tuple):
         return started
     outcome = started
     if outcome.status == "skipped":
         log.info("scheduled backup skipped: %s", outcome.reason)
-        return {"status": "skipped", "reason": outcome.reason}, 200
+        skipped: dict[str, Any] = {"status": "skipped", "reason": outcome.reason}
+        if outcome.backup_log_id:  # already done: the slot's successful backup
+            skipped |= {"backup_log_id": outcome.backup_log_id, "file_name": outcome.file_name, "path": outcome.path}
+        return skipped, 200
     result = {
         "backup_log_id": outcome.backup_log_id,
         "status": outcome.status,

@@ -1,0 +1,128 @@
+# The three functions, built from one source (source.tf), run as the runtime account.
+
+locals {
+  # Plain settings every function gets (empty = left out, the code's default applies).
+  settings = {
+    BACKUP_TIMEZONE                = var.time_zone
+    BACKUP_PROFILE                 = var.backup_profile
+    BACKUP_EXCLUDE_TABLES          = var.backup_exclude_tables
+    BACKUP_GZIP_LEVEL              = tostring(var.gzip_level)
+    BACKUP_RETENTION_DAYS          = tostring(var.retention_days)
+    BACKUP_KEEP_MIN                = tostring(var.keep_min)
+    BACKUP_MAX_AGE_HOURS           = tostring(var.max_age_hours)
+    BACKUP_SIZE_WARNING_PERCENT    = tostring(var.size_warning_percent)
+    BACKUP_ENVIRONMENT             = var.environment_name
+    GOOGLE_DRIVE_SUBJECT           = var.drive_subject
+    ALERT_FROM_EMAIL               = var.alert_from_email
+    ALERT_FALLBACK_EMAIL           = var.alert_fallback_email
+    SENDGRID_API_HOST              = var.sendgrid_api_host
+    SUPABASE_JWKS_URL              = var.supabase_jwks_url
+    SUPABASE_JWT_ISSUER            = var.supabase_jwt_issuer
+    ALLOWED_ORIGINS                = join(",", var.allowed_origins)
+    MANUAL_BACKUP_INTERVAL_SECONDS = tostring(var.manual_backup_interval_seconds)
+  }
+
+  console_settings = {
+    SUPABASE_URL      = var.supabase_url
+    SUPABASE_ANON_KEY = var.supabase_anon_key
+  }
+
+  # Sizing and exposure per function (keys: the entry points, as in the module).
+  functions = {
+    database_backup = {
+      description = "Nightly backup of the database to Google Drive (called by Cloud Scheduler only)."
+      memory      = var.backup_memory
+      cpu         = var.backup_cpu
+      timeout     = var.backup_timeout_seconds
+      # One at a time: the advisory lock refuses a second dump anyway; no instance waits for it.
+      max_instances = 1
+      ingress       = var.scheduled_ingress
+      public        = false
+    }
+    cleanup_old_backups = {
+      description   = "Daily retention cleanup and missed-run watchdog (called by Cloud Scheduler only)."
+      memory        = var.cleanup_memory
+      cpu           = "1"
+      timeout       = var.cleanup_timeout_seconds
+      max_instances = 1
+      ingress       = var.scheduled_ingress
+      public        = false
+    }
+    backup_console = {
+      description = "Managers' console and Run Backup Now (public URL; every API call needs a manager's Supabase token)."
+      # It runs the manual backup itself, synchronously: sized like the backup.
+      memory        = var.backup_memory
+      cpu           = var.backup_cpu
+      timeout       = var.backup_timeout_seconds
+      max_instances = 2
+      # Browsers reach it directly; the JWT check in the code is its gate (README "Security").
+      ingress = "ALLOW_ALL"
+      public  = true
+    }
+  }
+}
+
+resource "google_cloudfunctions2_function" "fn" {
+  # checkov:skip=CKV_GCP_124:Only backup_console allows all ingress (browsers reach it, its JWT check is its gate); the scheduled two use var.scheduled_ingress, internal-only by default.
+  for_each    = local.functions
+  project     = var.project_id
+  location    = var.region
+  name        = module.function_env.service_names[each.key]
+  description = each.value.description
+
+  build_config {
+    runtime         = "python312"
+    entry_point     = each.key
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = each.value.memory
+    available_cpu                    = each.value.cpu
+    timeout_seconds                  = each.value.timeout
+    min_instance_count               = 0
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = 1
+    ingress_settings                 = each.value.ingress
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.runtime.email
+    environment_variables            = module.function_env.env[each.key]
+  }
+
+  labels = { app = "dbbackup" }
+
+  depends_on = [
+    google_project_service.api,
+    google_project_iam_member.build,
+    google_storage_bucket_iam_member.build_reads_source,
+    google_secret_manager_secret_iam_member.runtime,
+  ]
+}
+
+# Cloud Scheduler may invoke the two scheduled functions, and nothing else may (no allUsers).
+resource "google_cloud_run_service_iam_member" "scheduler_invokes" {
+  for_each = toset(["database_backup", "cleanup_old_backups"])
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.fn[each.key].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# The console is reached by managers' browsers with a Supabase token, which Cloud Run's IAM
+# check cannot read: Cloud Run lets every request through to the code, which refuses any call
+# without a manager's valid token (401/403) before it touches anything.
+resource "google_cloud_run_service_iam_member" "console_public" {
+  for_each = { for name, f in local.functions : name => f if f.public }
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.fn[each.key].name
+  role     = "roles/run.invoker"
+  member   = "allUsers" # checkov:skip=CKV_GCP_102:Public by design: the console's own JWT check is its gate (README Security).
+}

@@ -1,0 +1,98 @@
+# The environment of each function, and the URL each one answers on, from plain values only.
+#
+# No provider and no resource here, on purpose: tests/test_as_deployed.py evaluates this very
+# module with `terraform console` (offline) and serves the functions locally with the result,
+# so what is tested is what Terraform sets. Variable names are the code's (README "Configuration").
+
+variable "project_id" {
+  type = string
+}
+
+variable "project_number" {
+  type = string
+}
+
+variable "region" {
+  type = string
+}
+
+variable "name_prefix" {
+  type = string
+}
+
+variable "scheduler_service_account" {
+  description = "E-mail of the account Cloud Scheduler signs its OIDC tokens as."
+  type        = string
+}
+
+variable "secret_ids" {
+  description = "Secret Manager secret id per variable the code can read from a secret (secrets_gsm.SECRET_VARIABLES)."
+  type        = map(string)
+}
+
+variable "secret_version" {
+  type = string
+}
+
+variable "settings" {
+  description = "Plain settings shared by every function: variable name => value (empty = the code's default)."
+  type        = map(string)
+}
+
+variable "console_settings" {
+  description = "Settings only the console reads (its sign-in page's Supabase project)."
+  type        = map(string)
+}
+
+locals {
+  # One entry per function: the entry point in functions/<name>/main.py.
+  functions = ["database_backup", "cleanup_old_backups", "backup_console"]
+
+  # Cloud Run service names (the function names) and their deterministic URLs, known before
+  # the functions exist: each function must be told its own URL (SCHEDULER_AUDIENCE) and
+  # Scheduler's token must carry it.
+  service_names = { for f in local.functions : f => "${var.name_prefix}-${replace(f, "_", "-")}" }
+  urls          = { for f, name in local.service_names : f => "https://${name}-${var.project_number}.${var.region}.run.app" }
+
+  # Secrets are read by the code at the first request (X_SECRET = a version's resource name),
+  # with the runtime account's own identity: no secret value is ever in Terraform's state.
+  secret_env = {
+    for name, id in var.secret_ids : "${name}_SECRET" => "projects/${var.project_id}/secrets/${id}/versions/${var.secret_version}"
+  }
+
+  common_env = merge(
+    # An empty setting is left out: the code's default applies (README "Configuration").
+    { for name, value in var.settings : name => value if value != "" },
+    local.secret_env,
+    {
+      # Deployed, backups go to Drive: a function's local disk is memory and lasts one instance.
+      BACKUP_STORAGE            = "google_drive"
+      DBBACKUP_CACHE_DIR        = "/tmp/dbbackup-cache"
+      SCHEDULER_SERVICE_ACCOUNT = var.scheduler_service_account
+    },
+  )
+
+  env = {
+    for f in local.functions : f => merge(
+      local.common_env,
+      { SCHEDULER_AUDIENCE = local.urls[f] },
+      f == "backup_console" ? { for name, value in var.console_settings : name => value if value != "" } : {},
+    )
+  }
+}
+
+output "functions" {
+  value = local.functions
+}
+
+output "service_names" {
+  value = local.service_names
+}
+
+output "urls" {
+  value = local.urls
+}
+
+output "env" {
+  value = local.env
+}

@@ -1,0 +1,34 @@
+# The secret containers. Their values are added outside Terraform (README "Deployment":
+# `gcloud secrets versions add ... --data-file=-`), so no password or key is in the state.
+
+locals {
+  # Variable the code reads (secrets_gsm.SECRET_VARIABLES) => secret id; optional ones when set.
+  secret_ids = { for name, id in {
+    DATABASE_URL             = var.database_url_secret_id
+    GOOGLE_DRIVE_CREDENTIALS = var.drive_credentials_secret_id
+    SENDGRID_API_KEY         = var.sendgrid_api_key_secret_id
+    SUPABASE_JWT_SECRET      = var.supabase_jwt_secret_secret_id
+  } : name => id if id != "" }
+}
+
+resource "google_secret_manager_secret" "this" {
+  for_each  = local.secret_ids
+  project   = var.project_id
+  secret_id = each.value
+
+  replication {
+    auto {}
+  }
+
+  labels     = { app = "dbbackup" }
+  depends_on = [google_project_service.api]
+}
+
+# Only the runtime account may read them, and only these secrets (not the project's others).
+resource "google_secret_manager_secret_iam_member" "runtime" {
+  for_each  = google_secret_manager_secret.this
+  project   = var.project_id
+  secret_id = each.value.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime.email}"
+}

