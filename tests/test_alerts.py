@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,17 +23,12 @@ from dbbackup.errors import DatabaseUnavailable
 from dbbackup.service import handle_backup
 from dbbackup.settings import Settings
 
+pytest_plugins = ["fakes.fixtures"]  # sendgrid
+
 MOMENT = datetime(2026, 11, 25, 1, 0, 30, tzinfo=UTC)  # 02:00:30 in Berlin
 FOLDER = "MyDrive/DatabaseBackups"
 OPS = "ops@example.com"
 SENDER = "backups@example.com"
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[FakeSendGrid]:
-    fake = FakeSendGrid().start()
-    yield fake
-    fake.stop()
 
 
 def alert_env(fake: FakeSendGrid, **extra: str) -> dict[str, str]:

@@ -20,6 +20,13 @@ from dbbackup import naming
 from dbbackup.cleanup import CLEANUP_LOCK_KEY
 from dbbackup.settings import Settings
 
+pytest_plugins = ["fakes.fixtures"]  # sendgrid
+
+
+def mail_env(fake: FakeSendGrid) -> dict[str, str]:
+    return {"SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "ALERT_FROM_EMAIL": "backups@example.com"}
+
+
 SOURCE = ROOT / "functions" / "cleanup_old_backups" / "main.py"
 FOLDER = "MyDrive/DatabaseBackups"
 UTC_ZONE = Settings.from_env({"DATABASE_URL": "postgresql://x@localhost/x"}).timezone
@@ -115,47 +122,29 @@ def immutable(seeded) -> Iterator[Path]:  # type: ignore[no-untyped-def]
     subprocess.run([chattr, "-i", str(path)], check=False)
 
 
-def test_cli_cleanup_that_cannot_delete_a_file_exits_1_naming_it_and_alerts(seeded, immutable: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_cleanup_that_cannot_delete_a_file_exits_1_naming_it_and_alerts(  # type: ignore[no-untyped-def]
+    seeded, immutable: Path, sendgrid: FakeSendGrid
+) -> None:
     url, root, _recent, expired = seeded
-    fake = FakeSendGrid().start()
-    try:
-        proc = run_cli(
-            ["cleanup"],
-            url,
-            BACKUP_LOCAL_ROOT=str(root),
-            SENDGRID_API_KEY=fake.api_key,
-            SENDGRID_API_HOST=fake.url,
-            ALERT_FROM_EMAIL="backups@example.com",
-        )
-    finally:
-        fake.stop()
+    proc = run_cli(["cleanup"], url, BACKUP_LOCAL_ROOT=str(root), **mail_env(sendgrid))
     assert proc.returncode == 1
     assert f"FAILED {expired[0]}: cannot delete" in proc.stderr and "Operation not permitted" in proc.stderr
     assert f"deleted {expired[1]}" in proc.stdout and "failed 1" in proc.stdout
     assert immutable.exists() and not (root / FOLDER / expired[1]).exists()
-    [mail] = fake.sent
+    [mail] = sendgrid.sent
     assert mail.subject.startswith("[Database Backup] Cleanup Failed - ") and expired[0] in mail.text
     assert mail.to == ["pega2023test@gmail.com"]  # the migration's default backup_notification_email
 
 
-def test_a_missed_run_emails_no_successful_backup_since(migrated_url: str, tmp_path: Path) -> None:
+def test_a_missed_run_emails_no_successful_backup_since(
+    migrated_url: str, tmp_path: Path, sendgrid: FakeSendGrid
+) -> None:
     root = tmp_path / "store"
     name = backup_file(root, 2, migrated_url)
-    fake = FakeSendGrid().start()
-    try:
-        proc = run_cli(
-            ["cleanup", "--json"],
-            migrated_url,
-            BACKUP_LOCAL_ROOT=str(root),
-            SENDGRID_API_KEY=fake.api_key,
-            SENDGRID_API_HOST=fake.url,
-            ALERT_FROM_EMAIL="backups@example.com",
-        )
-    finally:
-        fake.stop()
+    proc = run_cli(["cleanup", "--json"], migrated_url, BACKUP_LOCAL_ROOT=str(root), **mail_env(sendgrid))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["missed_run"] is True
-    [mail] = fake.sent
+    [mail] = sendgrid.sent
     since = naming.parse(name, UTC_ZONE)
     assert since is not None
     assert mail.subject.startswith(f"[Database Backup] No Successful Backup Since {since:%Y-%m-%d %H:%M}")

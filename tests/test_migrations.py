@@ -134,6 +134,18 @@ def as_user(conn: psycopg.Connection, role: str, sub: str | None) -> None:
     conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (claims,))
 
 
+def assert_refused(
+    conn: psycopg.Connection, callers: tuple[tuple[str, str | None], ...], statements: tuple[str, ...]
+) -> None:
+    """Each statement, as each (role, sub), fails with insufficient privilege."""
+    for role, sub in callers:
+        for stmt in statements:
+            as_user(conn, role, sub)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(stmt)
+            conn.execute("RESET ROLE")
+
+
 def test_rls_managers_read_nobody_signed_in_writes(supabase_db: tuple[str, str]) -> None:
     owner_url, admin_url = supabase_db
     out = run_cli(["migrate"], owner_url, check=True).stdout
@@ -154,17 +166,16 @@ def test_rls_managers_read_nobody_signed_in_writes(supabase_db: tuple[str, str])
         as_user(conn, "authenticated", str(uuid.uuid4()))  # signed in, no profile
         assert conn.execute("SELECT count(*) FROM backup_logs").fetchone()[0] == 0
         conn.execute("RESET ROLE")
-        for role, sub in (("authenticated", MANAGER), ("authenticated", CLERK), ("anon", None)):
-            for stmt in (
+        assert_refused(
+            conn,
+            (("authenticated", MANAGER), ("authenticated", CLERK), ("anon", None)),
+            (
                 "INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('manual', 'success', 'x')",
                 "UPDATE backup_logs SET status = 'failed'",
                 "DELETE FROM backup_logs",
                 "TRUNCATE backup_logs",
-            ):
-                as_user(conn, role, sub)
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    conn.execute(stmt)
-                conn.execute("RESET ROLE")
+            ),
+        )
         as_user(conn, "anon", None)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM backup_logs")
@@ -196,19 +207,18 @@ def test_nobody_signed_in_may_change_the_backup_settings_or_the_migration_record
     run_cli(["migrate"], owner_url, check=True)
     change = "UPDATE invoice_configurations SET config_value = 'false' WHERE config_key = 'backup_enabled'"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        for role, sub in (("anon", None), ("authenticated", CLERK)):
-            for stmt in (
+        assert_refused(
+            conn,
+            (("anon", None), ("authenticated", CLERK)),
+            (
                 change,
                 "DELETE FROM invoice_configurations WHERE config_key = 'backup_notification_email'",
                 "INSERT INTO invoice_configurations (config_key, config_value) VALUES ('backup_extra', 'x')",
                 "TRUNCATE invoice_configurations",
                 "INSERT INTO dbbackup_migrations (version) VALUES ('999_forged')",
                 "DELETE FROM dbbackup_migrations",
-            ):
-                as_user(conn, role, sub)
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    conn.execute(stmt)
-                conn.execute("RESET ROLE")
+            ),
+        )
         # The app's own rows stay the app's business; a manager may change the backup settings.
         as_user(conn, "authenticated", CLERK)
         conn.execute("INSERT INTO invoice_configurations (config_key, config_value) VALUES ('invoice_prefix', 'INV')")

@@ -6,7 +6,6 @@ rows, HTTP answers or the mails the SendGrid fake received."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,10 @@ from test_alerts import OPS, alert_env, failing_pg_dump
 
 from conftest import FIXTURES, ROOT, OwnerDb, run_cli, with_params
 
-pytest_plugins = ["fakes.auth_fixtures"]
+pytest_plugins = ["fakes.auth_fixtures", "fakes.fixtures"]  # fixtures.sendgrid
 
 BACKUP = ROOT / "functions" / "database_backup" / "main.py"
 CLEANUP = ROOT / "functions" / "cleanup_old_backups" / "main.py"
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[FakeSendGrid]:
-    fake = FakeSendGrid().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 import flask
 import functions_framework
 
-from dbbackup.auth_config import MAX_BODY_LIMIT
-from dbbackup.gateway import HttpRequest, backup_endpoint
-from dbbackup.redact import install_log_redaction
+from dbbackup.gateway import backup_endpoint
+from dbbackup.http_flask import configure_logging, request_of, response_of
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-install_log_redaction()  # from the first record on, whatever logs it (ours, Flask, google-auth)
+configure_logging()
 
 
 @functions_framework.http
 def database_backup(request: flask.Request) -> flask.Response:
-    reply = backup_endpoint(HttpRequest.of(request.method, request.path, dict(request.headers), _read_body(request)))
-    response = flask.make_response(flask.jsonify(reply.body), reply.status)
-    response.headers.update(reply.headers)
-    return response
-
-
-def _read_body(request: flask.Request) -> bytes:
-    """Never more than the largest allowed body plus one byte (so the gateway can answer 413)."""
-    return request.stream.read(MAX_BODY_LIMIT + 1)
+    return response_of(backup_endpoint(request_of(request)))

@@ -45,7 +45,7 @@ class AuthConfig:
         return (self.supabase_jwt_secret,) if self.supabase_jwt_secret else ()
 
 
-def _url(env: Mapping[str, str], name: str) -> str | None:
+def trusted_url(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip() or None
     if value is None:
         return None
@@ -86,9 +86,9 @@ def auth_config_from_env(env: Mapping[str, str]) -> AuthConfig:
         mode=mode,
         scheduler_audience=audience,
         scheduler_service_account=account,
-        google_certs_url=_url(env, "GOOGLE_CERTS_URL") or GOOGLE_CERTS_URL,
+        google_certs_url=trusted_url(env, "GOOGLE_CERTS_URL") or GOOGLE_CERTS_URL,
         supabase_jwt_secret=env.get("SUPABASE_JWT_SECRET", "").strip() or None,
-        supabase_jwks_url=_url(env, "SUPABASE_JWKS_URL"),
+        supabase_jwks_url=trusted_url(env, "SUPABASE_JWKS_URL"),
         supabase_issuer=env.get("SUPABASE_JWT_ISSUER", "").strip().rstrip("/") or None,
         allowed_origins=origins,
         manual_interval_seconds=_int(

@@ -15,18 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import db, gateway, service
 from .auth import USER, Caller, require
-from .auth_config import _url, auth_config_from_env
+from .auth_config import auth_config_from_env, trusted_url
 from .console_config import SETTINGS, SettingError, parse_value, read_config, write_setting
 from .console_logs import CsvExport, QueryError, parse_query, read_page
 from .errors import ConfigError, StorageError, StorageNotFound
 from .gateway import HttpReply, HttpRequest
 from .logrepo import LogRepository
 from .redact import one_line, redact
-from .settings import Settings
+from .settings import Settings, timezone_from_env
 
 log = logging.getLogger("dbbackup.console")
 STATIC = Path(__file__).resolve().parent / "console_static"
@@ -66,12 +65,8 @@ class PublicConfig:
 
 
 def public_config(env: Mapping[str, str]) -> PublicConfig:
-    zone = env.get("BACKUP_TIMEZONE", "").strip() or "UTC"
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"BACKUP_TIMEZONE={zone!r} is not an IANA time zone name (e.g. Europe/Berlin)") from None
-    url = _url(env, "SUPABASE_URL")  # https only (http for a local fake), as every URL we trust
+    zone = timezone_from_env(env).key
+    url = trusted_url(env, "SUPABASE_URL")  # https only (http for a local fake), as every URL we trust
     return PublicConfig(
         supabase_url=url.rstrip("/") if url else None,
         supabase_anon_key=env.get("SUPABASE_ANON_KEY", "").strip() or None,

@@ -17,7 +17,7 @@ import psycopg
 from . import folder_path
 from .alerts import is_email
 from .errors import ConfigError
-from .logrepo import LogRepository, _as_bool
+from .logrepo import LogRepository, as_bool
 
 log = logging.getLogger("dbbackup.console")
 MAX_EMAIL = 254  # RFC 5321's limit on a forward path
@@ -62,7 +62,7 @@ class Setting:
 
 def _shown_bool(text: str | None) -> Any:
     try:
-        return _as_bool(text)
+        return as_bool(text)
     except ConfigError:
         return text  # a hand-written value we cannot read: shown as it is, so it can be fixed
 

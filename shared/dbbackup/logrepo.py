@@ -25,7 +25,7 @@ class BackupConfig:
     enabled: bool
 
 
-def _as_bool(value: str | None) -> bool:
+def as_bool(value: str | None) -> bool:
     if value is None:
         return True
     text = value.strip().lower()
@@ -64,7 +64,7 @@ class LogRepository:
         return BackupConfig(
             folder_path=folder.strip(),
             notification_email=rows.get("backup_notification_email"),
-            enabled=_as_bool(rows.get("backup_enabled")),
+            enabled=as_bool(rows.get("backup_enabled")),
         )
 
     def try_lock(self) -> bool:

@@ -37,6 +37,15 @@ def _check_database_url(url: str) -> None:
     check_url(url)  # Supabase's shared pooler wants the user postgres.<project-ref>
 
 
+def timezone_from_env(env: Mapping[str, str]) -> ZoneInfo:
+    """BACKUP_TIMEZONE (default UTC): the zone of file names, alerts and the console's times."""
+    name = env.get("BACKUP_TIMEZONE", "UTC").strip() or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"BACKUP_TIMEZONE={name!r} is not an IANA time zone name (e.g. Europe/Berlin)") from None
+
+
 def _positive_int(env: Mapping[str, str], name: str, default: int, low: int = 1, high: int = 100_000) -> int:
     text = env.get(name, "").strip() or str(default)
     if not text.isdigit() or not low <= int(text) <= high:
@@ -134,13 +143,7 @@ class Settings:
         storage = env.get("BACKUP_STORAGE", "local").strip() or "local"
         if storage not in STORAGE_BACKENDS:
             raise ConfigError(f"BACKUP_STORAGE={storage!r}: expected one of {', '.join(STORAGE_BACKENDS)}")
-        tz_name = env.get("BACKUP_TIMEZONE", "UTC").strip() or "UTC"
-        try:
-            tz = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"BACKUP_TIMEZONE={tz_name!r} is not an IANA time zone name (e.g. Europe/Berlin)"
-            ) from None
+        tz = timezone_from_env(env)
         level_text = env.get("BACKUP_GZIP_LEVEL", "1").strip() or "1"
         if level_text not in ("0", "1", "2", "3"):
             raise ConfigError(f"BACKUP_GZIP_LEVEL={level_text!r}: expected 0, 1, 2 or 3")

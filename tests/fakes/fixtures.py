@@ -9,6 +9,7 @@ import pytest
 
 from . import USER, make_drive_storage
 from .drive_fake import DriveFake
+from .sendgrid_fake import FakeSendGrid
 
 
 @pytest.fixture
@@ -27,3 +28,10 @@ def drive_user(drive_fake: DriveFake) -> dict[str, Any]:
 def drive_storage(drive_fake: DriveFake, drive_user: dict[str, Any]) -> Any:
     """The Drive backend on the fake, as a personal My Drive user."""
     return make_drive_storage(drive_fake, drive_user)
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[FakeSendGrid]:
+    fake = FakeSendGrid().start()
+    yield fake
+    fake.stop()
