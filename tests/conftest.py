@@ -20,7 +20,7 @@ import psycopg.conninfo
 import pytest
 from fakes.certs import self_signed
 
-from dbbackup.embedded import EmbeddedPostgres
+from dbbackup.pg.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -15,13 +15,13 @@ import pytest
 from fakes.sendgrid_fake import FakeSendGrid
 
 from conftest import OwnerDb, run_cli
-from dbbackup import pgbin
-from dbbackup.alerts import Alerter
-from dbbackup.backup import BackupJob
-from dbbackup.embedded import EmbeddedPostgres
+from dbbackup.core.backup import BackupJob
 from dbbackup.errors import DatabaseUnavailable
-from dbbackup.service import handle_backup
+from dbbackup.http.endpoints import run_backup
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
+from dbbackup.wiring import alerter_for, backup_job
 
 pytest_plugins = ["fakes.fixtures"]  # sendgrid
 
@@ -81,7 +81,7 @@ def make_job(url: str, tmp_path: Path, fake: FakeSendGrid, **env: str) -> Backup
     settings = Settings.from_env(
         {"DATABASE_URL": url, "BACKUP_LOCAL_ROOT": str(tmp_path / "store"), **alert_env(fake, **env)}
     )
-    return BackupJob(settings, clock=lambda: MOMENT, alerter=Alerter(settings, sleep=lambda _: None))
+    return backup_job(settings, clock=lambda: MOMENT, alerter=alerter_for(settings, sleep=lambda _: None))
 
 
 def test_a_failed_backup_sends_the_spec_email_field_for_field(app_db: OwnerDb, tmp_path: Path, sendgrid) -> None:  # type: ignore[no-untyped-def]
@@ -137,7 +137,7 @@ def test_no_password_or_key_reaches_the_email_the_logs_or_the_answer(
         | alert_env(sendgrid)
     )
     with caplog.at_level(logging.DEBUG):
-        body, status = handle_backup("POST", b'{"trigger": "manual"}', settings)
+        body, status = run_backup(settings, "manual")
     assert status == 500 and "connection to postgresql://app:***@db.example.com" in body["failure_reason"]
     raw_requests = json.dumps([r.body for r in sendgrid.requests])
     assert len(sendgrid.sent) == 1
@@ -154,7 +154,7 @@ def test_a_sendgrid_outage_never_masks_the_backups_own_failure(app_db: OwnerDb, 
         | alert_env(sendgrid)
     )
     sendgrid.fail_next(503, 500, 503)  # every attempt of this alert (3, with real 1 s / 2 s backoff)
-    body, status = handle_backup("POST", b'{"trigger": "scheduled"}', settings)
+    body, status = run_backup(settings, "scheduled")
     assert status == 500 and body["status"] == "failed" and body["failure_reason"].startswith("pg_dump")
     assert [r.status for r in sendgrid.requests] == [503, 500, 503]
     with psycopg.connect(app_db.url) as conn:
@@ -264,7 +264,7 @@ def test_without_a_sendgrid_key_alerts_go_to_the_log_only(
         }
     )
     with caplog.at_level(logging.WARNING):
-        body, status = handle_backup("POST", b'{"trigger": "scheduled"}', settings)
+        body, status = run_backup(settings, "scheduled")
     assert status == 500 and body["failure_reason"].startswith("pg_dump")
     assert "ALERT (log only, no SENDGRID_API_KEY) to ops@example.com: [Database Backup] Backup Failed" in caplog.text
     assert app_db.password not in caplog.text
@@ -339,7 +339,7 @@ def test_a_wrong_database_password_alerts_the_fallback_address_without_the_passw
     url = f"postgresql://{role}:{bad}@127.0.0.1:{password_server.port}/postgres"
     settings = Settings.from_env({"DATABASE_URL": url} | alert_env(sendgrid, ALERT_FALLBACK_EMAIL="oncall@example.com"))
     with pytest.raises(DatabaseUnavailable):
-        BackupJob(settings, clock=lambda: MOMENT, alerter=Alerter(settings, sleep=lambda _: None)).run("scheduled")
+        backup_job(settings, clock=lambda: MOMENT, alerter=alerter_for(settings, sleep=lambda _: None)).run("scheduled")
     [mail] = sendgrid.sent
     assert mail.to == ["oncall@example.com"] and mail.subject == "[Database Backup] Backup Failed - 2026-11-25"
     assert "Failure details: " in mail.text and "password authentication failed" in mail.text

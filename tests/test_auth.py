@@ -221,7 +221,7 @@ def test_a_rotated_signing_key_is_fetched_on_its_first_token(secured: Secured, s
     assert client.get("/status", headers=headers_for(supabase.mint(ADMIN))).status_code == 200
     assert supabase.fetches == before  # cached
     kid = supabase.rotate()
-    from dbbackup import auth_supabase
+    from dbbackup.auth import supabase as auth_supabase
 
     auth_supabase._jwks_client(supabase.jwks_url).cooldown_duration = 0  # the test cannot wait 30 s
     assert client.get("/status", headers=headers_for(supabase.mint(MANAGER, kid=kid))).status_code == 200

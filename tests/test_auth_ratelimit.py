@@ -107,7 +107,7 @@ def test_a_slot_refused_with_409_is_given_back(
     two_instances: tuple[int, int], supabase: SupabaseJwksFake, app_db: str
 ) -> None:
     """A manager who hits a running backup (409) may try again at once, not after 5 minutes."""
-    from dbbackup.logrepo import BACKUP_LOCK_KEY
+    from dbbackup.pg.backup_log import BACKUP_LOCK_KEY
 
     a, _ = two_instances
     token = supabase.mint(MANAGER)

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 
 from conftest import OwnerDb, run_cli, with_params
-from dbbackup import pgbin
-from dbbackup.backup import BackupJob
 from dbbackup.errors import LockBusy
-from dbbackup.logrepo import BACKUP_LOCK_KEY, INTERRUPTED
-from dbbackup.service import handle_backup
+from dbbackup.http.endpoints import run_backup
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg.backup_log import BACKUP_LOCK_KEY, INTERRUPTED
 from dbbackup.settings import Settings
+from dbbackup.wiring import backup_job
 
 FOLDER = "MyDrive/DatabaseBackups"
 
@@ -53,7 +53,7 @@ def populated(migrated_url: str) -> str:
 
 
 def test_a_successful_backup_has_one_complete_row_and_one_file(populated: str, tmp_path: Path) -> None:
-    outcome = BackupJob(settings_for(populated, tmp_path)).run("manual", triggered_by="cli-test")
+    outcome = backup_job(settings_for(populated, tmp_path)).run("manual", triggered_by="cli-test")
     assert outcome.status == "success", outcome.reason
     r = row(populated, outcome.backup_log_id)
     path = tmp_path / r["google_drive_file_id"]
@@ -72,13 +72,13 @@ def test_a_successful_backup_has_one_complete_row_and_one_file(populated: str, t
 
 
 def test_the_restored_database_shows_the_backups_own_row_as_success(populated: str, tmp_path: Path, make_db) -> None:
-    outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+    outcome = backup_job(settings_for(populated, tmp_path)).run("scheduled")
     target = make_db()
     restore(tmp_path / outcome.file_id, target)
     restored = row(target, outcome.backup_log_id)
     assert restored["status"] == "success" and restored["backup_type"] == "automatic"
     # The next backup of the restored database must not relabel it as interrupted.
-    again = BackupJob(settings_for(target, tmp_path / "second")).run("scheduled")
+    again = backup_job(settings_for(target, tmp_path / "second")).run("scheduled")
     assert again.status == "success", again.reason
     assert row(target, outcome.backup_log_id)["status"] == "success"
 
@@ -96,7 +96,7 @@ def restore(file: Path, url: str) -> None:
 
 def test_same_minute_backups_never_overwrite(populated: str, tmp_path: Path) -> None:
     moment = datetime(2026, 11, 25, 1, 0, 30, tzinfo=UTC)
-    job = BackupJob(settings_for(populated, tmp_path), clock=lambda: moment)
+    job = backup_job(settings_for(populated, tmp_path), clock=lambda: moment)
     names = [job.run("scheduled").file_name for _ in range(3)]
     assert names == [
         "DB_Backup_2026-11-25_01-00.sql.gz",
@@ -108,7 +108,7 @@ def test_same_minute_backups_never_overwrite(populated: str, tmp_path: Path) -> 
 
 def test_the_file_name_uses_backup_timezone(populated: str, tmp_path: Path) -> None:
     moment = datetime(2026, 7, 1, 23, 30, tzinfo=UTC)
-    job = BackupJob(settings_for(populated, tmp_path, BACKUP_TIMEZONE="Asia/Tokyo"), clock=lambda: moment)
+    job = backup_job(settings_for(populated, tmp_path, BACKUP_TIMEZONE="Asia/Tokyo"), clock=lambda: moment)
     assert job.run("scheduled").file_name == "DB_Backup_2026-07-02_08-30.sql.gz"
 
 
@@ -116,8 +116,8 @@ def test_a_second_concurrent_backup_is_refused_without_a_dump(populated: str, tm
     with psycopg.connect(populated, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (BACKUP_LOCK_KEY,))
         with pytest.raises(LockBusy):
-            BackupJob(settings_for(populated, tmp_path)).run("manual")
-        body, status = handle_backup("POST", b'{"trigger": "manual"}', settings_for(populated, tmp_path))
+            backup_job(settings_for(populated, tmp_path)).run("manual")
+        body, status = run_backup(settings_for(populated, tmp_path), "manual")
         assert status == 409 and "running" in body["error"]
     assert rows(populated) == [] and files(tmp_path) == []
 
@@ -128,7 +128,7 @@ def test_rows_left_in_progress_by_a_dead_run_are_marked_interrupted(populated: s
             "INSERT INTO backup_logs (backup_type, status, file_name) VALUES"
             " ('automatic', 'in_progress', 'DB_Backup_2026-01-01_01-00.sql.gz') RETURNING id"
         ).fetchone()[0]
-    outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+    outcome = backup_job(settings_for(populated, tmp_path)).run("scheduled")
     assert outcome.status == "success"
     r = row(populated, str(stale))
     assert (r["status"], r["failure_reason"]) == ("failed", INTERRUPTED)
@@ -145,10 +145,10 @@ def set_enabled(url: str, value: str) -> None:
 
 def test_disabled_backups_skip_scheduled_runs_but_not_manual_ones(populated: str, tmp_path: Path) -> None:
     set_enabled(populated, "false")
-    body, status = handle_backup("POST", b'{"trigger": "scheduled"}', settings_for(populated, tmp_path))
+    body, status = run_backup(settings_for(populated, tmp_path), "scheduled")
     assert (status, body["status"]) == (200, "skipped")
     assert rows(populated) == [] and files(tmp_path) == []
-    body, status = handle_backup("POST", b'{"trigger": "manual"}', settings_for(populated, tmp_path))
+    body, status = run_backup(settings_for(populated, tmp_path), "manual")
     assert (status, body["status"]) == (200, "success")
 
 
@@ -172,7 +172,7 @@ def test_an_unusable_pg_dump_fails_the_backup_clearly(populated: str, tmp_path: 
     elif kind == "too-old":
         path = fake_pg_dump(path.parent, "9.6.24")
     root = tmp_path / "store"
-    outcome = BackupJob(settings_for(populated, root, PG_DUMP_PATH=str(path))).run("manual")
+    outcome = backup_job(settings_for(populated, root, PG_DUMP_PATH=str(path))).run("manual")
     assert outcome.status == "failed" and message in outcome.reason
     r = row(populated, outcome.backup_log_id)
     assert r["status"] == "failed" and message in r["failure_reason"]
@@ -197,9 +197,9 @@ def test_a_non_superuser_with_a_password_backs_up_over_the_wire(owner_db: OwnerD
 
 
 def test_an_unreachable_database_is_retried_three_times_with_backoff() -> None:
-    from dbbackup import db
-    from dbbackup.embedded import free_port
     from dbbackup.errors import DatabaseUnavailable
+    from dbbackup.pg import connect as db
+    from dbbackup.pg.embedded import free_port
 
     slept: list[float] = []
     with pytest.raises(DatabaseUnavailable, match="cannot connect to the database"):
@@ -210,7 +210,7 @@ def test_an_unreachable_database_is_retried_three_times_with_backoff() -> None:
 def test_a_storage_folder_that_cannot_be_created_fails_the_backup(populated: str, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the backup root should be")
-    outcome = BackupJob(settings_for(populated, blocker)).run("scheduled")
+    outcome = backup_job(settings_for(populated, blocker)).run("scheduled")
     assert outcome.status == "failed" and "cannot create folder" in outcome.reason
     assert row(populated, outcome.backup_log_id)["status"] == "failed"
 
@@ -220,7 +220,7 @@ def test_an_invalid_folder_path_setting_fails_the_backup_before_any_dump(populat
         conn.execute(
             "UPDATE invoice_configurations SET config_value = 'MyDrive/../etc' WHERE config_key = 'backup_folder_path'"
         )
-    outcome = BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+    outcome = backup_job(settings_for(populated, tmp_path)).run("scheduled")
     assert outcome.status == "failed" and "may not contain '.' or '..'" in outcome.reason
     assert files(tmp_path) == []
 
@@ -244,9 +244,9 @@ def test_a_pg_dump_still_running_without_its_lock_blocks_a_second_backup(populat
             " ('automatic', 'in_progress', 'DB_Backup_2026-01-01_01-00.sql.gz') RETURNING id"
         ).fetchone()[0]
     with psycopg.connect(populated, application_name="dbbackup-pg_dump"), pytest.raises(LockBusy):
-        BackupJob(settings_for(populated, tmp_path)).run("scheduled")
+        backup_job(settings_for(populated, tmp_path)).run("scheduled")
     assert row(populated, str(stale))["status"] == "in_progress"
     assert files(tmp_path) == []
     # Once that session is gone, the next run proceeds and the orphan is labelled.
-    assert BackupJob(settings_for(populated, tmp_path)).run("scheduled").status == "success"
+    assert backup_job(settings_for(populated, tmp_path)).run("scheduled").status == "success"
     assert row(populated, str(stale))["status"] == "failed"

@@ -16,8 +16,8 @@ from fakes.sendgrid_fake import FakeSendGrid
 from functions_framework import create_app
 
 from conftest import ROOT, run_cli
-from dbbackup import naming
-from dbbackup.cleanup import CLEANUP_LOCK_KEY
+from dbbackup.core import naming
+from dbbackup.pg.backup_log import CLEANUP_LOCK_KEY
 from dbbackup.settings import Settings
 
 pytest_plugins = ["fakes.fixtures"]  # sendgrid

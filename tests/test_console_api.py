@@ -26,8 +26,8 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from conftest import ROOT
-from dbbackup.console_api import STATIC
-from dbbackup.logrepo import BACKUP_LOCK_KEY
+from dbbackup.console.api import STATIC
+from dbbackup.pg.backup_log import BACKUP_LOCK_KEY
 from dbbackup.storage.local import LocalStorage
 
 pytest_plugins = ["fakes.auth_fixtures", "fakes.fixtures"]
@@ -490,7 +490,7 @@ def test_download_streams_the_file_with_its_length_and_name(
 def test_a_download_over_cloud_runs_http1_limit_goes_without_content_length(
     client: FlaskClient, manager: dict[str, str], secured: Secured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbbackup import console_api
+    from dbbackup.console import api as console_api
 
     monkeypatch.setattr(console_api, "CONTENT_LENGTH_LIMIT", len(PAYLOAD) - 1)  # as a file over 32 MiB
     log_id = seed(secured.url, NOW, google_drive_file_id=stored_locally(secured, "big.sql.gz"))
@@ -723,7 +723,7 @@ def test_auth_disabled_is_announced_to_the_page(client: FlaskClient, auth_disabl
 def test_static_files_are_typed_by_extension_and_only_plain_files_of_the_folder(
     client: FlaskClient, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbbackup import console_api
+    from dbbackup.console import api as console_api
 
     folder = tmp_path / "console_static"
     (folder / "sub").mkdir(parents=True)

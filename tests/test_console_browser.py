@@ -136,8 +136,8 @@ def console(
     from functions_framework import create_app
     from werkzeug.serving import make_server
 
-    from dbbackup.backup import BackupJob
     from dbbackup.settings import Settings
+    from dbbackup.wiring import backup_job
 
     name = f"t_console_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
@@ -162,7 +162,7 @@ def console(
                 mp.delenv(key, raising=False)
             for key, value in env.items():
                 mp.setenv(key, value)
-            outcome = BackupJob(Settings.from_env(env)).run("manual", triggered_by="seed")
+            outcome = backup_job(Settings.from_env(env)).run("manual", triggered_by="seed")
             assert outcome.status == "success", outcome.reason
             stored = drive.files[outcome.file_id].content
             assert stored

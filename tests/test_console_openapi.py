@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from conftest import ROOT
-from dbbackup.console_api import ROUTES
-from dbbackup.console_logs import CHOICES, FILTERS, PAGING, QueryError, parse_query
-from dbbackup.console_openapi import document
+from dbbackup.console.api import ROUTES
+from dbbackup.console.logs import CHOICES, FILTERS, PAGING, QueryError, parse_query
+from dbbackup.console.openapi import document
 
 pytest_plugins = ["fakes.auth_fixtures"]
 

@@ -289,7 +289,7 @@ def test_the_default_endpoint_is_googles_and_local_runs_never_import_google() ->
     code = (
         "import sys, json\n"
         "from dbbackup.settings import Settings\n"
-        "from dbbackup.backup import make_storage\n"
+        "from dbbackup.wiring import make_storage\n"
         "make_storage(Settings.from_env({'DATABASE_URL': 'postgresql://localhost/db'}))\n"
         "google = ('googleapiclient', 'google.auth', 'google.oauth2', 'google_auth_httplib2', 'httplib2')\n"
         "assert not any(m.startswith(google) for m in sys.modules), 'a Google library was imported'\n"

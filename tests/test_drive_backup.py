@@ -12,8 +12,8 @@ from fakes import ROBOT, TEST_CHUNK, USER, drive_env
 from fakes.drive_fake import DriveFake
 
 from conftest import DbFactory, run_cli
-from dbbackup.backup import BackupJob
 from dbbackup.settings import Settings
+from dbbackup.wiring import backup_job
 
 pytest_plugins = ["fakes.fixtures"]  # the fake servers' fixtures (drive_fake, drive_storage, ...)
 
@@ -37,7 +37,7 @@ def row(url: str, log_id: str) -> dict[str, Any]:
 
 
 def backup(url: str, env: dict[str, str]) -> Any:
-    return BackupJob(Settings.from_env({"DATABASE_URL": url, **env})).run("manual", triggered_by="drive-test")
+    return backup_job(Settings.from_env({"DATABASE_URL": url, **env})).run("manual", triggered_by="drive-test")
 
 
 def test_backup_restore_and_verify_run_on_drive_end_to_end(

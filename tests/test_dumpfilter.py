@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbbackup.dumpfilter import COMPLETION_MARKER, DumpRewriter, OwnRowPatch, rules_for
+from dbbackup.dump.rewrite import COMPLETION_MARKER, DumpRewriter, OwnRowPatch, rules_for
 from dbbackup.errors import BackupFailed
 
 HEADER = b"SET statement_timeout = 0;\nSET transaction_timeout = 0;\nSET client_encoding = 'UTF8';\n"

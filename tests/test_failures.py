@@ -18,11 +18,12 @@ import psycopg
 import pytest
 
 from conftest import OwnerDb, cli_env, run_cli, with_params
-from dbbackup import pgbin
-from dbbackup.backup import BackupJob
-from dbbackup.embedded import EmbeddedPostgres
-from dbbackup.service import handle_backup
+from dbbackup.core.backup import BackupJob
+from dbbackup.http.endpoints import run_backup
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
+from dbbackup.wiring import backup_job
 
 ROWS = 400_000  # ~40 MB of SQL: enough that the dump is still streaming when we strike
 
@@ -67,7 +68,7 @@ def wrapper(tmp_path: Path, body: str) -> Path:
 
 def job(url: str, root: Path, progress: Callable[[int, int], None] | None = None, **env: str) -> BackupJob:
     settings = Settings.from_env({"DATABASE_URL": url, "BACKUP_LOCAL_ROOT": str(root), **env})
-    return BackupJob(settings, progress=progress)
+    return backup_job(settings, progress=progress)
 
 
 def once(action: Callable[[], None]) -> Callable[[int, int], None]:
@@ -220,7 +221,7 @@ def test_a_wrong_password_is_reported_without_the_password(password_server: Embe
     proc = run_cli(["backup"], url, BACKUP_LOCAL_ROOT=str(tmp_path))
     assert proc.returncode == 1
     assert "password authentication failed" in proc.stderr and bad not in proc.stderr
-    body, status = handle_backup("POST", b'{"trigger": "scheduled"}', Settings.from_env({"DATABASE_URL": url}))
+    body, status = run_backup(Settings.from_env({"DATABASE_URL": url}), "scheduled")
     assert status == 500 and "password authentication failed" in body["error"]
     assert bad not in json.dumps(body)
     assert leftovers(tmp_path) == []

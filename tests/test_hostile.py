@@ -202,7 +202,7 @@ def test_the_www_authenticate_header_is_printable_ascii_whatever_the_token_says(
 
 
 def test_deployed_the_scheduler_audience_must_be_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dbbackup.auth_config import auth_config_from_env
+    from dbbackup.auth.config import auth_config_from_env
     from dbbackup.errors import ConfigError
 
     env = {"K_SERVICE": "database-backup", "SCHEDULER_SERVICE_ACCOUNT": SCHEDULER_SA}

@@ -87,7 +87,7 @@ def test_every_variable_the_code_reads_is_set_by_terraform_or_left_to_its_defaul
 
 
 def test_terraform_holds_a_secret_for_each_secret_variable_and_only_the_runtime_account_reads_them() -> None:
-    from dbbackup.secrets_gsm import SECRET_VARIABLES
+    from dbbackup.secret_manager import SECRET_VARIABLES
 
     text = (INFRA / "secrets.tf").read_text()
     assert set(re.findall(r"^\s*([A-Z][A-Z0-9_]{2,})\s*=\s*var\.", text, re.MULTILINE)) == set(SECRET_VARIABLES)
@@ -199,8 +199,9 @@ def test_the_archive_is_what_make_package_builds() -> None:
 
 def test_the_archive_holds_the_entry_points_the_package_and_pg_dump(source: Path) -> None:
     names = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
-    assert {"main.py", "requirements.txt", "constraints.txt", "dbbackup/__init__.py", "dbbackup/pgbin.py"} <= names
-    assert any(n.startswith("dbbackup/migrations/007_") for n in names)
+    required = {"main.py", "requirements.txt", "constraints.txt", "dbbackup/__init__.py", "dbbackup/pg/binaries.py"}
+    assert required <= names
+    assert any(n.startswith("dbbackup/pg/migrations/007_") for n in names)
     main = (source / "main.py").read_text()
     for name in locals_(INFRA / "functions.tf")["functions"]:
         assert f"import {name}\n" in main
@@ -226,7 +227,7 @@ def test_the_deployed_package_finds_its_bundled_pg_dump(source: Path, tmp_path: 
     """As deployed: dbbackup imported from the archive's root, pg_dump unpacked from the slim
     tarball into DBBACKUP_CACHE_DIR (the function's /tmp), never from the wheel."""
     code = (
-        "import dbbackup.pgbin as p, sys; d = p.pg_dump_path();"
+        "import dbbackup.pg.binaries as p, sys; d = p.pg_dump_path();"
         " print(p.__file__); print(d); print(p.program_major_version(d))"
     )
     env = {

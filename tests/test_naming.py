@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from dbbackup import naming
+from dbbackup.core import naming
 
 MOMENT = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 

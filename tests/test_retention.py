@@ -14,13 +14,15 @@ import psycopg
 import pytest
 from fakes import drive_env, make_drive_storage
 
-from dbbackup import naming, retention
-from dbbackup.alerts import Alerter, LogNotifier
-from dbbackup.cleanup import BACKUP_LOCK_KEY, CLEANUP_LOCK_KEY, CleanupJob
+from dbbackup.core import naming, retention
+from dbbackup.core.cleanup import CleanupJob
 from dbbackup.errors import LockBusy, StorageError
+from dbbackup.notify.log import LogNotifier
+from dbbackup.pg.backup_log import BACKUP_LOCK_KEY, CLEANUP_LOCK_KEY
 from dbbackup.settings import Settings
 from dbbackup.storage import Folder, Storage, StoredFile
 from dbbackup.storage.local import LocalStorage
+from dbbackup.wiring import alerter_for, cleanup_job
 
 pytest_plugins = ["fakes.fixtures"]  # drive_fake, drive_user
 
@@ -181,8 +183,8 @@ class World:
 
     def job(self, storage: Storage | None = None, **env: str) -> CleanupJob:
         settings = self.settings(**env)
-        alerter = Alerter(settings, notifier=LogNotifier(), sleep=lambda _: None)
-        return CleanupJob(settings, storage=storage or self.backend.storage, alerter=alerter, clock=lambda: NOW)
+        alerter = alerter_for(settings, notifier=LogNotifier(), sleep=lambda _: None)
+        return cleanup_job(settings, storage=storage or self.backend.storage, alerter=alerter, clock=lambda: NOW)
 
     def put(self, moment: datetime, status: str = "success", size: int = 1000, seq: int = 1, row: str = "id") -> str:
         """A backup file in storage plus its backup_logs row (matched by file id, by name only, or none)."""

@@ -15,14 +15,13 @@ import psycopg
 import pytest
 
 from conftest import FIXTURES, DbFactory
-from dbbackup import pgbin
-from dbbackup.backup import BackupJob
-from dbbackup.embedded import EmbeddedPostgres
-from dbbackup.migrate import migrate
-from dbbackup.restore import restore
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg.embedded import EmbeddedPostgres
+from dbbackup.pg.migrate import migrate
+from dbbackup.restore.restorer import restore
+from dbbackup.restore.verify import verify
 from dbbackup.settings import Settings
-from dbbackup.sources import resolve
-from dbbackup.verify import verify
+from dbbackup.wiring import backup_job, resolve_source
 from support.pgcompare import assert_databases_equal
 
 OURS = frozenset({"public.backup_logs", "public.dbbackup_migrations", "public.invoice_configurations"})
@@ -42,7 +41,7 @@ def load_variety(url: str) -> None:
 
 
 def backup(url: str, root: Path) -> tuple[Path, str]:
-    outcome = BackupJob(Settings.from_env({"DATABASE_URL": url, "BACKUP_LOCAL_ROOT": str(root)})).run("manual")
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": url, "BACKUP_LOCAL_ROOT": str(root)})).run("manual")
     assert outcome.status == "success", outcome.reason
     return root / str(outcome.file_id), str(outcome.backup_log_id)
 
@@ -88,10 +87,10 @@ def test_the_varied_database_restores_and_verifies_with_our_own_commands(make_db
     load_variety(source)
     _, log_id = backup(source, tmp_path)
     settings = Settings.from_env({"DATABASE_URL": source, "BACKUP_LOCAL_ROOT": str(tmp_path)})
-    report = verify(resolve(log_id, lambda: settings), restore_test=True)
+    report = verify(resolve_source(log_id, lambda: settings), restore_test=True)
     assert report.ok, [c for c in report.checks if not c.ok]
     assert report.tables and report.tables > 20 and report.rows
-    restore(resolve(log_id, lambda: settings), target)
+    restore(resolve_source(log_id, lambda: settings), target)
     assert_databases_equal(source, target, pgbin.tool("pg_dump"), ignore_data=OURS)
 
 

@@ -15,7 +15,7 @@ from functions_framework import create_app
 from conftest import ROOT
 from dbbackup.errors import ConfigError
 from dbbackup.redact import MASK, redact
-from dbbackup.secrets_gsm import resolve_secrets
+from dbbackup.secret_manager import resolve_secrets
 
 BACKUP = ROOT / "functions" / "database_backup" / "main.py"
 

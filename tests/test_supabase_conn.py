@@ -16,12 +16,14 @@ import psycopg
 import pytest
 
 from conftest import make_tls_cert, run_cli, with_params
-from dbbackup import db, pgbin
-from dbbackup.backup import pg_dump_command
-from dbbackup.embedded import EmbeddedPostgres
+from dbbackup.dump.profiles import DumpProfile
+from dbbackup.dump.runner import pg_dump_command
 from dbbackup.errors import ConfigError, DatabaseUnavailable
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg import connect as db
+from dbbackup.pg.conninfo import check_dump_url, explain, session_url, with_tls_default
+from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
-from dbbackup.supabase_conn import check_dump_url, explain, session_url, with_tls_default
 
 REF = "abcdefghijklmnopqrst"
 POOLER = "aws-0-eu-central-1.pooler.supabase.com"
@@ -90,7 +92,7 @@ def test_a_remote_server_without_tls_is_refused_by_psycopg_and_pg_dump_alike(
         db.connect(url, attempts=1)
     assert "SSL was required" in str(caught.value) and "TLS is required by default" in str(caught.value)
 
-    sections, env = pg_dump_command(Settings.from_env({"DATABASE_URL": url}), str(pgbin.tool("pg_dump")))
+    sections, env = pg_dump_command(url, DumpProfile(), str(pgbin.tool("pg_dump")))
     dump = subprocess.run(sections[0][1], env=env, capture_output=True, text=True, check=False)  # type: ignore[arg-type]
     assert dump.returncode != 0 and "SSL was required" in dump.stderr
 
@@ -133,7 +135,7 @@ def test_verify_full_with_a_ca_file_is_passed_through_and_a_wrong_ca_is_explaine
         raise
     with conn:
         assert conn.info.get_parameters() is not None
-    sections, _ = pg_dump_command(Settings.from_env({"DATABASE_URL": url}), "pg_dump")
+    sections, _ = pg_dump_command(url, DumpProfile(), "pg_dump")
     assert "sslmode=verify-full" in " ".join(sections[0][1]) and "sslrootcert=" in " ".join(sections[0][1])  # type: ignore[arg-type]
     other_ca, _ = make_tls_cert(tmp_path)
     with pytest.raises(DatabaseUnavailable) as caught:

@@ -15,9 +15,9 @@ import psycopg.conninfo
 import pytest
 
 from conftest import run_cli
-from dbbackup import pgbin
-from dbbackup.dumpfilter import DumpRewriter
+from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import BackupFailed
+from dbbackup.pg import binaries as pgbin
 from support.pgcompare import data_fingerprint, normalise_schema_dump
 from support.supabase_shaped import SupabaseCluster
 

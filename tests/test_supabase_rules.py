@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from dbbackup.dump.profiles import profile_from_env, roles_rules, supabase_rules
 from dbbackup.errors import ConfigError
-from dbbackup.profiles import profile_from_env, roles_rules, supabase_rules
 
 
 def apply(rules: list, lines: list[bytes]) -> list[bytes]:  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""Cloud Functions entry point ``backup_console``: a thin adapter over ``dbbackup.console_api``
+"""Cloud Functions entry point ``backup_console``: a thin adapter over ``dbbackup.console.api``
 (the managers' page, its files and its API)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from dbbackup.console_api import console_endpoint
-from dbbackup.http_flask import configure_logging, request_of, response_of
+from dbbackup.console.api import console_endpoint
+from dbbackup.http.flask_app import configure_logging, request_of, response_of
 
 configure_logging()
 

@@ -1,12 +1,12 @@
-"""Cloud Functions entry point ``database_backup``: a thin adapter over ``dbbackup.gateway``."""
+"""Cloud Functions entry point ``database_backup``: a thin adapter over ``dbbackup.http.gateway``."""
 
 from __future__ import annotations
 
 import flask
 import functions_framework
 
-from dbbackup.gateway import backup_endpoint
-from dbbackup.http_flask import configure_logging, request_of, response_of
+from dbbackup.http.endpoints import backup_endpoint
+from dbbackup.http.flask_app import configure_logging, request_of, response_of
 
 configure_logging()
 

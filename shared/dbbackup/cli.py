@@ -12,9 +12,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .errors import BackupError, ConfigError, DatabaseUnavailable, LockBusy, UsageError
-from .logrepo import STATUSES, iso
-from .redact import one_line, redact
+from dbbackup.core.health import iso
+from dbbackup.errors import BackupError, UsageError
+from dbbackup.pg.backup_log import STATUSES
+from dbbackup.redact import one_line, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -92,9 +93,9 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from . import db
-    from .migrate import migrate
-    from .settings import Settings
+    from dbbackup.pg import connect as db
+    from dbbackup.pg.migrate import migrate
+    from dbbackup.settings import Settings
 
     settings = Settings.from_env()
     with db.connect(settings.database_url, secrets=settings.secrets) as conn:
@@ -109,13 +110,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from .backup import BackupJob
-    from .settings import Settings
+    from dbbackup import wiring
+    from dbbackup.settings import Settings
 
     settings = Settings.from_env()
     progress = _Progress()
     signal.signal(signal.SIGTERM, _sigterm)
-    outcome = BackupJob(settings, progress=progress).run("manual" if args.manual else "scheduled")
+    outcome = wiring.backup_job(settings, progress=progress).run("manual" if args.manual else "scheduled")
     progress.done()
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2))
@@ -137,15 +138,17 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from . import db
-    from .logrepo import LogRepository
-    from .settings import Settings
+    from dbbackup.pg import connect as db
+    from dbbackup.pg.backup_log import PgBackupLog
+    from dbbackup.settings import Settings
 
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     settings = Settings.from_env()
     with db.connect(settings.database_url, secrets=settings.secrets) as conn:
-        rows = [_row(r) for r in LogRepository(conn).recent(args.status, args.limit)]
+        rows = [
+            _row(r) for r in PgBackupLog(conn, settings.database_url, settings.secrets).recent(args.status, args.limit)
+        ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -160,11 +163,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from .restore import restore
-    from .sources import resolve
+    from dbbackup.restore.restorer import restore
+    from dbbackup.wiring import resolve_source
 
     signal.signal(signal.SIGTERM, _sigterm)
-    result = restore(resolve(args.source), args.target, single_transaction=args.single_transaction, force=args.force)
+    result = restore(
+        resolve_source(args.source), args.target, single_transaction=args.single_transaction, force=args.force
+    )
     if args.json:
         print(json.dumps(result.__dict__, indent=2))
     else:
@@ -176,10 +181,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .sources import resolve
-    from .verify import verify
+    from dbbackup.restore.verify import verify
+    from dbbackup.wiring import resolve_source
 
-    report = verify(resolve(args.source), restore_test=args.restore_test)
+    report = verify(resolve_source(args.source), restore_test=args.restore_test)
     if args.json:
         print(
             json.dumps(
@@ -203,10 +208,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from .cleanup import CleanupJob
-    from .settings import Settings
+    from dbbackup import wiring
+    from dbbackup.settings import Settings
 
-    result = CleanupJob(Settings.from_env()).run(dry_run=args.dry_run)
+    result = wiring.cleanup_job(Settings.from_env()).run(dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -228,15 +233,10 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from dbbackup import wiring
+    from dbbackup.settings import Settings
 
-    from . import db
-    from .monitoring import read_health
-    from .settings import Settings
-
-    settings = Settings.from_env()
-    with db.connect(settings.database_url, attempts=settings.connect_attempts, secrets=settings.secrets) as conn:
-        health = read_health(conn, datetime.now(UTC), settings.max_age_hours)
+    health = wiring.health(Settings.from_env())
     if args.json:
         print(json.dumps(health.as_dict(), indent=2))
         return EXIT_OK
@@ -266,7 +266,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from .demo import run_demo
+    from dbbackup.demo import run_demo
 
     return run_demo(Path(args.local_root or os.environ.get("BACKUP_LOCAL_ROOT") or "backups").absolute())
 
@@ -290,15 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("dbbackup").addHandler(logging.NullHandler())
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, UsageError) as exc:
-        print(f"dbbackup: error: {one_line(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    except LockBusy as exc:
-        print(f"dbbackup: busy: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except (DatabaseUnavailable, BackupError) as exc:
-        print(f"dbbackup: failed: {one_line(str(exc))}", file=sys.stderr)
-        return EXIT_FAILED
+    except BackupError as exc:  # the class says the exit code and the word (error / busy / failed)
+        print(f"dbbackup: {exc.cli_label}: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("dbbackup: interrupted", file=sys.stderr)
         return 130

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import psycopg
 
-from . import migrate as migrations
-from .backup import BackupJob
-from .embedded import EmbeddedPostgres
-from .errors import BackupFailed
-from .restore import restore
-from .settings import Settings
-from .sources import resolve
-from .verify import verify
+from dbbackup import wiring
+from dbbackup.errors import BackupFailed
+from dbbackup.pg import migrate as migrations
+from dbbackup.pg.embedded import EmbeddedPostgres
+from dbbackup.restore.restorer import restore
+from dbbackup.restore.verify import verify
+from dbbackup.settings import Settings
 
 OWN_TABLES = ("backup_logs", "dbbackup_migrations")
 
@@ -74,7 +73,7 @@ def run_demo(local_root: Path) -> int:
 
         settings = Settings.from_env({"DATABASE_URL": source_url, "BACKUP_LOCAL_ROOT": str(local_root)})
         _step(f"backup to {local_root}")
-        outcome = BackupJob(settings).run("manual", triggered_by="demo")
+        outcome = wiring.backup_job(settings).run("manual", triggered_by="demo")
         if outcome.status != "success":
             print(f"   backup failed: {outcome.reason}")
             return 1
@@ -86,7 +85,7 @@ def run_demo(local_root: Path) -> int:
         )
 
         _step("verify --restore-test")
-        check = verify(resolve(str(file), lambda: settings), restore_test=True)
+        check = verify(wiring.resolve_source(str(file), lambda: settings), restore_test=True)
         for c in check.checks:
             print(f"   {'ok  ' if c.ok else 'FAIL'} {c.name:<9} {c.detail}")
         if not check.ok:
@@ -94,7 +93,7 @@ def run_demo(local_root: Path) -> int:
 
         t = _step("restore into a second database")
         try:
-            result = restore(resolve(str(file), lambda: settings), target_url)
+            result = restore(wiring.resolve_source(str(file), lambda: settings), target_url)
         except BackupFailed as exc:
             print(f"   restore failed: {exc}")
             return 1

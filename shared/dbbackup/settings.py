@@ -10,12 +10,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg.conninfo
 
-from .auth_config import AuthConfig, auth_config_from_env
-from .errors import ConfigError
-from .profiles import DumpProfile, profile_from_env
-from .redact import redact
-from .storage.drive_config import DriveConfig, drive_config_from_env
-from .supabase_conn import check_url
+from dbbackup.auth.config import AuthConfig, auth_config_from_env
+from dbbackup.core.alerts import is_email  # the one address check, shared with the recipient read from the database
+from dbbackup.dump.profiles import DumpProfile, profile_from_env
+from dbbackup.errors import ConfigError
+from dbbackup.pg.conninfo import check_url
+from dbbackup.redact import redact
+from dbbackup.storage.drive_config import DriveConfig, drive_config_from_env
 
 STORAGE_BACKENDS = ("local", "google_drive")
 
@@ -54,8 +55,6 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, low: int = 1,
 
 
 def _email(env: Mapping[str, str], name: str) -> str | None:
-    from .alerts import is_email  # the one address check, shared with the recipient read from the database
-
     value = env.get(name, "").strip() or None
     if value is not None and not is_email(value):
         raise ConfigError(f"{name}={value!r} is not an e-mail address")

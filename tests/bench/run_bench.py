@@ -42,8 +42,8 @@ from typing import Any
 import psycopg
 import psycopg.conninfo
 
-from dbbackup import pgbin
-from dbbackup.embedded import free_port
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg.embedded import free_port
 
 HERE = Path(__file__).resolve().parent
 DATA_VERSION = 2  # bump when the generated data changes; cached databases are then rebuilt

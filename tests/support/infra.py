@@ -119,7 +119,7 @@ def variables_read_by_code() -> set[str]:
                     and (name := _const(node.slice))
                 ):
                     found.add(name)
-    from dbbackup.secrets_gsm import SECRET_VARIABLES
+    from dbbackup.secret_manager import SECRET_VARIABLES
 
     return found | {f"{name}_SECRET" for name in SECRET_VARIABLES}
 

@@ -35,11 +35,11 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest, MediaIoBaseDownload, MediaUpload
 
-from .. import folder_path
-from ..errors import ConfigError, StorageError, StorageExists, StorageNotFound
-from ..redact import MASK, redact
-from . import Folder, StoredFile
-from .drive_config import SERVICE_ACCOUNT, DriveConfig
+from dbbackup.core import folder_path
+from dbbackup.core.ports import Folder, StoredFile
+from dbbackup.errors import ConfigError, StorageError, StorageExists, StorageNotFound
+from dbbackup.redact import MASK, redact
+from dbbackup.storage.drive_config import SERVICE_ACCOUNT, DriveConfig
 
 SCOPES = ["https://www.googleapis.com/auth/drive"]
 FOLDER_MIME = "application/vnd.google-apps.folder"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from dbbackup.errors import ConfigError
 
 GOOGLE_ROOT_URL = "https://www.googleapis.com/"
 UPLOAD_GRANULE = 256 * 1024  # Drive: every chunk but the last is a multiple of 256 KiB

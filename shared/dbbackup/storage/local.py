@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import folder_path
-from ..errors import StorageError, StorageExists, StorageNotFound
-from . import Folder, StoredFile
+from dbbackup.core import folder_path
+from dbbackup.core.ports import Folder, StoredFile
+from dbbackup.errors import StorageError, StorageExists, StorageNotFound
 
 READ_CHUNK = 1 << 20
 TEMP_PREFIX = ".partial-"

@@ -1,0 +1,269 @@
+"""The backup log as the console shows it: the query string validated against whitelists (a
+value is compared with allowed values, never put into SQL text), one page of rows with the
+total, or every matching row streamed as spreadsheet-safe CSV from a server-side cursor."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from dbbackup.core.messages import human_size
+from dbbackup.errors import QueryError
+
+# Allowed values of each parameter, the first being the default. The OpenAPI document and the
+# README are built from / checked against these.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "status": ("all", "success", "failed", "in_progress"),
+    "type": ("all", "automatic", "manual"),
+    "range": ("all", "last_7_days", "last_30_days"),
+    "sort": ("started_at", "file_size_bytes", "status"),
+    "order": ("desc", "asc"),
+}
+DATES = ("from", "to")  # YYYY-MM-DD, inclusive, in BACKUP_TIMEZONE
+PAGING = ("page", "per_page")
+FILTERS = (*CHOICES, *DATES)  # what /api/logs.csv accepts
+DEFAULT_PER_PAGE, MAX_PER_PAGE, MAX_PAGE = 20, 100, 1_000_000
+RANGE_DAYS = {"last_7_days": 7, "last_30_days": 30}
+CSV_BATCH = 500  # rows per fetch of the export's cursor, and per chunk sent
+DRIVE_URL = "https://drive.google.com/file/d/{}/view"
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_NUMBER = re.compile(r"^[0-9]{1,7}$")
+_COLUMNS = (
+    "id, started_at, completed_at, backup_type, status, file_name, file_size_bytes, google_drive_file_id,"
+    " google_drive_path, failure_reason, triggered_by, deleted_at"
+)
+CSV_HEADER = (
+    "id",
+    "started_at",
+    "completed_at",
+    "backup_type",
+    "status",
+    "file_name",
+    "file_size_bytes",
+    "file_size_human",
+    "google_drive_path",
+    "drive_url",
+    "failure_reason",
+    "triggered_by",
+    "deleted_at",
+    "deleted",
+)
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    status: str = "all"
+    type: str = "all"
+    range: str = "all"
+    date_from: date | None = None
+    date_to: date | None = None
+    sort: str = "started_at"
+    order: str = "desc"
+    page: int = 1
+    per_page: int = DEFAULT_PER_PAGE
+
+
+def parse_query(query: str, *, paged: bool = True) -> LogQuery:
+    """The query string of ``/api/logs`` (``paged``) or ``/api/logs.csv``; QueryError otherwise.
+    An empty value means the default (a form's empty date field)."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query), errors="strict", max_num_fields=20)
+    except (ValueError, UnicodeDecodeError):
+        raise QueryError("query", "the query string is malformed") from None
+    allowed = (*FILTERS, *PAGING) if paged else FILTERS
+    given: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise QueryError(name[:40], f"unknown parameter {name[:40]!r}; accepted: {', '.join(allowed)}")
+        if name in given:
+            raise QueryError(name, f"parameter {name!r} is given more than once")
+        given[name] = value.strip()
+    found: dict[str, Any] = {}
+    for name, options in CHOICES.items():
+        value = given.get(name) or options[0]
+        if value not in options:
+            raise QueryError(name, f"{name} must be one of {', '.join(options)}")
+        found[name] = value
+    date_from, date_to = _date(given, "from"), _date(given, "to")
+    if (date_from or date_to) and found["range"] != "all":
+        raise QueryError("range", "use either range or from/to, not both")
+    if date_from and date_to and date_from > date_to:
+        raise QueryError("from", "from is after to")
+    page = _number(given, "page", 1, 1, MAX_PAGE)
+    per_page = _number(given, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    return LogQuery(**found, date_from=date_from, date_to=date_to, page=page, per_page=per_page)
+
+
+def _date(given: dict[str, str], name: str) -> date | None:
+    text = given.get(name)
+    if not text:
+        return None
+    try:
+        if not _DATE.match(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise QueryError(name, f"{name} must be a date YYYY-MM-DD") from None
+
+
+def _number(given: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = given.get(name) or str(default)
+    if not _NUMBER.match(text) or not low <= int(text) <= high:
+        raise QueryError(name, f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=tz)
+
+
+def _where(q: LogQuery, tz: ZoneInfo, now: datetime) -> tuple[sql.Composable, list[Any]]:
+    clauses: list[sql.Composable] = [sql.SQL("TRUE")]
+    params: list[Any] = []
+    if q.status != "all":
+        clauses.append(sql.SQL("status = %s"))
+        params.append(q.status)
+    if q.type != "all":
+        clauses.append(sql.SQL("backup_type = %s"))
+        params.append(q.type)
+    if q.range in RANGE_DAYS:
+        clauses.append(sql.SQL("started_at >= %s"))
+        params.append(now - timedelta(days=RANGE_DAYS[q.range]))
+    if q.date_from:
+        clauses.append(sql.SQL("started_at >= %s"))
+        params.append(_local_midnight(q.date_from, tz))
+    if q.date_to:
+        # Inclusive: everything before the next local midnight.
+        clauses.append(sql.SQL("started_at < %s"))
+        params.append(_local_midnight(q.date_to + timedelta(days=1), tz))
+    return sql.SQL(" AND ").join(clauses), params
+
+
+def _order(q: LogQuery) -> sql.Composable:
+    assert q.sort in CHOICES["sort"]  # parse_query's whitelist; quoted as an identifier besides
+    direction = sql.SQL("ASC" if q.order == "asc" else "DESC")
+    column = sql.Identifier(q.sort)
+    if q.sort == "started_at":
+        return sql.SQL("started_at {d}, id {d}").format(d=direction)
+    # Failed rows have no size: they go last either way; ties stay newest first and stable.
+    return sql.SQL("{c} {d} NULLS LAST, started_at DESC, id DESC").format(c=column, d=direction)
+
+
+def _select(q: LogQuery, tz: ZoneInfo, now: datetime) -> tuple[sql.Composable, list[Any]]:
+    where, params = _where(q, tz, now)
+    statement = sql.SQL("SELECT {cols} FROM public.backup_logs WHERE {where} ORDER BY {order}").format(
+        cols=sql.SQL(_COLUMNS), where=where, order=_order(q)
+    )
+    return statement, params
+
+
+def read_page(conn: psycopg.Connection, q: LogQuery, tz: ZoneInfo, now: datetime, drive: bool) -> dict[str, Any]:
+    """One page and the count (two statements; a row written between them may shift a page)."""
+    where, params = _where(q, tz, now)
+    with conn.cursor(row_factory=dict_row) as cur:
+        count = cur.execute(sql.SQL("SELECT count(*) AS n FROM public.backup_logs WHERE {}").format(where), params)
+        total = int(count.fetchone()["n"])  # type: ignore[index]
+        statement, params = _select(q, tz, now)
+        rows = cur.execute(
+            sql.SQL("{} LIMIT %s OFFSET %s").format(statement), [*params, q.per_page, (q.page - 1) * q.per_page]
+        ).fetchall()
+    return {
+        "items": [present(row, tz, drive) for row in rows],
+        "total": total,
+        "page": q.page,
+        "per_page": q.per_page,
+        "pages": max(1, math.ceil(total / q.per_page)),
+        "sort": q.sort,
+        "order": q.order,
+    }
+
+
+def _iso(value: datetime | None, tz: ZoneInfo) -> str | None:
+    return value.astimezone(tz).isoformat() if value else None
+
+
+def present(row: dict[str, Any], tz: ZoneInfo, drive: bool) -> dict[str, Any]:
+    """A backup_logs row as the console's Row (times in BACKUP_TIMEZONE, with their offset)."""
+    size, file_id = row["file_size_bytes"], row["google_drive_file_id"]
+    deleted = row["deleted_at"] is not None
+    return {
+        "id": str(row["id"]),
+        "started_at": _iso(row["started_at"], tz),
+        "completed_at": _iso(row["completed_at"], tz),
+        "backup_type": row["backup_type"],
+        "status": row["status"],
+        "file_name": row["file_name"],
+        "file_size_bytes": size,
+        "file_size_human": human_size(size).split(" (")[0] if size is not None else None,
+        "google_drive_file_id": file_id,
+        "google_drive_path": row["google_drive_path"],
+        # A deleted file's Drive link would open "not found": only live backups get one.
+        "drive_url": DRIVE_URL.format(file_id) if drive and file_id and not deleted else None,
+        "failure_reason": row["failure_reason"] if row["status"] == "failed" else None,
+        "triggered_by": row["triggered_by"],
+        "deleted_at": _iso(row["deleted_at"], tz),
+        "deleted": deleted,
+        "downloadable": row["status"] == "success" and not deleted,
+    }
+
+
+def safe_cell(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading quote."""
+    if value is None:
+        return ""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv_bytes(rows: list[tuple[Any, ...]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows([[safe_cell(v) for v in row] for row in rows])
+    return buffer.getvalue().encode("utf-8")
+
+
+class CsvExport:
+    """Every matching row as CSV bytes, read in batches from a server-side cursor on a
+    connection of its own, so memory stays flat whatever the table holds. ``close`` releases the
+    connection; the adapter calls it when the response ends, whether or not it was read to the
+    end (a client that goes away), and iterating to the end calls it too."""
+
+    def __init__(self, conn: psycopg.Connection, q: LogQuery, tz: ZoneInfo, now: datetime, drive: bool) -> None:
+        self.conn, self.tz, self.drive = conn, tz, drive
+        try:
+            # A named cursor lives in a transaction: read-only, and bounded in case the client
+            # stalls and leaves it idle (it would hold back vacuum).
+            conn.autocommit = False
+            conn.read_only = True
+            conn.execute("SET LOCAL idle_in_transaction_session_timeout = '10min'")
+            statement, params = _select(q, tz, now)
+            self.cursor = conn.cursor("dbbackup_console_csv", row_factory=dict_row)
+            self.cursor.itersize = CSV_BATCH
+            self.cursor.execute(statement, params)  # errors here still become a JSON answer
+        except BaseException:
+            conn.close()
+            raise
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield _csv_bytes([CSV_HEADER])
+            while batch := self.cursor.fetchmany(CSV_BATCH):
+                rows = [present(row, self.tz, self.drive) for row in batch]
+                yield _csv_bytes([tuple(row[k] for k in CSV_HEADER) for row in rows])
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.conn.close()  # idempotent; the server rolls the read-only transaction back

@@ -1,0 +1,288 @@
+"""The backup job: lock, log, dump, compress, store, verify, record. It sees only protocols
+(``core.ports``): which database driver, dump program, storage backend or mail service is
+behind them is decided in ``wiring``.
+
+Whatever happens after the ``in_progress`` row exists, the row ends as ``success`` or
+``failed`` (a kill -9 is caught by the next run's stale-row recovery) and no file is left
+behind for a failed attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from dbbackup.core import folder_path, messages, naming
+from dbbackup.core.alerts import Alerter
+from dbbackup.core.ports import BackupLog, Dumper, JobSettings, OpenLog, Storage, StoredFile
+from dbbackup.errors import BackupError, ConfigError, DatabaseError, DatabaseUnavailable, LockBusy, StorageError
+from dbbackup.redact import one_line, redact
+
+TRIGGERS = {"scheduled": "automatic", "manual": "manual"}
+INTERRUPTED = "interrupted: the run stopped before finishing (crash, timeout or kill)"
+_log = logging.getLogger("dbbackup.backup")
+
+
+@dataclass
+class BackupOutcome:
+    status: str  # success | failed | skipped
+    backup_log_id: str | None = None
+    file_name: str | None = None
+    file_size_bytes: int | None = None
+    path: str | None = None
+    file_id: str | None = None
+    md5: str | None = None
+    sql_bytes: int | None = None
+    seconds: float = 0.0
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class BackupJob:
+    def __init__(
+        self,
+        settings: JobSettings,
+        open_log: OpenLog,
+        storage: Storage,
+        dumper: Dumper,
+        alerter: Alerter,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.open_log = open_log
+        self.storage = storage
+        self.dumper = dumper
+        self.alerter = alerter
+        self.clock = clock
+        self.secrets = settings.secrets
+
+    def run(
+        self, trigger: str, triggered_by: str | None = None, schedule_time: datetime | None = None
+    ) -> BackupOutcome:
+        """Raises ConfigError / DatabaseUnavailable / LockBusy before any row exists;
+        afterwards every failure is returned as a ``failed`` outcome with its row updated.
+        Failures (and those errors, but not LockBusy) are e-mailed; sending never changes
+        what this returns or raises. ``schedule_time`` is the scheduler's slot (its retries
+        carry the same one): when that slot already has a successful backup the run is
+        ``skipped`` and writes nothing; a slot whose attempts failed runs again."""
+        try:
+            return self._run(trigger, triggered_by, schedule_time)
+        except LockBusy:
+            raise
+        except DatabaseError as exc:
+            # Before the attempt's row exists (backup_logs missing, a permission, a lost
+            # connection): still one line, still an alert.
+            error = DatabaseUnavailable(f"database error before the backup started: {exc.detail}")
+            self._alert_could_not_start(trigger, error)
+            raise error from None
+        except BackupError as exc:
+            self._alert_could_not_start(trigger, exc)
+            raise
+
+    def _run(self, trigger: str, triggered_by: str | None, schedule_time: datetime | None) -> BackupOutcome:
+        if trigger not in TRIGGERS:
+            raise ConfigError(f"unknown trigger {trigger!r}")
+        self.dumper.check_target()
+        with self.open_log() as repo:
+            config = repo.config()
+            if trigger == "scheduled" and not config.enabled:
+                return BackupOutcome(status="skipped", reason="backup_enabled is false")
+            if not repo.try_lock():
+                raise LockBusy("another backup of this database is running")
+            try:
+                self._recover_stale(repo)
+                # Checked holding the lock: an earlier attempt of this slot has finished by now.
+                done = repo.succeeded_for_schedule(schedule_time) if schedule_time is not None else None
+                if done is not None and schedule_time is not None:
+                    return BackupOutcome(
+                        status="skipped",
+                        backup_log_id=done.id,
+                        file_name=done.file_name,
+                        path=done.google_drive_path,
+                        reason=f"already done: the backup scheduled for {schedule_time.isoformat()} succeeded",
+                    )
+                outcome = self._locked(repo, config.folder_path, trigger, triggered_by, schedule_time)
+                self._check_size(repo, outcome)
+                return outcome
+            finally:
+                with contextlib.suppress(BackupError):
+                    repo.unlock()
+
+    def _locked(
+        self,
+        repo: BackupLog,
+        folder: str,
+        trigger: str,
+        triggered_by: str | None,
+        schedule_time: datetime | None = None,
+    ) -> BackupOutcome:
+        started = time.monotonic()
+        moment = self.clock()
+        name = naming.base_name(moment, self.settings.timezone)
+        log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
+        stored: StoredFile | None = None
+        try:
+            folder_path.split(folder)
+            self.dumper.prepare()
+            target = self.storage.ensure_folder(folder)
+            self.storage.discard_incomplete(target)  # leftovers of a killed run; we hold the lock
+            name = naming.free_name(moment, self.settings.timezone, (f.name for f in self.storage.list(target)))
+            repo.rename(log_id, name)
+            with self.dumper.dump(log_id) as dump:
+                chunks = iter(dump)
+                try:
+                    stored = self.storage.put(target, name, chunks)
+                finally:
+                    # Stop pg_dump now: a backend may still hold the generator (in a traceback),
+                    # and pg_dump's snapshot and locks must not outlive a failed upload.
+                    chunks.close()
+            stats = dump.stats
+            if stored.size != stats.gz_bytes or (stored.md5 and stored.md5 != stats.md5):
+                raise StorageError(
+                    f"stored file does not match what was written (size {stored.size} vs"
+                    f" {stats.gz_bytes}, md5 {stored.md5} vs {stats.md5})"
+                )
+            path = f"{folder}/{name}"
+            repo.succeed(
+                log_id, size=stored.size, file_id=stored.id, path=path, md5=stats.md5, sql_bytes=stats.sql_bytes
+            )
+            return BackupOutcome(
+                status="success",
+                backup_log_id=log_id,
+                file_name=name,
+                file_size_bytes=stored.size,
+                path=path,
+                file_id=stored.id,
+                md5=stats.md5,
+                sql_bytes=stats.sql_bytes,
+                seconds=round(time.monotonic() - started, 3),
+            )
+        except BaseException as exc:
+            reason = self._reason(exc)
+            if stored is not None:
+                with contextlib.suppress(Exception):
+                    self.storage.delete(stored.id)
+            repo.fail(log_id, reason)
+            self._alert_failure(repo, TRIGGERS[trigger], log_id, name, folder, reason)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt / SystemExit: recorded, now let it stop us
+            return BackupOutcome(
+                status="failed",
+                backup_log_id=log_id,
+                file_name=name,
+                path=f"{folder}/{name}",
+                seconds=round(time.monotonic() - started, 3),
+                reason=reason,
+            )
+
+    # --- alerts and the size check: each swallows its own errors, so a backup's outcome (and
+    # the function's answer) is decided by the backup alone, never by SendGrid or a lookup.
+
+    def _recover_stale(self, repo: BackupLog) -> None:
+        """Rows a killed run left in_progress become failed ("interrupted"), and each is alerted:
+        a run killed at the platform's timeout had no chance to say so itself."""
+        for row in repo.recover_stale():
+            self._alert_failure(
+                repo,
+                row.backup_type or "automatic",
+                row.id,
+                row.file_name or "",
+                row.google_drive_path or "",
+                INTERRUPTED,
+            )
+
+    def _alert_failure(
+        self, repo: BackupLog, backup_type: str, log_id: str, name: str, folder: str, reason: str
+    ) -> None:
+        try:
+            context = repo.alert_context()
+            previous = context.previous
+            failure = messages.BackupFailure(
+                when=self.clock(),
+                backup_type=backup_type,
+                reason=reason,
+                file_name=name,
+                expected_size=previous.file_size_bytes if previous else None,
+                drive_path=f"{folder}/{name}",
+                backup_id=log_id,
+                consecutive=max(context.consecutive_failures, 1),
+                last_success=(previous.completed_at or previous.started_at) if previous else None,
+            )
+            email = messages.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            self.alerter.deliver(email, context.recipient)
+        except Exception as exc:
+            _log.error(
+                "the failure alert for backup %s was not sent: %s", log_id, one_line(redact(str(exc), self.secrets))
+            )
+
+    def _alert_could_not_start(self, trigger: str, exc: BackupError) -> None:
+        """Configuration and credential errors happen before any row exists: same e-mail, with
+        no file or id. The recipient is read only when the database answered at all."""
+        try:
+            recipient = None
+            if isinstance(exc, ConfigError):
+                with contextlib.suppress(BackupError), self.open_log(attempts=1) as repo:
+                    recipient = repo.notification_email()
+            failure = messages.BackupFailure(
+                when=self.clock(),
+                backup_type=TRIGGERS.get(trigger, "automatic"),
+                reason=one_line(redact(str(exc), self.secrets)),
+                file_name=None,
+                expected_size=None,
+                drive_path=None,
+                backup_id=None,
+            )
+            email = messages.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            self.alerter.deliver(email, recipient)
+        except Exception as err:
+            _log.error("the failure alert was not sent: %s", one_line(redact(str(err), self.secrets)))
+
+    def _check_size(self, repo: BackupLog, outcome: BackupOutcome) -> None:
+        """A backup far smaller than the previous successful one is how an emptied table shows:
+        flag the row and send a warning. The backup stays a success (the dump is complete)."""
+        percent = self.settings.size_warning_percent
+        if outcome.status != "success" or not percent or outcome.file_size_bytes is None:
+            return
+        try:
+            previous = repo.last_success(exclude_id=outcome.backup_log_id)
+            before = previous.file_size_bytes if previous else None
+            if not before or outcome.file_size_bytes * 100 >= before * percent:
+                return
+            assert previous is not None and outcome.backup_log_id and outcome.file_name and outcome.path
+            share = 100 * outcome.file_size_bytes / before
+            text = (
+                f"{outcome.file_size_bytes:,} bytes is {share:.1f} % of the previous successful backup"
+                f" ({before:,} bytes, {previous.file_name}); warning below {percent} %"
+            )
+            repo.flag_size_warning(outcome.backup_log_id, text)
+            _log.warning("backup %s: size warning: %s", outcome.backup_log_id, text)
+            email = messages.size_warning_email(
+                self.clock(),
+                self.settings.timezone,
+                self.settings.environment,
+                backup_id=outcome.backup_log_id,
+                file_name=outcome.file_name,
+                drive_path=outcome.path,
+                size=outcome.file_size_bytes,
+                previous_size=before,
+                threshold_percent=percent,
+            )
+            self.alerter.deliver(email, repo.notification_email())
+        except Exception as exc:
+            _log.error(
+                "size check of backup %s failed: %s", outcome.backup_log_id, one_line(redact(str(exc), self.secrets))
+            )
+
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, KeyboardInterrupt):
+            return "interrupted: the backup was stopped by a signal (Ctrl-C / SIGTERM)"
+        if isinstance(exc, SystemExit):
+            return "interrupted: the process was asked to exit"
+        text = str(exc) if isinstance(exc, BackupError) else f"unexpected error: {type(exc).__name__}: {exc}"
+        return one_line(redact(text, self.secrets))

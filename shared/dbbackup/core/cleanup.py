@@ -1,0 +1,259 @@
+"""The retention cleanup: plan with ``retention.classify``, then delete what it says, one file at a
+time, continuing past failures, and report everything. Also the daily missed-run check.
+
+Locks: the cleanup holds its own advisory lock, transaction-scoped so that it also holds through
+a transaction-mode pooler (two cleanups never race over the same files)
+and reads whether a backup holds ``BACKUP_LOCK_KEY`` without taking it, so a scheduled backup is
+never refused because a cleanup happens to be running. A running backup's file is protected by
+its ``in_progress`` row (rule 3 of ``retention``); and the file it writes is not even listed
+until it is complete, by the Storage contract, so the plan can never include it.
+
+``--dry-run`` is a wrapper, not a flag threaded through the code: the same steps run against a
+storage whose delete only records the id and a log writer that writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dbbackup.core import health as monitoring
+from dbbackup.core import messages, retention
+from dbbackup.core.alerts import Alerter
+from dbbackup.core.ports import BackupLog, JobSettings, OpenLog, Storage, StoredFile
+from dbbackup.errors import BackupError, LockBusy, StorageNotFound
+from dbbackup.redact import one_line, redact
+
+log = logging.getLogger("dbbackup.cleanup")
+
+
+@dataclass
+class CleanupResult:
+    status: str  # success | failed
+    dry_run: bool
+    folder: str
+    now: str
+    cutoff: str  # files named before this instant are past retention
+    retention_days: int
+    keep_min: int
+    examined: int = 0
+    matched: int = 0
+    ignored: int = 0
+    deleted: list[str] = field(default_factory=list)
+    kept_by_safety_floor: list[str] = field(default_factory=list)
+    kept_future: list[str] = field(default_factory=list)
+    kept_in_progress: list[str] = field(default_factory=list)
+    kept_within_retention: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    bytes_freed: int = 0
+    backup_running: bool = False
+    missed_run: bool = False
+    alerts: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        verb = "would delete" if self.dry_run else "deleted"
+        return (
+            f"examined {self.examined}, matched {self.matched}, {verb} {len(self.deleted)}, "
+            f"kept by the safety floor {len(self.kept_by_safety_floor)}, ignored {self.ignored}, "
+            f"failed {len(self.failed)}, bytes freed {self.bytes_freed:,}"
+        )
+
+
+# --- the deleting step -------------------------------------------------------------------------
+
+
+def delete_planned(
+    storage: Storage,
+    plan: retention.Plan,
+    record: Callable[[StoredFile], int],
+    secrets: tuple[str, ...],
+) -> tuple[list[StoredFile], list[dict[str, str]]]:
+    """Delete every file the plan marks, verify each is gone, record it; one failure never stops
+    the others. A file already gone counts as deleted (someone else removed it: the goal holds)."""
+    deleted: list[StoredFile] = []
+    failed: list[dict[str, str]] = []
+    for decision in plan.with_action(retention.DELETE):
+        f = decision.file
+        try:
+            with contextlib.suppress(StorageNotFound):
+                storage.delete(f.id)
+            try:
+                storage.stat(f.id)
+            except StorageNotFound:
+                pass
+            else:
+                raise BackupError("the file is still there after the delete")
+        except Exception as exc:
+            reason = one_line(redact(str(exc) or type(exc).__name__, secrets), 300)
+            log.error("cleanup: could not delete %s: %s", f.name, reason)
+            failed.append({"file": f.name, "reason": reason})
+            continue
+        deleted.append(f)
+        try:
+            if not record(f):
+                log.warning("cleanup: deleted %s, which had no backup_logs row", f.name)
+        except Exception as exc:
+            reason = one_line(redact(f"deleted, but backup_logs.deleted_at was not set: {exc}", secrets), 300)
+            log.error("cleanup: %s: %s", f.name, reason)
+            failed.append({"file": f.name, "reason": reason})
+    return deleted, failed
+
+
+class CleanupJob:
+    def __init__(
+        self,
+        settings: JobSettings,
+        open_log: OpenLog,
+        storage: Storage,
+        alerter: Alerter,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        dry_run_storage: Callable[[Storage], Storage] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.open_log = open_log
+        self.storage = storage
+        self.alerter = alerter
+        self.clock = clock
+        self.dry_run_storage = dry_run_storage
+
+    def run(self, dry_run: bool = False) -> CleanupResult:
+        """Raises ConfigError / DatabaseUnavailable / LockBusy when it cannot start (after alerting
+        for the first two); otherwise returns the result, ``failed`` when any file was not deleted
+        or the folder could not be read."""
+        with contextlib.ExitStack() as stack:
+            repo = None
+            try:
+                repo = stack.enter_context(self.open_log())
+                folder_path = repo.config().folder_path
+            except BackupError as exc:
+                if not dry_run:  # a dry run reports, it never e-mails
+                    self._alert_could_not_start(repo, exc)
+                raise
+            with repo.cleanup_lock() as locked:
+                if not locked:
+                    raise LockBusy("another cleanup of this database is running")
+                return self._locked(repo, folder_path, dry_run)
+        raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+
+    def _locked(self, repo: BackupLog, folder_path: str, dry_run: bool) -> CleanupResult:
+        s = self.settings
+        now = self.clock()
+        storage = self.storage
+        if dry_run:
+            if self.dry_run_storage is None:
+                raise BackupError("no dry-run storage was configured")
+            storage = self.dry_run_storage(self.storage)
+        record: Callable[[StoredFile], int] = (lambda f: 1) if dry_run else repo.mark_deleted
+        result = CleanupResult(
+            status="success",
+            dry_run=dry_run,
+            folder=folder_path,
+            now=now.isoformat(),
+            cutoff="",
+            retention_days=s.retention_days,
+            keep_min=s.keep_min,
+        )
+        try:
+            folder = storage.ensure_folder(folder_path)
+            files = storage.list(folder)
+        except Exception as exc:
+            reason = one_line(redact(f"cannot list the backup folder: {exc}", s.secrets), 300)
+            log.error("cleanup: %s", reason)
+            result.status, result.failed = "failed", [{"file": folder_path, "reason": reason}]
+            files = []
+        else:
+            # Read the lock before the rows: a backup that starts after this point writes a file
+            # that is not in ``files`` (listed above), so the plan cannot touch it.
+            result.backup_running = repo.backup_lock_held()
+            statuses = repo.row_statuses(files)
+            plan = retention.classify(
+                files,
+                now=now,
+                tz=s.timezone,
+                retention_days=s.retention_days,
+                keep_min=s.keep_min,
+                statuses={file_id: retention.row_status(found) for file_id, found in statuses.items()},
+            )
+            result.cutoff = plan.cutoff.isoformat()
+            deleted, failed = delete_planned(storage, plan, record, s.secrets)
+            result.examined, result.matched, result.ignored = len(files), len(plan.decisions), len(plan.ignored)
+            result.deleted = [f.name for f in deleted]
+            result.bytes_freed = sum(f.size for f in deleted)
+            result.kept_by_safety_floor = [d.file.name for d in plan.with_reason(retention.FLOOR)]
+            result.kept_future = [d.file.name for d in plan.with_reason(retention.FUTURE)]
+            result.kept_in_progress = [d.file.name for d in plan.with_reason(retention.IN_PROGRESS)]
+            result.kept_within_retention = len(plan.with_reason(retention.WITHIN))
+            result.failed = failed
+            if failed:
+                result.status = "failed"
+            for name in result.kept_future:
+                log.warning("cleanup: kept %s: its name is dated in the future (check BACKUP_TIMEZONE/clock)", name)
+            for name in result.kept_in_progress:
+                log.warning("cleanup: kept %s: its backup_logs row is in_progress", name)
+        self._check_missed_run(repo, now, folder_path, result)
+        if result.status == "failed" and not dry_run:
+            email = messages.cleanup_failure_email(
+                now,
+                s.timezone,
+                s.environment,
+                folder_path,
+                [(f["file"], f["reason"]) for f in result.failed],
+                result.summary(),
+            )
+            self.alerter.deliver(email, repo.notification_email())
+            result.alerts.append(email.kind)
+        level = logging.ERROR if result.status == "failed" else logging.INFO
+        log.log(level, "cleanup %s%s: %s", result.status, " (dry run)" if dry_run else "", result.summary())
+        return result
+
+    def _check_missed_run(self, repo: BackupLog, now: datetime, folder: str, result: CleanupResult) -> None:
+        """The daily cleanup doubles as the watchdog: a scheduler that stopped calling the backup
+        produces no failure at all, only silence."""
+        s = self.settings
+        try:
+            health = monitoring.read_health(repo, now, s.max_age_hours)
+        except BackupError as exc:
+            log.error("cleanup: could not read backup health: %s", one_line(redact(str(exc), s.secrets)))
+            return
+        if not monitoring.missed_run(health):
+            return
+        result.missed_run = True
+        last = datetime.fromisoformat(health.last_success_at) if health.last_success_at else None
+        log.error(
+            "no successful backup since %s (BACKUP_MAX_AGE_HOURS=%d)", health.last_success_at or "ever", s.max_age_hours
+        )
+        if result.dry_run:
+            return
+        email = messages.missed_run_email(
+            now,
+            s.timezone,
+            s.environment,
+            last,
+            s.max_age_hours,
+            health.consecutive_failures,
+            health.last_failure_reason,
+            folder,
+        )
+        self.alerter.deliver(email, repo.notification_email())
+        result.alerts.append(email.kind)
+
+    def _alert_could_not_start(self, repo: BackupLog | None, exc: BackupError) -> None:
+        s = self.settings
+        now = self.clock()
+        reason = one_line(redact(str(exc), s.secrets))
+        email = messages.cleanup_failure_email(
+            now,
+            s.timezone,
+            s.environment,
+            "unknown (could not read the configuration)",
+            [("(cleanup)", reason)],
+            "did not start",
+        )
+        self.alerter.deliver(email, repo.notification_email() if repo is not None else None)

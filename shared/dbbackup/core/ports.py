@@ -1,0 +1,308 @@
+"""What the core needs from the world, as small protocols with written contracts: storage, the
+backup log, the dump, a notifier. Adapters (``storage/``, ``pg/``, ``dump/``, ``notify/``)
+implement them; ``wiring`` picks which. Nothing here imports a driver, an SDK or a framework.
+
+Errors: an adapter turns its library's errors into the tree of ``dbbackup.errors`` inside itself
+(``StorageNotFound``, ``DatabaseError``, ``NotifyError``...), so the core never sees a
+library's exception types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A resolved folder: ``id`` is the backend's handle, ``path`` the human-readable path."""
+
+    id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    name: str
+    size: int
+    path: str
+    modified: datetime | None = None
+    md5: str | None = None
+
+
+class Storage(Protocol):
+    def ensure_folder(self, path: str) -> Folder:
+        """Resolve ``path`` (a validated backup_folder_path), creating missing folders.
+        Idempotent."""
+        ...
+
+    def list(self, folder: Folder) -> list[StoredFile]:
+        """Complete files directly in ``folder`` (never in-progress uploads)."""
+        ...
+
+    def put(self, folder: Folder, name: str, chunks: Iterable[bytes]) -> StoredFile:
+        """Store the bytes of ``chunks`` as ``name`` in ``folder``.
+
+        All or nothing: the file becomes visible only after ``chunks`` is exhausted without
+        raising; if iterating raises (the dump failed) or the write fails, nothing is left
+        behind and the exception propagates. Raises StorageExists rather than overwrite."""
+        ...
+
+    def discard_incomplete(self, folder: Folder) -> int:
+        """Remove what writes killed mid-way left in ``folder`` (never visible to ``list``); the
+        number removed. Call only holding the backup lock: then no write can be in flight."""
+        ...
+
+    def open(self, file_id: str) -> Iterator[bytes]:
+        """The file's bytes, streamed in chunks. Raises StorageNotFound."""
+        ...
+
+    def stat(self, file_id: str) -> StoredFile:
+        """Raises StorageNotFound when the file does not exist."""
+        ...
+
+    def delete(self, file_id: str) -> None:
+        """Remove the file. Raises StorageNotFound when it does not exist."""
+        ...
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Email:
+    kind: str  # backup_failed | cleanup_failed | missed_run | size_warning
+    severity: str  # error | warning
+    subject: str
+    text: str
+    html: str
+
+
+class Notifier(Protocol):
+    name: str
+
+    def send(self, to: str, email: Email) -> None:
+        """Deliver ``email`` to ``to`` or raise NotifyError (``retryable`` when a later attempt
+        may succeed)."""
+        ...
+
+
+# --- the backup log ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """The backup settings a manager keeps in ``invoice_configurations``."""
+
+    folder_path: str
+    notification_email: str | None
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One ``backup_logs`` row (columns in the table's order; those a query did not select, or a
+    database migrated before they existed, are None)."""
+
+    id: str
+    backup_type: str | None = None
+    status: str | None = None
+    file_name: str | None = None
+    file_size_bytes: int | None = None
+    google_drive_file_id: str | None = None
+    google_drive_path: str | None = None
+    failure_reason: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted_at: datetime | None = None
+    triggered_by: str | None = None
+    md5_checksum: str | None = None
+    sql_bytes: int | None = None
+    size_warning: str | None = None
+    schedule_time: datetime | None = None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> LogRow:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in known}
+        values["id"] = str(values["id"])
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class AlertContext:
+    """What a failure e-mail says beyond the failure itself, read when it is sent."""
+
+    previous: LogRow | None  # the newest successful backup (its size is what this one should be near)
+    consecutive_failures: int
+    recipient: str | None  # backup_notification_email as it is now
+
+
+@dataclass(frozen=True)
+class HealthFacts:
+    """The raw answers behind ``core.health.Health``."""
+
+    last_success: LogRow | None
+    previous_success: LogRow | None
+    last_failure: LogRow | None
+    last_size_warning: str | None
+    consecutive_failures: int
+    attempts_7d: int
+    successes_7d: int
+    attempts_30d: int
+    successes_30d: int
+
+
+class BackupLog(Protocol):
+    """``backup_logs``, the settings in ``invoice_configurations`` and the database's locks, on
+    one connection. Every method raises DatabaseError (one redacted line) for a failed
+    statement and ConfigError when a migration is missing."""
+
+    def config(self) -> BackupConfig: ...
+
+    def notification_email(self) -> str | None:
+        """``backup_notification_email`` read now; None when it cannot be read (never raises)."""
+        ...
+
+    def try_lock(self) -> bool:
+        """The per-database backup lock, unless a pg_dump of ours is still connected."""
+        ...
+
+    def unlock(self) -> None: ...
+
+    def backup_lock_held(self) -> bool:
+        """Whether some session holds the backup lock, without taking it."""
+        ...
+
+    def cleanup_lock(self) -> AbstractContextManager[bool]:
+        """The cleanup's own lock for the block (False: another cleanup holds it)."""
+        ...
+
+    def recover_stale(self) -> list[LogRow]:
+        """Mark rows left in_progress as failed ("interrupted") and return them. Holding the lock only."""
+        ...
+
+    def succeeded_for_schedule(self, schedule_time: datetime) -> LogRow | None: ...
+
+    def start(
+        self, backup_type: str, file_name: str, path: str, triggered_by: str | None, schedule_time: datetime | None
+    ) -> str:
+        """A new in_progress row; its id."""
+        ...
+
+    def rename(self, log_id: str, file_name: str) -> None: ...
+
+    def succeed(self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int) -> None:
+        """Raises ConfigError when the row is no longer in_progress."""
+        ...
+
+    def fail(self, log_id: str, reason: str) -> None:
+        """Record the failure, over a fresh connection when this one died; never raises."""
+        ...
+
+    def alert_context(self) -> AlertContext:
+        """Read over this connection, a fresh one if it died, or defaults; never raises."""
+        ...
+
+    def last_success(self, exclude_id: str | None = None) -> LogRow | None: ...
+
+    def get(self, log_id: str) -> LogRow | None: ...
+
+    def latest_success(self) -> LogRow | None:
+        """The newest successful backup whose file retention has not deleted."""
+        ...
+
+    def by_file_name(self, file_name: str) -> LogRow | None:
+        """The newest successful backup of that file name."""
+        ...
+
+    def flag_size_warning(self, log_id: str, text: str) -> None: ...
+
+    def health_facts(self, now: datetime) -> HealthFacts: ...
+
+    def row_statuses(self, files: Sequence[StoredFile]) -> dict[str, list[str]]:
+        """Per file id, the statuses of its rows: matched by storage file id, else by name
+        (a running backup's row has the name but not yet the id)."""
+        ...
+
+    def mark_deleted(self, f: StoredFile) -> int:
+        """Set deleted_at on the file's row(s); how many."""
+        ...
+
+
+class OpenLog(Protocol):
+    def __call__(self, attempts: int | None = None) -> AbstractContextManager[BackupLog]:
+        """A backup log on a new connection (``attempts`` tries; None: the configured number),
+        closed with the block; DatabaseUnavailable when the database cannot be reached."""
+        ...
+
+
+# --- the dump ----------------------------------------------------------------------------------
+
+
+@dataclass
+class DumpStats:
+    sql_bytes: int = 0
+    gz_bytes: int = 0
+    md5: str = ""
+
+
+class Dump(Protocol):
+    """One backup's compressed bytes, iterated once. Iterating raises BackupFailed when pg_dump
+    fails; closing the generator stops pg_dump at once (also mid-stream). ``stats`` is complete
+    when iteration ended cleanly."""
+
+    @property
+    def stats(self) -> DumpStats: ...
+
+    def __iter__(self) -> Generator[bytes]: ...
+
+
+class Dumper(Protocol):
+    def check_target(self) -> None:
+        """ConfigError when the database URL cannot be dumped (a transaction pooler)."""
+        ...
+
+    def prepare(self) -> None:
+        """Checks before any byte is written: the pg_dump version against the server's, and that
+        every table the profile holds is readable. Raises ConfigError / BackupFailed."""
+        ...
+
+    def dump(self, log_id: str) -> AbstractContextManager[Dump]:
+        """The stream for the backup whose row is ``log_id`` (its own row is patched to read
+        success in the dump); everything it started ends with the block."""
+        ...
+
+
+# --- what the jobs read of the settings --------------------------------------------------------
+
+
+class JobSettings(Protocol):
+    """The settings the jobs read (``dbbackup.settings.Settings`` has them all)."""
+
+    @property
+    def timezone(self) -> ZoneInfo: ...
+    @property
+    def environment(self) -> str: ...
+    @property
+    def size_warning_percent(self) -> int: ...
+    @property
+    def retention_days(self) -> int: ...
+    @property
+    def keep_min(self) -> int: ...
+    @property
+    def max_age_hours(self) -> int: ...
+    @property
+    def secrets(self) -> tuple[str, ...]: ...

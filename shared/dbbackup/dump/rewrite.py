@@ -1,0 +1,249 @@
+"""Rewriting pg_dump's plain output on the fly so it restores into a server of its own version.
+
+pg_dump 18 writes a few statements that older servers reject; the Supabase CLI has the same
+problem and rewrites its dumps the same way. Each rule is a small, tested line rewrite applied
+only outside COPY data, which passes through untouched at memory speed. The rewriter also
+watches for pg_dump's completion marker: a stream that ends without it (or inside a COPY
+block) was truncated and is not a backup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dbbackup.errors import BackupFailed
+
+COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
+_COPY_START = re.compile(rb"^COPY (?P<table>.+) \((?P<cols>.*)\) FROM stdin;$")
+_ATTVER_ONLY = re.compile(rb"^ALTER TABLE ONLY .+ ALTER COLUMN .+ SET \(pg_attver=\d+\);$")
+_ATTVER_OPTION = re.compile(rb"(?:, )?pg_attver=\d+(?:, )?")
+_CREATE_TABLE = re.compile(rb"^CREATE (?P<foreign>FOREIGN )?TABLE (?P<name>.+) \($")
+_NOT_NULL_ELEMENT = re.compile(rb"^    NOT NULL (?P<col>\S+?)(?P<comma>,?)$")
+_RUN_AS_OWNER = re.compile(rb", run_as_owner = \w+")
+
+Rule = Callable[[bytes], bytes]
+
+
+def _comment_out(line: bytes, why: bytes) -> bytes:
+    return b"-- " + line + b"  -- dbbackup: " + why
+
+
+def rules_for(server_major: int) -> list[Rule]:
+    """Line rewrites needed for a dump of a ``server_major`` server by the bundled pg_dump."""
+    rules: list[Rule] = []
+    if server_major < 17:
+        # transaction_timeout exists from PostgreSQL 17; pg_dump >= 17 always sets it.
+        def transaction_timeout(line: bytes) -> bytes:
+            if line.startswith(b"SET transaction_timeout"):
+                return _comment_out(line, b"transaction_timeout needs PostgreSQL 17+")
+            return line
+
+        rules.append(transaction_timeout)
+
+    # Some server builds assign a per-column ``pg_attver`` option themselves; it is not a user
+    # setting, setting it is ignored there and rejected ("unrecognized parameter") elsewhere.
+    def attver(line: bytes) -> bytes:
+        if b"pg_attver=" not in line:
+            return line
+        if _ATTVER_ONLY.match(line):
+            return _comment_out(line, b"server-assigned column option")
+        return _ATTVER_OPTION.sub(
+            lambda m: b", " if m.group(0).startswith(b", ") and m.group(0).endswith(b", ") else b"", line
+        )
+
+    rules.append(attver)
+
+    if server_major < 16:
+        # pg_dump 18 spells out run_as_owner = true for pre-16 subscriptions, which already
+        # behave that way; PostgreSQL 15 rejects the option.
+        def run_as_owner(line: bytes) -> bytes:
+            if line.startswith(b"CREATE SUBSCRIPTION "):
+                return _RUN_AS_OWNER.sub(b"", line)
+            return line
+
+        rules.append(run_as_owner)
+    return rules
+
+
+def split_inherited_not_null(statement: list[bytes]) -> list[bytes]:
+    """pg_dump 18 writes a child's NOT NULL on an inherited column as a ``NOT NULL col``
+    element inside ``CREATE TABLE ... INHERITS``, syntax PostgreSQL < 18 rejects (the table is
+    not created and its rows are lost). Move each into ``ALTER TABLE ONLY ... SET NOT NULL``,
+    which means the same on those servers."""
+    head = _CREATE_TABLE.match(statement[0])
+    if not head:
+        return statement
+    body: list[bytes] = [statement[0]]
+    moved: list[bytes] = []
+    for line in statement[1:]:
+        element = _NOT_NULL_ELEMENT.match(line)
+        if not element:
+            body.append(line)
+            continue
+        moved.append(element["col"])
+        if not element["comma"]:  # it was the last element: drop the comma before it
+            for k in range(len(body) - 1, 0, -1):
+                if body[k].endswith(b","):
+                    body[k] = body[k][:-1]
+                    break
+    kind = b"FOREIGN TABLE" if head["foreign"] else b"TABLE"
+    return body + [b"ALTER %s ONLY %s ALTER COLUMN %s SET NOT NULL;" % (kind, head["name"], c) for c in moved]
+
+
+@dataclass
+class OwnRowPatch:
+    """Rewrites the running backup's own row inside the dump's COPY of ``backup_logs``.
+
+    When the dump is taken the row still says ``in_progress``; a file exists only if that very
+    backup succeeded, so a database restored from it must show the row as ``success``, not as
+    a run the next backup would mark "interrupted"."""
+
+    table: bytes  # as it appears in the COPY header, e.g. b"public.backup_logs"
+    row_id: str
+    values: dict[str, str]  # column -> COPY text value
+
+
+@dataclass
+class DumpRewriter:
+    rules: list[Rule]
+    own_row: OwnRowPatch | None = None
+    server_major: int = 18
+    sql_bytes: int = 0
+    saw_marker: bool = False
+    rewritten: dict[str, int] = field(default_factory=dict)
+    _pending: bytes = b""
+    _in_copy: bool = False
+    _copy_patch: tuple[int, dict[int, bytes]] | None = None
+    _statement: list[bytes] | None = None  # a CREATE TABLE being collected
+    _midline: bool = False  # passing a long table-data line through (see feed)
+
+    def feed(self, data: bytes) -> bytes:
+        """Process a chunk; returns the bytes ready to go out."""
+        self.sql_bytes += len(data)
+        out = b""
+        if self._midline:  # inside a table-data line already known not to be the "\." terminator
+            nl = data.find(b"\n")
+            if nl < 0:
+                return data
+            out, data = data[: nl + 1], data[nl + 1 :]
+            self._midline = False
+        buf = self._pending + data if self._pending else data
+        cut = buf.rfind(b"\n") + 1
+        self._pending = buf[cut:]
+        if cut:
+            out += self._process(buf[:cut])
+        # A long table-data line (a big bytea or text value) goes out as it arrives instead of
+        # being held whole: memory stays bounded by the chunk size, whatever the row. Past two
+        # bytes, or not starting with a backslash, it cannot be the "\." that ends the data.
+        pending = self._pending
+        if self._in_copy and self._copy_patch is None and pending and (len(pending) > 2 or pending[:1] != b"\\"):
+            out += pending
+            self._pending = b""
+            self._midline = True
+        return out
+
+    def finish(self) -> bytes:
+        """The remaining bytes; raises BackupFailed when the dump is incomplete."""
+        tail = self._process(self._pending + b"\n") if self._pending else b""
+        if self._pending:
+            tail = tail[:-1]
+        self._pending = b""
+        if self._in_copy or self._statement is not None:
+            raise BackupFailed("the dump ended inside table data (truncated output)")
+        if not self.saw_marker:
+            raise BackupFailed("the dump ended without pg_dump's completion marker (truncated output)")
+        return tail
+
+    def _process(self, block: bytes) -> bytes:
+        out: list[bytes] = []
+        pos = 0
+        end = len(block)
+        while pos < end:
+            if self._in_copy:
+                if block.startswith(b"\\.\n", pos):
+                    stop = pos
+                else:
+                    found = block.find(b"\n\\.\n", pos)
+                    stop = -1 if found < 0 else found + 1
+                data_end = end if stop < 0 else stop
+                data = block[pos:data_end]
+                out.append(self._patch_copy(data) if self._copy_patch else data)
+                if stop < 0:
+                    return b"".join(out)
+                out.append(b"\\.\n")
+                pos = stop + 3
+                self._in_copy = False
+                self._copy_patch = None
+                continue
+            nl = block.find(b"\n", pos)
+            line = block[pos:nl]
+            pos = nl + 1
+            out.extend(ln + b"\n" for ln in self._statement_lines(line))
+        return b"".join(out)
+
+    def _statement_lines(self, line: bytes) -> list[bytes]:
+        """CREATE TABLE statements are rewritten whole (see split_inherited_not_null)."""
+        if self._statement is not None:
+            self._statement.append(line)
+            if not line.endswith(b";") or line.startswith(b"    "):
+                return []
+            statement, self._statement = self._statement, None
+            fixed = split_inherited_not_null(statement)
+            if fixed != statement:
+                self.rewritten["CREATE TABLE (inherited NOT NULL)"] = (
+                    self.rewritten.get("CREATE TABLE (inherited NOT NULL)", 0) + 1
+                )
+            return [self._rewrite(ln) for ln in fixed]
+        if self.server_major < 18 and _CREATE_TABLE.match(line):
+            self._statement = [line]
+            return []
+        return [self._rewrite(line)]
+
+    def _rewrite(self, line: bytes) -> bytes:
+        if self.saw_marker and line.strip() and not line.startswith((b"--", b"\\unrestrict ")):
+            # A file of several pg_dump runs holds several markers: only one that nothing but
+            # comments and pg_dump's closing \unrestrict follow ends a complete dump.
+            self.saw_marker = False
+        if line.startswith(b"COPY ") and line.endswith(b"FROM stdin;"):
+            self._in_copy = True
+            match = _COPY_START.match(line)
+            if self.own_row and match and match["table"] == self.own_row.table:
+                self._copy_patch = self._plan_patch(match["cols"])
+            return line
+        if line.startswith(COMPLETION_MARKER):
+            self.saw_marker = True
+            return line
+        original = line
+        for rule in self.rules:
+            line = rule(line)
+        if line != original:
+            name = original.split(b" ", 2)[:2]
+            key = b" ".join(name).decode(errors="replace")
+            self.rewritten[key] = self.rewritten.get(key, 0) + 1
+        return line
+
+    def _plan_patch(self, cols: bytes) -> tuple[int, dict[int, bytes]] | None:
+        assert self.own_row is not None
+        names = [c.strip().strip('"') for c in cols.decode().split(",")]
+        if "id" not in names:
+            return None
+        index = {n: i for i, n in enumerate(names)}
+        patch = {index[c]: v.encode() for c, v in self.own_row.values.items() if c in index}
+        return index["id"], patch
+
+    def _patch_copy(self, data: bytes) -> bytes:
+        assert self._copy_patch is not None and self.own_row is not None
+        id_col, patch = self._copy_patch
+        needle = self.own_row.row_id.encode()
+        if needle not in data:
+            return data
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            fields = line.split(b"\t")
+            if len(fields) > id_col and fields[id_col] == needle:
+                for col, value in patch.items():
+                    fields[col] = value
+                lines[i] = b"\t".join(fields)
+        return b"\n".join(lines)

@@ -1,0 +1,115 @@
+"""The ``Dumper`` the backup job uses: pg_dump (and, for the supabase profile, pg_dumpall and a
+second pg_dump on one exported snapshot) -> rewrite -> gzip, with the checks that must pass
+before a byte is written."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import psycopg.conninfo
+
+from dbbackup.dump.profiles import DumpProfile, Section, check_readable, dump_sections, roles_rules, supabase_rules
+from dbbackup.dump.rewrite import DumpRewriter, OwnRowPatch, rules_for
+from dbbackup.dump.stream import DumpStream, Progress
+from dbbackup.errors import ConfigError
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg import connect as db
+from dbbackup.pg.backup_log import PG_DUMP_APPLICATION_NAME
+from dbbackup.pg.conninfo import check_dump_url
+from dbbackup.pg.process import libpq_target
+
+
+def pg_dump_command(
+    url: str, profile: DumpProfile, pg_dump: str, snapshot: str | None = None
+) -> tuple[list[Section], dict[str, str]]:
+    """What the backup stream runs (profiles.dump_sections) and its environment. The password
+    travels in PGPASSWORD, never in argv (argv is visible to every process on the host)."""
+    conninfo, env, _ = libpq_target(url)
+    env["PGAPPNAME"] = PG_DUMP_APPLICATION_NAME
+    pg_dumpall = None
+    if profile.supabase:
+        # The roles section: the pg_dumpall next to the chosen pg_dump, else the bundled one.
+        sibling = Path(pg_dump).with_name("pg_dumpall")
+        pg_dumpall = str(sibling if sibling.is_file() else pgbin.tool("pg_dumpall"))
+    dbname = str(psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname") or "postgres")
+    return dump_sections(profile, pg_dump, conninfo, snapshot, pg_dumpall, dbname), env
+
+
+@dataclass
+class _Target:
+    """What ``prepare`` learnt about the server, for the rewriter."""
+
+    server_major: int
+    dumping_role: str
+    pg_dump: str
+
+
+class PgDumper:
+    def __init__(
+        self,
+        url: str,
+        profile: DumpProfile,
+        *,
+        pg_dump_path: str | None = None,
+        gzip_level: int = 1,
+        secrets: tuple[str, ...] = (),
+        progress: Progress | None = None,
+    ) -> None:
+        self.url, self.profile, self.pg_dump_path = url, profile, pg_dump_path
+        self.gzip_level, self.secrets, self.progress = gzip_level, secrets, progress
+        self._target: _Target | None = None
+
+    def check_target(self) -> None:
+        check_dump_url(self.url)  # pg_dump cannot work through a transaction pooler
+
+    def prepare(self) -> None:
+        with db.sql_errors(self.secrets), db.connect(self.url, attempts=1, secrets=self.secrets) as conn:
+            row = conn.execute("SELECT current_setting('server_version_num')::int / 10000, current_user").fetchone()
+            assert row is not None
+            server_major, role = int(row[0]), str(row[1])
+            dump_path = pgbin.pg_dump_path(self.pg_dump_path)
+            dump_major = pgbin.program_major_version(dump_path)
+            if dump_major < server_major:
+                raise ConfigError(
+                    f"pg_dump {dump_major} cannot dump a PostgreSQL {server_major} server;"
+                    f" use pg_dump {server_major} or newer (PG_DUMP_PATH)"
+                )
+            check_readable(conn, self.profile)  # name every unreadable table now, not the first one later
+        # The role pg_dump runs as (Supabase's postgres, even as postgres.<ref> on the pooler).
+        self._target = _Target(server_major, role, str(dump_path))
+
+    @contextlib.contextmanager
+    def dump(self, log_id: str) -> Iterator[DumpStream]:
+        target = self._target
+        if target is None:
+            raise RuntimeError("PgDumper.dump before prepare")  # a programming error, not a backup failure
+        supabase = self.profile.supabase
+        rewriter = DumpRewriter(
+            rules_for(target.server_major) + (supabase_rules() + roles_rules(target.dumping_role) if supabase else []),
+            OwnRowPatch(b"public.backup_logs", log_id, {"status": "success", "failure_reason": "\\N"}),
+            target.server_major,
+        )
+        with self._snapshot(supabase) as snapshot:
+            sections, env = pg_dump_command(self.url, self.profile, target.pg_dump, snapshot)
+            yield DumpStream(sections, env, rewriter, self.gzip_level, self.secrets, self.progress)
+
+    @contextlib.contextmanager
+    def _snapshot(self, needed: bool) -> Iterator[str | None]:
+        """A snapshot the profile's several pg_dump runs share, so structure and data come from
+        one moment; the exporting transaction stays open until they are done."""
+        if not needed:
+            yield None
+            return
+        conn = db.connect(self.url, attempts=1, secrets=self.secrets)
+        try:
+            with db.sql_errors(self.secrets):
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                row = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
+            assert row is not None
+            yield str(row[0])
+        finally:
+            conn.close()

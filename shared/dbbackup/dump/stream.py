@@ -1,0 +1,183 @@
+"""pg_dump's stdout -> rewrite -> gzip, as an iterator of compressed chunks.
+
+A profile may run several programs (pg_dumpall, then pg_dump twice) with our own SQL between
+them; they all go, in order, through the one rewriter and the one gzip stream, and each must
+exit 0 before the next starts.
+
+Memory stays bounded: a reader thread drains pg_dump's pipe into a small queue while the
+consuming thread rewrites and compresses (ISA-L releases the GIL), so pg_dump, the server and
+the compressor run side by side on separate cores. The gzip trailer is only produced after
+pg_dump has exited 0 and its completion marker was seen, so a storage backend that commits on
+the last chunk never commits a failed dump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from isal import isal_zlib
+
+from dbbackup.core import ports
+from dbbackup.dump.rewrite import DumpRewriter
+from dbbackup.errors import BackupFailed
+from dbbackup.pg.process import drain_lines, stop_group
+from dbbackup.redact import one_line
+
+READ_SIZE = 1 << 20
+OUT_SIZE = 1 << 20
+QUEUE_DEPTH = 8
+F_SETPIPE_SZ = 1031
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DumpStats(ports.DumpStats):
+    seconds: float = 0.0
+    rewritten: dict[str, int] = field(default_factory=dict)
+
+
+class DumpStream:
+    """Iterate once to run pg_dump; ``stats`` is complete when iteration ends cleanly."""
+
+    def __init__(
+        self,
+        sections: Sequence[tuple[str, Sequence[str] | bytes]],
+        env: dict[str, str],
+        rewriter: DumpRewriter,
+        level: int = 1,
+        secrets: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> None:
+        # Several programs (and our own SQL between them) may write one file, in order.
+        self.sections = list(sections)
+        self.env = env
+        self.rewriter = rewriter
+        self.level = level
+        self.secrets = tuple(secrets)
+        self.progress = progress
+        self.stats = DumpStats()
+        self._stderr: deque[str] = deque(maxlen=30)
+
+    def __iter__(self) -> Generator[bytes]:
+        started = time.monotonic()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
+        self._out = bytearray()
+        self._sql_out = 0  # SQL bytes in the file, after rewriting (what gunzip gives back)
+        for label, what in self.sections:
+            if isinstance(what, bytes):
+                self._add(self.rewriter.feed(what))  # our own SQL between two programs' outputs
+            else:
+                yield from self._run(label, what)
+        # Every program exited 0; only now may the file end (the gzip trailer commits storage).
+        self._add(self.rewriter.finish())
+        self._out += self._comp.flush()
+        self.stats.sql_bytes = self._sql_out
+        self.stats.rewritten = dict(self.rewriter.rewritten)
+        final = self._emit(self._out, self._md5)
+        self.stats.md5 = self._md5.hexdigest()
+        self.stats.seconds = time.monotonic() - started
+        yield final
+
+    def _add(self, data: bytes) -> None:
+        if data:
+            self._sql_out += len(data)
+            self._out += self._comp.compress(data)
+
+    def _run(self, label: str, argv: Sequence[str]) -> Iterator[bytes]:
+        """One program's stdout into the stream; raises BackupFailed unless it exits 0."""
+        self._stderr.clear()
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BackupFailed(f"cannot start {label}: {exc.strerror or exc}") from None
+        assert proc.stdout is not None and proc.stderr is not None
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, READ_SIZE)
+        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(QUEUE_DEPTH)
+        stop = threading.Event()
+        err_thread = threading.Thread(target=drain_lines, args=(proc.stderr, self._stderr, self.secrets), daemon=True)
+        reader = threading.Thread(target=self._read, args=(proc.stdout, chunks, stop), daemon=True)
+        err_thread.start()
+        reader.start()
+        try:
+            while True:
+                item = chunks.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise BackupFailed(f"reading {label}'s output failed: {item}")
+                self._add(self.rewriter.feed(item))
+                if len(self._out) >= OUT_SIZE:
+                    yield self._emit(self._out, self._md5)
+                    self._out = bytearray()
+            rc = proc.wait()
+            err_thread.join(timeout=10)
+            if rc != 0:
+                raise BackupFailed(self._failure(rc, label))
+        finally:
+            stop.set()
+            stop_group(proc)
+            with contextlib.suppress(queue.Empty):
+                while True:  # unblock the reader if it waits on a full queue
+                    chunks.get_nowait()
+            reader.join(timeout=10)
+            proc.stdout.close()
+            proc.stderr.close()
+
+    def _emit(self, out: bytearray, md5: hashlib._Hash) -> bytes:
+        chunk = bytes(out)
+        md5.update(chunk)
+        self.stats.gz_bytes += len(chunk)
+        if self.progress:
+            self.progress(self.rewriter.sql_bytes, self.stats.gz_bytes)
+        return chunk
+
+    @staticmethod
+    def _read(pipe, chunks: queue.Queue, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+        fd = pipe.fileno()
+        try:
+            while not stop.is_set():
+                block = os.read(fd, READ_SIZE)
+                if not block:
+                    break
+                while not stop.is_set():
+                    try:
+                        chunks.put(block, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+            item = None
+        except OSError as exc:
+            item = exc
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _failure(self, rc: int, label: str = "pg_dump") -> str:
+        errors = [ln for ln in self._stderr if "error" in ln.lower() or "fatal" in ln.lower()]
+        detail = (errors or list(self._stderr) or [""])[0]
+        detail = detail.removeprefix("pg_dump: ").removeprefix("pg_dumpall: ").removeprefix("error: ")
+        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+        return one_line(f"{label} {how}" + (f": {detail}" if detail else ""))

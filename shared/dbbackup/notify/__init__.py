@@ -1,0 +1,1 @@
+"""Notifiers: ``core.ports.Notifier`` implementations (the log, SendGrid); ``wiring`` picks one."""

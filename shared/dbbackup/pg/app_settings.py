@@ -1,0 +1,76 @@
+"""The app's settings table ``invoice_configurations``: the backup's three settings, read by the
+backup, the cleanup, the alerts and the console through the same functions, and written by the
+console in one statement that also returns the old value."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from dbbackup.core.ports import BackupConfig
+from dbbackup.errors import ConfigError
+from dbbackup.redact import one_line
+
+log = logging.getLogger("dbbackup.alerts")
+BACKUP_KEYS = ("backup_folder_path", "backup_notification_email", "backup_enabled")
+
+
+def as_bool(value: str | None) -> bool:
+    if value is None:
+        return True
+    text = value.strip().lower()
+    if text in ("true", "t", "1", "yes", "on"):
+        return True
+    if text in ("false", "f", "0", "no", "off"):
+        return False
+    raise ConfigError(f"invoice_configurations.backup_enabled={value!r} is not a boolean")
+
+
+def read_backup_config(conn: psycopg.Connection) -> BackupConfig:
+    try:
+        rows = dict(
+            conn.execute(
+                "SELECT config_key, config_value FROM public.invoice_configurations WHERE config_key = ANY(%s)",
+                (list(BACKUP_KEYS),),
+            ).fetchall()
+        )
+    except psycopg.errors.UndefinedTable:
+        raise ConfigError("invoice_configurations does not exist: run `dbbackup migrate`") from None
+    folder = rows.get("backup_folder_path")
+    if not folder or not folder.strip():
+        raise ConfigError("invoice_configurations.backup_folder_path is not set")
+    return BackupConfig(
+        folder_path=folder.strip(),
+        notification_email=rows.get("backup_notification_email"),
+        enabled=as_bool(rows.get("backup_enabled")),
+    )
+
+
+def read_notification_email(conn: psycopg.Connection | None) -> str | None:
+    """``backup_notification_email`` read now (a manager may have changed it since the run began);
+    None when it cannot be read."""
+    if conn is None:
+        return None
+    try:
+        row = conn.execute(
+            "SELECT config_value FROM public.invoice_configurations WHERE config_key = 'backup_notification_email'"
+        ).fetchone()
+    except Exception as exc:
+        log.error("could not read backup_notification_email: %s", one_line(str(exc)))
+        return None
+    return row[0] if row else None
+
+
+def write_backup_setting(conn: psycopg.Connection, key: str, stored: str) -> str | None:
+    """Store one setting's text; the old text, read in the same statement (under the row's lock),
+    so two managers' changes are logged truthfully. ConfigError when the row is missing."""
+    row = conn.execute(
+        "UPDATE public.invoice_configurations AS c SET config_value = %s"
+        " FROM (SELECT config_key, config_value FROM public.invoice_configurations WHERE config_key = %s"
+        " FOR UPDATE) AS old WHERE c.config_key = old.config_key RETURNING old.config_value",
+        (stored, key),
+    ).fetchone()
+    if row is None:
+        raise ConfigError(f"invoice_configurations has no {key} row: run `dbbackup migrate`")
+    return None if row[0] is None else str(row[0])

@@ -1,0 +1,168 @@
+"""Restoring a backup: storage -> gunzip -> the bundled psql, streamed, all or nothing.
+
+With ``--single-transaction`` (the default) psql wraps the whole file in one transaction, so a
+failure anywhere leaves the target as it was. psql commits when its input ends, so the input
+is only closed after the gzip trailer and pg_dump's completion marker were seen; a corrupt or
+truncated file kills psql instead, and the transaction is rolled back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from dbbackup.dump import profiles
+from dbbackup.dump.gunzip import ReadStats, gunzip
+from dbbackup.dump.rewrite import DumpRewriter
+from dbbackup.errors import BackupFailed, UsageError
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg import connect as db
+from dbbackup.pg.conninfo import check_dump_url, check_url
+from dbbackup.pg.process import drain_lines, libpq_target, stop_group
+from dbbackup.redact import one_line
+from dbbackup.restore.sources import Source
+
+_PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+
+
+class RestoreFailed(BackupFailed):
+    """The restore ran and failed (exit 1)."""
+
+
+@dataclass
+class RestoreResult:
+    source: str
+    gz_bytes: int
+    sql_bytes: int
+    md5: str
+    seconds: float
+    single_transaction: bool
+
+
+def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
+    """Tables, views and sequences outside the system schemas of the target."""
+    with db.connect(url, attempts=1, secrets=secrets) as conn:
+        rows = conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
+            " AND n.nspname NOT LIKE 'pg_temp%'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
+            " ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def restore(source: Source, target_url: str, *, single_transaction: bool = True, force: bool = False) -> RestoreResult:
+    check_url(target_url, "--target")
+    check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
+    conninfo, env, secrets = libpq_target(target_url, "--target")
+    stats = ReadStats()
+    blocks = gunzip(source.open(), stats)
+    first = next(blocks, b"")
+    existing = user_tables(target_url, secrets)
+    if profiles.is_supabase_dump(first):
+        # A fresh Supabase project already holds its managed schemas; this backup leaves them out.
+        existing = [t for t in existing if not profiles.in_managed_schema(t)]
+    if existing and not force:
+        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+        raise UsageError(
+            f"the target already holds {len(existing)} table(s)/view(s)/sequence(s) ({shown}); "
+            "restore into an empty database, or pass --force"
+        )
+    argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    if single_transaction:
+        argv.append("--single-transaction")
+    argv += ["-f", "-", "-d", conninfo]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    errors: deque[str] = deque(maxlen=50)
+    drain = threading.Thread(target=drain_lines, args=(proc.stderr, errors, secrets), daemon=True)
+    drain.start()
+    checker = DumpRewriter([])
+    input_ok = psql_gone = False
+    try:
+        for block in itertools.chain([first], blocks):
+            checker.feed(block)
+            try:
+                proc.stdin.write(block)
+            except BrokenPipeError:
+                psql_gone = True  # psql stopped at an SQL error; its message says why
+                break
+        else:
+            checker.finish()  # raises when pg_dump's completion marker is missing
+            input_ok = True
+    except BaseException:
+        stop_group(proc, grace=0)
+        raise
+    finally:
+        if not input_ok and not psql_gone and proc.poll() is None:
+            stop_group(proc, grace=0)  # never let psql commit a partial input
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        proc.wait()
+        drain.join(timeout=10)
+    if proc.returncode != 0:
+        raise RestoreFailed(_describe(errors, proc.returncode, single_transaction))
+    return RestoreResult(
+        source.label,
+        stats.gz_bytes,
+        stats.sql_bytes,
+        stats.md5,
+        round(time.monotonic() - started, 3),
+        single_transaction,
+    )
+
+
+def _describe(errors: deque[str], rc: int, single_transaction: bool) -> str:
+    after = "nothing was committed" if single_transaction else "statements before it were committed"
+    for line in errors:
+        match = _PSQL_ERROR.match(line)
+        if match:
+            hint = _hint(match["msg"])
+            return one_line(f"SQL error at line {match['line']} of the backup: {match['msg']} ({after}){hint}")
+    detail = next((ln for ln in errors if "error" in ln.lower() or "fatal" in ln.lower()), errors[0] if errors else "")
+    return one_line(f"psql exited with status {rc}" + (f": {detail}" if detail else "") + f" ({after})")
+
+
+SUPABASE_ROLES = ("anon", "authenticated", "service_role", "supabase_admin", "authenticator", "dashboard_user")
+
+
+def _hint(message: str) -> str:
+    """What to do about the failures a Supabase backup meets on a plain PostgreSQL."""
+    role = re.match(r'role "(?P<role>[^"]+)" does not exist', message)
+    if role and role["role"] in SUPABASE_ROLES:
+        return (
+            "; the backup is of a Supabase database: create its roles on the target first"
+            " (README: Restoring a Supabase backup)"
+        )
+    if "session_replication_role" in message and "permission denied" in message:
+        return (
+            "; the target role may not set session_replication_role (a supabase-profile backup loads its data"
+            " with it): restore as Supabase's postgres role, a superuser, or a role granted"
+            " SET ON PARAMETER session_replication_role"
+        )
+    if re.match(r'schema "[^"]+" already exists', message):
+        return (
+            "; restoring into a Supabase project? its managed schemas already exist: restore a backup taken"
+            " with BACKUP_PROFILE=supabase (README: Supabase)"
+        )
+    if "extension" in message and ("is not available" in message or "could not open extension" in message):
+        return "; the target lacks an extension the source had: install it, or restore into a server that has it"
+    return ""

@@ -1,0 +1,141 @@
+"""The composition root: the only module that chooses and builds adapters (storage backend,
+notifier, the backup log, the dump runner) from ``Settings``. Jobs receive what they use;
+nothing below this module knows which backend or notifier is configured."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from dbbackup.auth.authenticator import Authenticator, RoleDirectory
+from dbbackup.auth.config import AuthConfig
+from dbbackup.core.alerts import Alerter
+from dbbackup.core.backup import BackupJob
+from dbbackup.core.cleanup import CleanupJob
+from dbbackup.core.health import Health, read_health
+from dbbackup.core.ports import Notifier, OpenLog, Storage
+from dbbackup.dump.runner import PgDumper
+from dbbackup.dump.stream import Progress
+from dbbackup.errors import ConfigError
+from dbbackup.notify.log import LogNotifier
+from dbbackup.pg import backup_log
+from dbbackup.restore.sources import Source, resolve
+from dbbackup.settings import Settings
+from dbbackup.storage.dryrun import DryRunStorage
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.storage == "local":
+        from dbbackup.storage.local import LocalStorage
+
+        return LocalStorage(settings.local_root)
+    if settings.storage == "google_drive" and settings.google_drive is not None:
+        # Imported here so that local runs never load the Google client libraries.
+        from dbbackup.storage.drive import DriveStorage
+
+        return DriveStorage(settings.google_drive)
+    raise ConfigError(f"BACKUP_STORAGE={settings.storage!r} is not supported")
+
+
+def make_notifier(settings: Settings) -> Notifier:
+    if not settings.sendgrid_api_key:
+        return LogNotifier()
+    # Imported here: only a deployment with a key loads the SendGrid client.
+    from dbbackup.notify.sendgrid import SendGridNotifier
+
+    assert settings.alert_from_email  # Settings refuses a key without a sender
+    return SendGridNotifier(settings.sendgrid_api_key, settings.alert_from_email, host=settings.sendgrid_host)
+
+
+def alerter_for(
+    settings: Settings,
+    notifier: Notifier | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    delays: Sequence[float] = (1.0, 2.0),
+) -> Alerter:
+    return Alerter(
+        notifier or make_notifier(settings),
+        fallback=settings.alert_fallback_email,
+        secrets=settings.secrets,
+        sleep=sleep,
+        delays=delays,
+    )
+
+
+def open_log(settings: Settings) -> OpenLog:
+    return backup_log.opener(settings.database_url, settings.connect_attempts, settings.secrets)
+
+
+def backup_job(
+    settings: Settings,
+    storage: Storage | None = None,
+    progress: Progress | None = None,
+    clock: Clock = utc_now,
+    alerter: Alerter | None = None,
+) -> BackupJob:
+    dumper = PgDumper(
+        settings.database_url,
+        settings.profile,
+        pg_dump_path=settings.pg_dump_path,
+        gzip_level=settings.gzip_level,
+        secrets=settings.secrets,
+        progress=progress,
+    )
+    return BackupJob(
+        settings,
+        open_log(settings),
+        storage or make_storage(settings),
+        dumper,
+        alerter or alerter_for(settings),
+        clock,
+    )
+
+
+def cleanup_job(
+    settings: Settings,
+    storage: Storage | None = None,
+    alerter: Alerter | None = None,
+    clock: Clock = utc_now,
+) -> CleanupJob:
+    return CleanupJob(
+        settings,
+        open_log(settings),
+        storage or make_storage(settings),
+        alerter or alerter_for(settings),
+        clock,
+        dry_run_storage=DryRunStorage,
+    )
+
+
+def health(settings: Settings, now: datetime | None = None) -> Health:
+    """Backup health now (``dbbackup status``, ``GET /status``): read-only, never alerts."""
+    with open_log(settings)() as log:
+        return read_health(log, now or utc_now(), settings.max_age_hours)
+
+
+def resolve_source(source: str, settings_loader: Callable[[], Settings] = Settings.from_env) -> Source:
+    """A backup SOURCE (a file, a backup_logs id, ``latest``) with the configured log and storage."""
+
+    def log_and_storage() -> tuple[OpenLog, Callable[[], Storage]]:
+        settings = settings_loader()
+        return open_log(settings), lambda: make_storage(settings)
+
+    return resolve(source, log_and_storage)
+
+
+def authenticator(config: AuthConfig, audiences: list[str], roles: RoleDirectory) -> Authenticator:
+    """The verifiers the configuration asks for: Google's for the scheduler, Supabase's for users."""
+    from dbbackup.auth.google import GoogleIdTokenVerifier
+    from dbbackup.auth.supabase import SupabaseVerifier
+
+    users = None
+    if config.supabase_jwt_secret or config.supabase_jwks_url:
+        users = SupabaseVerifier(config.supabase_jwt_secret, config.supabase_jwks_url, config.supabase_issuer)
+    return Authenticator(config, GoogleIdTokenVerifier(audiences, config.google_certs_url), users, roles)
