@@ -16,24 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dbbackup.auth.config import AuthConfig
-from dbbackup.errors import ConfigError
+from dbbackup.errors import AuthError, ConfigError, InvalidToken
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 MANAGER_ROLES = ("manager", "admin")
 SCHEDULER, USER, DEV = "scheduler", "user", "auth-disabled"
-
-
-class AuthError(Exception):
-    """A refused request: ``status`` 401 (who are you?) or 403 (not you); ``str()`` is the reason."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class InvalidToken(Exception):
-    """Raised by a verifier: the token is not one we accept (signature, expiry, audience...)."""
 
 
 class Verifier(Protocol):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dbbackup.auth.authenticator import GOOGLE_ISSUERS, InvalidToken
+from dbbackup.auth.authenticator import GOOGLE_ISSUERS
+from dbbackup.errors import InvalidToken
 
 CLOCK_SKEW_SECONDS = 10
 

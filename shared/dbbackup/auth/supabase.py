@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from dbbackup.auth.authenticator import InvalidToken
+from dbbackup.errors import InvalidToken
 
 ASYMMETRIC = ("ES256", "RS256")
 AUDIENCE = "authenticated"

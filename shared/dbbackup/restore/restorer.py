@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from dbbackup.dump import profiles
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
-from dbbackup.errors import BackupFailed, UsageError
+from dbbackup.errors import RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg import connect as db
 from dbbackup.pg.conninfo import check_dump_url, check_url
@@ -30,10 +30,6 @@ from dbbackup.restore.sources import Source
 
 _PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
-
-
-class RestoreFailed(BackupFailed):
-    """The restore ran and failed (exit 1)."""
 
 
 @dataclass
