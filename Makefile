@@ -85,9 +85,15 @@ bench: install
 demo: install
 	$(BIN)/dbbackup demo
 
+# ruff; mypy --strict over the package; the import contracts of pyproject.toml (layers, a pure
+# core, each library behind its one adapter, no cycles: docs/architecture.md); no use of another
+# module's private names.
 lint: install
-	$(BIN)/ruff check shared functions tests infra
-	$(BIN)/ruff format --check shared functions tests infra
+	$(BIN)/ruff check shared functions tests infra .ci
+	$(BIN)/ruff format --check shared functions tests infra .ci
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python .ci/private_names.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .cache .pytest_cache build *.egg-info shared/*.egg-info

@@ -36,11 +36,11 @@ def table_digests(url: str) -> dict[str, tuple[int, str]]:
             )
         ]
         return {
-            t: tuple(  # type: ignore[misc]
+            t: tuple(
                 conn.execute(
                     f"SELECT count(*), coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text COLLATE \"C\")), '')"
                     f" FROM {t} x"
-                ).fetchone()
+                ).fetchall()[0]
             )
             for t in tables
         }
@@ -67,7 +67,7 @@ def run_demo(local_root: Path) -> int:
         t = _step("loading the sample invoicing database")
         sql = (resources.files("dbbackup") / "sample" / "invoicing.sql").read_text()
         with psycopg.connect(source_url, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
             report = migrations.migrate(conn)
         print(f"   loaded in {time.monotonic() - t:.1f} s; migrate applied {len(report.applied)} migrations")
 
@@ -104,8 +104,8 @@ def run_demo(local_root: Path) -> int:
         ours = {t for t in before if t.split(".")[-1] in OWN_TABLES}
         differ = sorted(t for t in set(before) | set(after) if t not in ours and before.get(t) != after.get(t))
         rows = sum(before[t][0] for t in before if t not in ours)
-        for t in differ:
-            print(f"   DIFFERENT: {t}: {before.get(t)} vs {after.get(t)}")
+        for table in differ:
+            print(f"   DIFFERENT: {table}: {before.get(table)} vs {after.get(table)}")
         print(
             f"   {len(before) - len(ours)} tables, {rows:,} rows compared: "
             f"{'identical' if not differ else f'{len(differ)} differ'}"

@@ -56,7 +56,7 @@ def install_log_redaction() -> None:
         return
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
-        record = current(*args, **kwargs)  # type: ignore[arg-type]
+        record = current(*args, **kwargs)
         try:
             message = record.getMessage()
         except Exception:  # a broken %-format must not lose the record; log it unformatted
@@ -69,5 +69,5 @@ def install_log_redaction() -> None:
             record.exc_info = None
         return record
 
-    factory.dbbackup_redacting = True  # type: ignore[attr-defined]
+    setattr(factory, "dbbackup_redacting", True)  # noqa: B010 - a marker on a function object
     logging.setLogRecordFactory(factory)

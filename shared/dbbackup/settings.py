@@ -61,7 +61,20 @@ def _email(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _retention_and_alerts(env: Mapping[str, str]) -> dict[str, object]:
+@dataclass(frozen=True)
+class _Alerting:
+    retention_days: int
+    keep_min: int
+    max_age_hours: int
+    size_warning_percent: int
+    environment: str
+    sendgrid_api_key: str | None
+    sendgrid_host: str | None
+    alert_from_email: str | None
+    alert_fallback_email: str | None
+
+
+def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
     """The retention, monitoring and alert variables (README "Retention and alerts")."""
     key = env.get("SENDGRID_API_KEY", "").strip() or None
     sender = _email(env, "ALERT_FROM_EMAIL")
@@ -74,17 +87,17 @@ def _retention_and_alerts(env: Mapping[str, str]) -> dict[str, object]:
     environment = " ".join(env.get("BACKUP_ENVIRONMENT", "").split()) or "production"
     if len(environment) > 100:
         raise ConfigError("BACKUP_ENVIRONMENT is longer than 100 characters")
-    return {
-        "retention_days": _positive_int(env, "BACKUP_RETENTION_DAYS", 15, high=36_500),
-        "keep_min": _positive_int(env, "BACKUP_KEEP_MIN", 3, high=10_000),
-        "max_age_hours": _positive_int(env, "BACKUP_MAX_AGE_HOURS", 26),
-        "size_warning_percent": _positive_int(env, "BACKUP_SIZE_WARNING_PERCENT", 50, low=0, high=100),
-        "environment": environment,
-        "sendgrid_api_key": key,
-        "sendgrid_host": host,
-        "alert_from_email": sender,
-        "alert_fallback_email": _email(env, "ALERT_FALLBACK_EMAIL"),
-    }
+    return _Alerting(
+        retention_days=_positive_int(env, "BACKUP_RETENTION_DAYS", 15, high=36_500),
+        keep_min=_positive_int(env, "BACKUP_KEEP_MIN", 3, high=10_000),
+        max_age_hours=_positive_int(env, "BACKUP_MAX_AGE_HOURS", 26),
+        size_warning_percent=_positive_int(env, "BACKUP_SIZE_WARNING_PERCENT", 50, low=0, high=100),
+        environment=environment,
+        sendgrid_api_key=key,
+        sendgrid_host=host,
+        alert_from_email=sender,
+        alert_fallback_email=_email(env, "ALERT_FALLBACK_EMAIL"),
+    )
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,7 @@ class Settings:
             password = psycopg.conninfo.conninfo_to_dict(self.database_url).get("password")
         except psycopg.ProgrammingError:
             password = None
-        found = (str(password),) if password else ()
+        found: tuple[str, ...] = (str(password),) if password else ()
         found += (self.sendgrid_api_key,) if self.sendgrid_api_key else ()
         found += self.auth.secrets if self.auth else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
@@ -146,6 +159,7 @@ class Settings:
         level_text = env.get("BACKUP_GZIP_LEVEL", "1").strip() or "1"
         if level_text not in ("0", "1", "2", "3"):
             raise ConfigError(f"BACKUP_GZIP_LEVEL={level_text!r}: expected 0, 1, 2 or 3")
+        alerting = _retention_and_alerts(env)
         return cls(
             database_url=url,
             storage=storage,
@@ -153,7 +167,15 @@ class Settings:
             timezone=tz,
             gzip_level=int(level_text),
             pg_dump_path=env.get("PG_DUMP_PATH") or None,
-            **_retention_and_alerts(env),  # type: ignore[arg-type]
+            retention_days=alerting.retention_days,
+            keep_min=alerting.keep_min,
+            max_age_hours=alerting.max_age_hours,
+            size_warning_percent=alerting.size_warning_percent,
+            environment=alerting.environment,
+            sendgrid_api_key=alerting.sendgrid_api_key,
+            sendgrid_host=alerting.sendgrid_host,
+            alert_from_email=alerting.alert_from_email,
+            alert_fallback_email=alerting.alert_fallback_email,
             google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),

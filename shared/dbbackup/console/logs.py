@@ -161,7 +161,7 @@ def _order(q: LogQuery) -> sql.Composable:
     return sql.SQL("{c} {d} NULLS LAST, started_at DESC, id DESC").format(c=column, d=direction)
 
 
-def _select(q: LogQuery, tz: ZoneInfo, now: datetime) -> tuple[sql.Composable, list[Any]]:
+def _select(q: LogQuery, tz: ZoneInfo, now: datetime) -> tuple[sql.Composed, list[Any]]:
     where, params = _where(q, tz, now)
     statement = sql.SQL("SELECT {cols} FROM public.backup_logs WHERE {where} ORDER BY {order}").format(
         cols=sql.SQL(_COLUMNS), where=where, order=_order(q)
@@ -174,7 +174,7 @@ def read_page(conn: psycopg.Connection, q: LogQuery, tz: ZoneInfo, now: datetime
     where, params = _where(q, tz, now)
     with conn.cursor(row_factory=dict_row) as cur:
         count = cur.execute(sql.SQL("SELECT count(*) AS n FROM public.backup_logs WHERE {}").format(where), params)
-        total = int(count.fetchone()["n"])  # type: ignore[index]
+        total = int(count.fetchall()[0]["n"])
         statement, params = _select(q, tz, now)
         rows = cur.execute(
             sql.SQL("{} LIMIT %s OFFSET %s").format(statement), [*params, q.per_page, (q.page - 1) * q.per_page]

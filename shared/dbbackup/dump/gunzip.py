@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from isal import isal_zlib
 
 from dbbackup.errors import BackupFailed
+
+# isal's stub declares ``error`` as an instance of Exception; it is the class zlib errors raise.
+ISAL_ERROR = cast(type[Exception], isal_zlib.error)
 
 GZIP_WBITS = 31
 # Output per decompress call: SQL of a blank-padded table compresses 30x or more, so one input
@@ -40,7 +44,7 @@ def gunzip(chunks: Iterable[bytes], stats: ReadStats) -> Iterator[bytes]:
             in_member = True
             try:
                 out = dec.decompress(data, MAX_OUT)
-            except isal_zlib.error as exc:
+            except ISAL_ERROR as exc:
                 raise BackupFailed(f"the gzip stream is corrupt near byte {stats.gz_bytes:,}: {exc}") from None
             if out:
                 stats.sql_bytes += len(out)

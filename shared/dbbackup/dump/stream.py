@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 from isal import isal_zlib
 
@@ -152,7 +153,7 @@ class DumpStream:
         return chunk
 
     @staticmethod
-    def _read(pipe, chunks: queue.Queue, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    def _read(pipe: IO[bytes], chunks: queue.Queue[bytes | BaseException | None], stop: threading.Event) -> None:
         fd = pipe.fileno()
         try:
             while not stop.is_set():

@@ -39,7 +39,7 @@ def _streamed(reply: HttpReply) -> flask.Response:
     assert stream is not None
     if isinstance(stream, list | tuple):
         return flask.Response(stream, content_type=reply.content_type)  # in memory: Content-Length is set
-    response = flask.Response(flask.stream_with_context(stream), content_type=reply.content_type)
+    response = flask.Response(flask.stream_with_context(iter(stream)), content_type=reply.content_type)
     close = getattr(stream, "close", None)
     if close is not None:
         # Runs however the response ends, also when the client left before the first chunk (a

@@ -29,7 +29,7 @@ def as_bool(value: str | None) -> bool:
 
 def read_backup_config(conn: psycopg.Connection) -> BackupConfig:
     try:
-        rows = dict(
+        rows: dict[str, str | None] = dict(
             conn.execute(
                 "SELECT config_key, config_value FROM public.invoice_configurations WHERE config_key = ANY(%s)",
                 (list(BACKUP_KEYS),),

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dbbackup.errors import ConfigError
 from dbbackup.pg import binaries as pgbin
@@ -25,7 +26,7 @@ from dbbackup.pg import binaries as pgbin
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def _run_as() -> tuple[int, int] | None:
@@ -63,7 +64,7 @@ class EmbeddedPostgres:
         if owner:
             os.chown(self.base, *owner)
         os.chmod(self.base, 0o700)
-        kwargs = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+        kwargs: dict[str, Any] = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
         self._run(
             [
                 bin_dir / "initdb",
@@ -131,15 +132,17 @@ class EmbeddedPostgres:
         self.stop()
         raise ConfigError(f"the throwaway PostgreSQL server did not start: {last_error}")
 
-    def _run(self, argv: list, kwargs: dict) -> None:
+    def _run(self, argv: list[str | Path], kwargs: dict[str, Any]) -> None:
         proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False, **kwargs)
         if proc.returncode != 0:
             self.stop()
             raise ConfigError(f"{Path(argv[0]).name} failed: {proc.stderr.strip()[-500:]}")
 
     def _log_tail(self) -> str:
+        if self.base is None:
+            return ""
         with contextlib.suppress(OSError):
-            return (self.base / "server.log").read_text()[-500:].strip()  # type: ignore[operator]
+            return (self.base / "server.log").read_text()[-500:].strip()
         return ""
 
     def url(self, dbname: str = "postgres", **params: str) -> str:
@@ -149,9 +152,9 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self.base is None:
             return
-        if self._started:
+        if self._started and self.bin_dir is not None:
             owner = _run_as()
-            kwargs = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+            kwargs: dict[str, Any] = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
             subprocess.run(
                 [
                     str(self.bin_dir / "pg_ctl"),

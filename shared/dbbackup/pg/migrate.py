@@ -46,7 +46,7 @@ def migrate(conn: psycopg.Connection) -> MigrationReport:
                 if version in done:
                     report.already.append(version)
                     continue
-                conn.execute(sql)  # type: ignore[arg-type] - our own trusted SQL files
+                conn.execute(sql)  # our own SQL files, shipped in the package
                 conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (version) VALUES (%s)", (version,))
                 report.applied.append(version)
     finally:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 from collections import deque
+from collections.abc import Mapping
 from typing import IO
 
 import psycopg
@@ -23,7 +24,7 @@ from dbbackup.redact import redact
 KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 
 
-def with_keepalives(params: dict[str, object]) -> dict[str, str]:
+def with_keepalives(params: Mapping[str, object]) -> dict[str, str]:
     """The libpq parameters every connection of ours gets unless the URL sets them: TCP
     keepalives, and sslmode=require for a remote host (supabase_conn.with_tls_default)."""
     merged = {k: str(v) for k, v in params.items()}

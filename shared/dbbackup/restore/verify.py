@@ -114,5 +114,5 @@ def count_rows(url: str) -> tuple[int, int]:
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
             " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
         ).fetchall()
-        rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for (t,) in tables)  # type: ignore[index]
+        rows = sum(int(conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables)
     return len(tables), rows

@@ -327,7 +327,9 @@ class DriveStorage:
     def _get(self, file_id: str, what: str, fields: str = FILE_FIELDS) -> dict[str, Any]:
         if not _FILE_ID.match(file_id):
             raise StorageNotFound(f"{file_id!r} is not a Google Drive file id")
-        return self._execute(what, self._files.get(fileId=file_id, fields=fields, supportsAllDrives=True))
+        request = self._files.get(fileId=file_id, fields=fields, supportsAllDrives=True)
+        found: dict[str, Any] = self._execute(what, request)
+        return found
 
     def _start(self, segments: list[str]) -> tuple[str, str | None, str, list[str]]:
         """(folder id, shared drive id, human path so far, segments still to walk)."""
@@ -499,7 +501,8 @@ class DriveStorage:
         headers = {"Content-Range": f"bytes */{total}", "Content-Length": "0"}
         resp, content = request.http.request(request.resumable_uri, method="PUT", headers=headers)
         if resp.status in (200, 201):
-            return request.postproc(resp, content)
+            done: dict[str, Any] = request.postproc(resp, content)
+            return done
         if resp.status == 308:
             # The server holds less than we thought: resend from its offset (the size is known now).
             ranges = resp.get("range")

@@ -128,7 +128,7 @@ def load_credentials(text: str) -> dict[str, str]:
     required = {
         SERVICE_ACCOUNT: ("client_email", "private_key", "token_uri"),
         AUTHORIZED_USER: ("client_id", "client_secret", "refresh_token"),
-    }.get(kind)  # type: ignore[call-overload]
+    }.get(kind if isinstance(kind, str) else "")
     if required is None:
         raise ConfigError(
             f"GOOGLE_DRIVE_CREDENTIALS has type {kind!r}: expected 'service_account' (a service account key)"
