@@ -12,38 +12,18 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import psycopg
-
 from dbbackup import wiring
 from dbbackup.errors import BackupFailed
+from dbbackup.pg import catalog
+from dbbackup.pg import connect as db
 from dbbackup.pg import migrate as migrations
+from dbbackup.pg.catalog import table_digests
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.restore.restorer import restore
 from dbbackup.restore.verify import verify
 from dbbackup.settings import Settings
 
 OWN_TABLES = ("backup_logs", "dbbackup_migrations")
-
-
-def table_digests(url: str) -> dict[str, tuple[int, str]]:
-    """Row count and an order-independent digest of every user table."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
-                " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
-            )
-        ]
-        return {
-            t: tuple(
-                conn.execute(
-                    f"SELECT count(*), coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text COLLATE \"C\")), '')"
-                    f" FROM {t} x"
-                ).fetchall()[0]
-            )
-            for t in tables
-        }
 
 
 def _step(text: str) -> float:
@@ -59,15 +39,13 @@ def run_demo(local_root: Path) -> int:
     started = time.monotonic()
     with EmbeddedPostgres() as pg:
         print(f"== throwaway PostgreSQL 18.6 (bundled) on 127.0.0.1:{pg.port}, data in {pg.base}")
-        with psycopg.connect(pg.url(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE invoicing")
-            conn.execute("CREATE DATABASE invoicing_restored")
+        catalog.create_databases(pg.url(), "invoicing", "invoicing_restored")
         source_url, target_url = pg.url("invoicing"), pg.url("invoicing_restored")
 
         t = _step("loading the sample invoicing database")
         sql = (resources.files("dbbackup") / "sample" / "invoicing.sql").read_text()
-        with psycopg.connect(source_url, autocommit=True) as conn:
-            conn.execute(sql)
+        catalog.run_script(source_url, sql)
+        with db.connect(source_url, attempts=1) as conn:
             report = migrations.migrate(conn)
         print(f"   loaded in {time.monotonic() - t:.1f} s; migrate applied {len(report.applied)} migrations")
 

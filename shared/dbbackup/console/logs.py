@@ -9,18 +9,17 @@ import io
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg import sql
-from psycopg.rows import dict_row
 
 from dbbackup.core.messages import human_size
 from dbbackup.errors import QueryError
+from dbbackup.pg import log_query
+from dbbackup.pg.log_query import DEFAULT_PER_PAGE, SORTABLE, LogQuery
 
 # Allowed values of each parameter, the first being the default. The OpenAPI document and the
 # README are built from / checked against these.
@@ -28,22 +27,17 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "status": ("all", "success", "failed", "in_progress"),
     "type": ("all", "automatic", "manual"),
     "range": ("all", "last_7_days", "last_30_days"),
-    "sort": ("started_at", "file_size_bytes", "status"),
+    "sort": SORTABLE,
     "order": ("desc", "asc"),
 }
 DATES = ("from", "to")  # YYYY-MM-DD, inclusive, in BACKUP_TIMEZONE
 PAGING = ("page", "per_page")
 FILTERS = (*CHOICES, *DATES)  # what /api/logs.csv accepts
-DEFAULT_PER_PAGE, MAX_PER_PAGE, MAX_PAGE = 20, 100, 1_000_000
-RANGE_DAYS = {"last_7_days": 7, "last_30_days": 30}
+MAX_PER_PAGE, MAX_PAGE = 100, 1_000_000
 CSV_BATCH = 500  # rows per fetch of the export's cursor, and per chunk sent
 DRIVE_URL = "https://drive.google.com/file/d/{}/view"
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _NUMBER = re.compile(r"^[0-9]{1,7}$")
-_COLUMNS = (
-    "id, started_at, completed_at, backup_type, status, file_name, file_size_bytes, google_drive_file_id,"
-    " google_drive_path, failure_reason, triggered_by, deleted_at"
-)
 CSV_HEADER = (
     "id",
     "started_at",
@@ -60,19 +54,6 @@ CSV_HEADER = (
     "deleted_at",
     "deleted",
 )
-
-
-@dataclass(frozen=True)
-class LogQuery:
-    status: str = "all"
-    type: str = "all"
-    range: str = "all"
-    date_from: date | None = None
-    date_to: date | None = None
-    sort: str = "started_at"
-    order: str = "desc"
-    page: int = 1
-    per_page: int = DEFAULT_PER_PAGE
 
 
 def parse_query(query: str, *, paged: bool = True) -> LogQuery:
@@ -125,60 +106,9 @@ def _number(given: dict[str, str], name: str, default: int, low: int, high: int)
     return int(text)
 
 
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=tz)
-
-
-def _where(q: LogQuery, tz: ZoneInfo, now: datetime) -> tuple[sql.Composable, list[Any]]:
-    clauses: list[sql.Composable] = [sql.SQL("TRUE")]
-    params: list[Any] = []
-    if q.status != "all":
-        clauses.append(sql.SQL("status = %s"))
-        params.append(q.status)
-    if q.type != "all":
-        clauses.append(sql.SQL("backup_type = %s"))
-        params.append(q.type)
-    if q.range in RANGE_DAYS:
-        clauses.append(sql.SQL("started_at >= %s"))
-        params.append(now - timedelta(days=RANGE_DAYS[q.range]))
-    if q.date_from:
-        clauses.append(sql.SQL("started_at >= %s"))
-        params.append(_local_midnight(q.date_from, tz))
-    if q.date_to:
-        # Inclusive: everything before the next local midnight.
-        clauses.append(sql.SQL("started_at < %s"))
-        params.append(_local_midnight(q.date_to + timedelta(days=1), tz))
-    return sql.SQL(" AND ").join(clauses), params
-
-
-def _order(q: LogQuery) -> sql.Composable:
-    assert q.sort in CHOICES["sort"]  # parse_query's whitelist; quoted as an identifier besides
-    direction = sql.SQL("ASC" if q.order == "asc" else "DESC")
-    column = sql.Identifier(q.sort)
-    if q.sort == "started_at":
-        return sql.SQL("started_at {d}, id {d}").format(d=direction)
-    # Failed rows have no size: they go last either way; ties stay newest first and stable.
-    return sql.SQL("{c} {d} NULLS LAST, started_at DESC, id DESC").format(c=column, d=direction)
-
-
-def _select(q: LogQuery, tz: ZoneInfo, now: datetime) -> tuple[sql.Composed, list[Any]]:
-    where, params = _where(q, tz, now)
-    statement = sql.SQL("SELECT {cols} FROM public.backup_logs WHERE {where} ORDER BY {order}").format(
-        cols=sql.SQL(_COLUMNS), where=where, order=_order(q)
-    )
-    return statement, params
-
-
 def read_page(conn: psycopg.Connection, q: LogQuery, tz: ZoneInfo, now: datetime, drive: bool) -> dict[str, Any]:
     """One page and the count (two statements; a row written between them may shift a page)."""
-    where, params = _where(q, tz, now)
-    with conn.cursor(row_factory=dict_row) as cur:
-        count = cur.execute(sql.SQL("SELECT count(*) AS n FROM public.backup_logs WHERE {}").format(where), params)
-        total = int(count.fetchall()[0]["n"])
-        statement, params = _select(q, tz, now)
-        rows = cur.execute(
-            sql.SQL("{} LIMIT %s OFFSET %s").format(statement), [*params, q.per_page, (q.page - 1) * q.per_page]
-        ).fetchall()
+    total, rows = log_query.page(conn, q, tz, now)
     return {
         "items": [present(row, tz, drive) for row in rows],
         "total": total,
@@ -241,29 +171,17 @@ class CsvExport:
     end (a client that goes away), and iterating to the end calls it too."""
 
     def __init__(self, conn: psycopg.Connection, q: LogQuery, tz: ZoneInfo, now: datetime, drive: bool) -> None:
-        self.conn, self.tz, self.drive = conn, tz, drive
-        try:
-            # A named cursor lives in a transaction: read-only, and bounded in case the client
-            # stalls and leaves it idle (it would hold back vacuum).
-            conn.autocommit = False
-            conn.read_only = True
-            conn.execute("SET LOCAL idle_in_transaction_session_timeout = '10min'")
-            statement, params = _select(q, tz, now)
-            self.cursor = conn.cursor("dbbackup_console_csv", row_factory=dict_row)
-            self.cursor.itersize = CSV_BATCH
-            self.cursor.execute(statement, params)  # errors here still become a JSON answer
-        except BaseException:
-            conn.close()
-            raise
+        self.tz, self.drive = tz, drive
+        self.rows = log_query.RowCursor(conn, q, tz, now, CSV_BATCH)  # errors here still become a JSON answer
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield _csv_bytes([CSV_HEADER])
-            while batch := self.cursor.fetchmany(CSV_BATCH):
+            while batch := self.rows.fetch():
                 rows = [present(row, self.tz, self.drive) for row in batch]
                 yield _csv_bytes([tuple(row[k] for k in CSV_HEADER) for row in rows])
         finally:
             self.close()
 
     def close(self) -> None:
-        self.conn.close()  # idempotent; the server rolls the read-only transaction back
+        self.rows.close()

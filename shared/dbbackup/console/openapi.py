@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbbackup.console.logs import CHOICES, DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
+from dbbackup.console.logs import CHOICES, MAX_PAGE, MAX_PER_PAGE
 from dbbackup.console.settings import SETTINGS
+from dbbackup.pg.log_query import DEFAULT_PER_PAGE
 
 _STR, _INT, _BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
 _TIME = {"type": "string", "format": "date-time"}

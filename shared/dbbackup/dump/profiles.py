@@ -28,10 +28,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import psycopg
-
 from dbbackup.dump.rewrite import Rule
 from dbbackup.errors import BackupFailed, ConfigError
+from dbbackup.pg.catalog import Relation
 
 PROFILES = ("full", "supabase")
 PROFILE_MARKER = b"-- dbbackup profile: supabase"
@@ -370,29 +369,12 @@ def supabase_rules() -> list[Rule]:
     return [rewrite]
 
 
-_UNREADABLE_SQL = """
-SELECT c.relkind::text, n.nspname, c.relname,
-       pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.has_schema_privilege(n.oid, 'USAGE')
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'S')
-  AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
-  AND NOT EXISTS (  -- created by CREATE EXTENSION and not dumped, unless a configuration table
-      SELECT 1 FROM pg_catalog.pg_depend d
-      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e'
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
-                        WHERE e.oid = d.refobjid AND c.oid = ANY (e.extconfig)))
-  AND NOT (pg_catalog.has_schema_privilege(n.oid, 'USAGE')
-           AND CASE WHEN c.relkind = 'S' THEN pg_catalog.has_sequence_privilege(c.oid, 'SELECT')
-                    ELSE pg_catalog.has_table_privilege(c.oid, 'SELECT') END)
-ORDER BY 2, 3
-"""
-
-
-def unreadable(conn: psycopg.Connection, profile: DumpProfile) -> list[tuple[str, str, str, bool]]:
-    """Tables and sequences pg_dump would have to read (lock, copy, read the value of) but the
-    connected role may not: (kind, relname, qualified name, schema usable)."""
+def unreadable(relations: Sequence[Relation], profile: DumpProfile) -> list[tuple[str, str, str, bool]]:
+    """Of the tables and sequences the role may not read (``pg.catalog.unreadable_relations``),
+    those pg_dump would have to read (lock, copy, read the value of) for this profile:
+    (kind, relname, qualified name, schema usable)."""
     found = []
-    for kind, schema, name, qualified, usable in conn.execute(_UNREADABLE_SQL).fetchall():
+    for kind, schema, name, qualified, usable in relations:
         full_name = f"{schema}.{name}"
         if _matches(full_name, profile.exclude_tables):
             continue
@@ -405,10 +387,10 @@ def unreadable(conn: psycopg.Connection, profile: DumpProfile) -> list[tuple[str
     return found
 
 
-def check_readable(conn: psycopg.Connection, profile: DumpProfile) -> None:
+def check_readable(relations: Sequence[Relation], profile: DumpProfile) -> None:
     """Fail before pg_dump starts, naming every object the role cannot read and what to change:
     never a dump with a silent gap, never a failure naming only the first table."""
-    missing = unreadable(conn, profile)
+    missing = unreadable(relations, profile)
     if not missing:
         return
     kind, name, qualified, usable = missing[0]

@@ -17,6 +17,7 @@ from dbbackup.dump.rewrite import DumpRewriter, OwnRowPatch, rules_for
 from dbbackup.dump.stream import DumpStream, Progress
 from dbbackup.errors import ConfigError
 from dbbackup.pg import binaries as pgbin
+from dbbackup.pg import catalog
 from dbbackup.pg import connect as db
 from dbbackup.pg.backup_log import PG_DUMP_APPLICATION_NAME
 from dbbackup.pg.conninfo import check_dump_url
@@ -78,7 +79,9 @@ class PgDumper:
                     f"pg_dump {dump_major} cannot dump a PostgreSQL {server_major} server;"
                     f" use pg_dump {server_major} or newer (PG_DUMP_PATH)"
                 )
-            check_readable(conn, self.profile)  # name every unreadable table now, not the first one later
+            check_readable(
+                catalog.unreadable_relations(conn), self.profile
+            )  # name every unreadable table now, not the first one later
         # The role pg_dump runs as (Supabase's postgres, even as postgres.<ref> on the pooler).
         self._target = _Target(server_major, role, str(dump_path))
 

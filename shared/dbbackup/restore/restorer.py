@@ -22,7 +22,7 @@ from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
-from dbbackup.pg import connect as db
+from dbbackup.pg.catalog import user_tables
 from dbbackup.pg.conninfo import check_dump_url, check_url
 from dbbackup.pg.process import drain_lines, libpq_target, stop_group
 from dbbackup.redact import one_line
@@ -40,21 +40,6 @@ class RestoreResult:
     md5: str
     seconds: float
     single_transaction: bool
-
-
-def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
-    """Tables, views and sequences outside the system schemas of the target."""
-    with db.connect(url, attempts=1, secrets=secrets) as conn:
-        rows = conn.execute(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')"
-            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
-            " AND n.nspname NOT LIKE 'pg_temp%'"
-            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
-            " ORDER BY 1"
-        ).fetchall()
-    return [r[0] for r in rows]
 
 
 def restore(source: Source, target_url: str, *, single_transaction: bool = True, force: bool = False) -> RestoreResult:

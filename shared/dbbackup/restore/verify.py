@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import psycopg
-
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.profiles import PROFILE_MARKER
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import BackupFailed
+from dbbackup.pg import catalog
+from dbbackup.pg.catalog import count_rows
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.restore.restorer import restore
 from dbbackup.restore.sources import Source
@@ -92,8 +92,7 @@ def verify(source: Source, restore_test: bool = False) -> VerifyReport:
 
 def _restore_test(source: Source, report: VerifyReport) -> None:
     with EmbeddedPostgres() as pg:
-        with psycopg.connect(pg.url(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE restore_test")
+        catalog.create_databases(pg.url(), "restore_test")
         url = pg.url("restore_test")
         try:
             restore(source, url)
@@ -104,15 +103,3 @@ def _restore_test(source: Source, report: VerifyReport) -> None:
         report.checks.append(
             Check("restore", True, f"restored into PostgreSQL 18: {report.tables} tables, {report.rows:,} rows")
         )
-
-
-def count_rows(url: str) -> tuple[int, int]:
-    """Tables (leaf tables, not partitioned parents) and their exact row count."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = conn.execute(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
-            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
-        ).fetchall()
-        rows = sum(int(conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables)
-    return len(tables), rows

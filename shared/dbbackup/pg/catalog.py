@@ -1,0 +1,92 @@
+"""Questions to the PostgreSQL catalog (and whole-table reads) that the dump, the restore, verify
+and the demo ask of a database; the SQL lives here with the rest of ours."""
+
+from __future__ import annotations
+
+import psycopg
+
+from dbbackup.pg import connect as db
+
+# (relkind, schema, name, qualified name, schema usable)
+Relation = tuple[str, str, str, str, bool]
+
+UNREADABLE_SQL = """
+SELECT c.relkind::text, n.nspname, c.relname,
+       pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'S')
+  AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+  AND NOT EXISTS (  -- created by CREATE EXTENSION and not dumped, unless a configuration table
+      SELECT 1 FROM pg_catalog.pg_depend d
+      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e'
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+                        WHERE e.oid = d.refobjid AND c.oid = ANY (e.extconfig)))
+  AND NOT (pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+           AND CASE WHEN c.relkind = 'S' THEN pg_catalog.has_sequence_privilege(c.oid, 'SELECT')
+                    ELSE pg_catalog.has_table_privilege(c.oid, 'SELECT') END)
+ORDER BY 2, 3
+"""
+
+
+def unreadable_relations(conn: psycopg.Connection) -> list[Relation]:
+    """Tables and sequences the connected role may not read (extension members excluded)."""
+    return [(str(k), str(s), str(n), str(q), bool(u)) for k, s, n, q, u in conn.execute(UNREADABLE_SQL).fetchall()]
+
+
+def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
+    """Tables, views and sequences outside the system schemas of the target."""
+    with db.connect(url, attempts=1, secrets=secrets) as conn:
+        rows = conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
+            " AND n.nspname NOT LIKE 'pg_temp%'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
+            " ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def count_rows(url: str) -> tuple[int, int]:
+    """Tables (leaf tables, not partitioned parents) and their exact row count."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
+        ).fetchall()
+        rows = sum(int(conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables)
+    return len(tables), rows
+
+
+def table_digests(url: str) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent digest of every user table."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
+                " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+            )
+        ]
+        digests = {}
+        for t in tables:
+            count, digest = conn.execute(
+                f"SELECT count(*), coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text COLLATE \"C\")), '')"
+                f" FROM {t} x"
+            ).fetchall()[0]
+            digests[t] = (int(count), str(digest))
+        return digests
+
+
+def create_databases(url: str, *names: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')  # names of our own (the demo, verify), never input
+
+
+def run_script(url: str, script: str) -> None:
+    """A trusted SQL script of ours (the demo's sample database), in one go."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(script)
