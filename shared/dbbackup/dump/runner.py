@@ -20,8 +20,7 @@ from dbbackup.pg import binaries as pgbin
 from dbbackup.pg import catalog
 from dbbackup.pg import connect as db
 from dbbackup.pg.backup_log import PG_DUMP_APPLICATION_NAME
-from dbbackup.pg.conninfo import check_dump_url
-from dbbackup.pg.process import libpq_target
+from dbbackup.pg.conninfo import check_dump_url, libpq_target
 
 
 def pg_dump_command(

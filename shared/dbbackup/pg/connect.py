@@ -11,7 +11,7 @@ import psycopg.conninfo
 
 from dbbackup.errors import DatabaseError, DatabaseUnavailable
 from dbbackup.pg import conninfo as supabase_conn
-from dbbackup.pg.process import with_keepalives
+from dbbackup.pg.conninfo import with_keepalives
 from dbbackup.redact import one_line, redact
 
 APPLICATION_NAME = "dbbackup"

@@ -1,4 +1,6 @@
-"""Connecting to Supabase the way its network works (docs/supabase.md, "Connecting").
+"""Everyone's connection policy: the libpq parameters our connections and our pg_dump/psql runs
+get (TCP keepalives, TLS for remote hosts, the password out of argv), and connecting to Supabase
+the way its network works (docs/supabase.md, "Connecting").
 
 - The direct host ``db.<ref>.supabase.co`` resolves to IPv6 only unless the project bought the
   IPv4 add-on; the shared pooler ``*.pooler.supabase.com`` answers IPv4, in session mode on
@@ -24,7 +26,7 @@ from urllib.parse import quote
 import psycopg
 import psycopg.conninfo
 
-from dbbackup.errors import ConfigError
+from dbbackup.errors import ConfigError, UsageError
 
 TRANSACTION_POOLER_PORT = "6543"
 SESSION_PORT = "5432"
@@ -145,3 +147,31 @@ def explain(message: str, url: str | Mapping[str, object]) -> str:
             " the CA file (Supabase: download it under Database settings > SSL configuration)"
         )
     return ""
+
+
+# A dead network path must end a dump, not hang it until the platform kills us: TCP keepalives
+# notice a silent peer within about a minute. Values in the URL win.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+
+
+def with_keepalives(params: Mapping[str, object]) -> dict[str, str]:
+    """The libpq parameters every connection of ours gets unless the URL sets them: TCP
+    keepalives, and sslmode=require for a remote host (supabase_conn.with_tls_default)."""
+    merged = {k: str(v) for k, v in params.items()}
+    for key, value in KEEPALIVES.items():
+        merged.setdefault(key, value)
+    return with_tls_default(merged)
+
+
+def libpq_target(url: str, what: str = "DATABASE_URL") -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """(conninfo without the password, environment carrying it in PGPASSWORD, secrets to redact)."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise UsageError(f"{what} is not a valid PostgreSQL URL or conninfo") from None
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = str(password)
+    conninfo = psycopg.conninfo.make_conninfo(**with_keepalives(params))
+    return conninfo, env, (str(password),) if password else ()

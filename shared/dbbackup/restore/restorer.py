@@ -23,8 +23,8 @@ from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.catalog import user_tables
-from dbbackup.pg.conninfo import check_dump_url, check_url
-from dbbackup.pg.process import drain_lines, libpq_target, stop_group
+from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
+from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
 from dbbackup.restore.sources import Source
 
