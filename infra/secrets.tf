@@ -2,7 +2,7 @@
 # `gcloud secrets versions add ... --data-file=-`), so no password or key is in the state.
 
 locals {
-  # Variable the code reads (secrets_gsm.SECRET_VARIABLES) => secret id; optional ones when set.
+  # Variable the code reads (secret_manager.SECRET_VARIABLES) => secret id; optional ones when set.
   secret_ids = { for name, id in {
     DATABASE_URL             = var.database_url_secret_id
     GOOGLE_DRIVE_CREDENTIALS = var.drive_credentials_secret_id
