@@ -5,7 +5,7 @@ nothing below this module knows which backend or notifier is configured."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from dbbackup.auth.authenticator import Authenticator, RoleDirectory
@@ -21,6 +21,7 @@ from dbbackup.errors import ConfigError
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
 from dbbackup.restore.sources import Source, resolve
+from dbbackup.secret_manager import resolve_secrets
 from dbbackup.settings import Settings
 from dbbackup.storage.dryrun import DryRunStorage
 
@@ -67,6 +68,11 @@ def alerter_for(
         sleep=sleep,
         delays=delays,
     )
+
+
+def environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with every ``*_SECRET`` variable read from Secret Manager (the functions)."""
+    return resolve_secrets(env)
 
 
 def open_log(settings: Settings) -> OpenLog:

@@ -17,12 +17,11 @@ from typing import Any
 from dbbackup import wiring
 from dbbackup.auth.authenticator import Caller, challenge
 from dbbackup.auth.config import AuthConfig, auth_config_from_env
-from dbbackup.errors import AuthError, ConfigError, DatabaseError, DatabaseUnavailable
+from dbbackup.errors import AuthError, BackupError, ConfigError, DatabaseError, DatabaseUnavailable
 from dbbackup.http.types import HttpReply, HttpRequest, error_reply
 from dbbackup.pg.access import PgRoleDirectory
 from dbbackup.pg.connect import LazyConnection, sql_errors
 from dbbackup.redact import install_log_redaction, one_line, redact, remember_secrets
-from dbbackup.secret_manager import resolve_secrets
 from dbbackup.settings import Settings
 
 log = logging.getLogger("dbbackup.gateway")
@@ -87,7 +86,7 @@ def serve(
     install_log_redaction()
     env = os.environ if env is None else env
     try:
-        env = resolve_secrets(env)
+        env = wiring.environment(env)
         config = auth_config_from_env(env)
     except ConfigError as exc:
         log.error("request refused, the function is misconfigured: %s", exc)
@@ -150,6 +149,10 @@ def _guarded(
         if config.enforced and caller is None:
             # Nobody authenticated yet: the details (variable names, hosts) are for the logs only.
             return error_reply(exc, "the function cannot start: see its logs")
+        return error_reply(exc, one_line(redact(str(exc), secrets)))
+    except BackupError as exc:
+        # Anything else a job let through is still one line with its class's status, never a traceback.
+        log.error("%s %s failed: %s", req.method, req.path, exc)
         return error_reply(exc, one_line(redact(str(exc), secrets)))
     reply.body = _redacted(reply.body, secrets)  # a stream is data (a file, a CSV), not a message
     return reply
