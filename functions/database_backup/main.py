@@ -1,4 +1,4 @@
-"""Cloud Functions entry point ``database_backup``: a thin adapter over ``dbbackup.http.gateway``."""
+"""Cloud Functions entry point ``database_backup``: a thin adapter over ``dbbackup.http.endpoints``."""
 
 from __future__ import annotations
 

@@ -121,9 +121,9 @@ class Settings:
     alert_fallback_email: str | None = None
     # GOOGLE_DRIVE_* (storage/drive_config.py), set when storage is google_drive; holds keys.
     google_drive: DriveConfig | None = field(default=None, repr=False)
-    # AUTH_MODE, SCHEDULER_*, SUPABASE_*, ALLOWED_ORIGINS... (auth_config.py); holds the JWT secret.
+    # AUTH_MODE, SCHEDULER_*, SUPABASE_*, ALLOWED_ORIGINS... (auth/config.py); holds the JWT secret.
     auth: AuthConfig | None = field(default=None, repr=False)
-    # BACKUP_PROFILE / BACKUP_EXCLUDE_TABLES (profiles.py): what a backup holds.
+    # BACKUP_PROFILE / BACKUP_EXCLUDE_TABLES (dump/profiles.py): what a backup holds.
     profile: DumpProfile = field(default_factory=DumpProfile)
 
     def __repr__(self) -> str:

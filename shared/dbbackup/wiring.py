@@ -14,7 +14,7 @@ from dbbackup.core.alerts import Alerter
 from dbbackup.core.backup import BackupJob
 from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.health import Health, read_health
-from dbbackup.core.ports import Notifier, OpenLog, Storage
+from dbbackup.core.ports import Email, Notifier, OpenLog, Storage
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
 from dbbackup.errors import ConfigError
@@ -55,6 +55,21 @@ def make_notifier(settings: Settings) -> Notifier:
     return SendGridNotifier(settings.sendgrid_api_key, settings.alert_from_email, host=settings.sendgrid_host)
 
 
+class _LazyNotifier:
+    """Builds the configured notifier at the first alert, as most runs send none: a backup never
+    waits for (or fails on) a mail client it does not use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._notifier: Notifier | None = None
+        self.name = "sendgrid" if settings.sendgrid_api_key else "log"
+
+    def send(self, to: str, email: Email) -> None:
+        if self._notifier is None:
+            self._notifier = make_notifier(self.settings)
+        self._notifier.send(to, email)
+
+
 def alerter_for(
     settings: Settings,
     notifier: Notifier | None = None,
@@ -62,7 +77,7 @@ def alerter_for(
     delays: Sequence[float] = (1.0, 2.0),
 ) -> Alerter:
     return Alerter(
-        notifier or make_notifier(settings),
+        notifier or _LazyNotifier(settings),
         fallback=settings.alert_fallback_email,
         secrets=settings.secrets,
         sleep=sleep,
@@ -93,6 +108,7 @@ def backup_job(
         gzip_level=settings.gzip_level,
         secrets=settings.secrets,
         progress=progress,
+        connect_attempts=settings.connect_attempts,
     )
     return BackupJob(
         settings,

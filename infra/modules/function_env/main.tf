@@ -26,7 +26,7 @@ variable "scheduler_service_account" {
 }
 
 variable "secret_ids" {
-  description = "Secret Manager secret id per variable the code can read from a secret (secrets_gsm.SECRET_VARIABLES)."
+  description = "Secret Manager secret id per variable the code can read from a secret (secret_manager.SECRET_VARIABLES)."
   type        = map(string)
 }
 

@@ -2,7 +2,7 @@
 
 Two kinds of bearer token reach us (README "Security"): Google-signed OIDC ID tokens from
 Cloud Scheduler, and Supabase access tokens from the app's frontend. The verifiers that check
-signatures live in adapters (``auth_google``, ``auth_supabase``) behind the small ``Verifier``
+signatures live in adapters (``auth.google``, ``auth.supabase``) behind the small ``Verifier``
 protocol; this module only routes a token to one, and turns the outcome into a ``Caller`` or an
 ``AuthError`` carrying the HTTP status (401/403) and the reason we log (never the token).
 """

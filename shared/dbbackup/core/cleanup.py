@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dbbackup.core import health as monitoring
-from dbbackup.core import messages, retention
+from dbbackup.core import health, messages, retention
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.ports import BackupLog, JobSettings, OpenLog, Storage, StoredFile
 from dbbackup.errors import BackupError, LockBusy, StorageNotFound
@@ -218,16 +217,16 @@ class CleanupJob:
         produces no failure at all, only silence."""
         s = self.settings
         try:
-            health = monitoring.read_health(repo, now, s.max_age_hours)
+            state = health.read_health(repo, now, s.max_age_hours)
         except BackupError as exc:
             log.error("cleanup: could not read backup health: %s", one_line(redact(str(exc), s.secrets)))
             return
-        if not monitoring.missed_run(health):
+        if not health.missed_run(state):
             return
         result.missed_run = True
-        last = datetime.fromisoformat(health.last_success_at) if health.last_success_at else None
+        last = datetime.fromisoformat(state.last_success_at) if state.last_success_at else None
         log.error(
-            "no successful backup since %s (BACKUP_MAX_AGE_HOURS=%d)", health.last_success_at or "ever", s.max_age_hours
+            "no successful backup since %s (BACKUP_MAX_AGE_HOURS=%d)", state.last_success_at or "ever", s.max_age_hours
         )
         if result.dry_run:
             return
@@ -237,8 +236,8 @@ class CleanupJob:
             s.environment,
             last,
             s.max_age_hours,
-            health.consecutive_failures,
-            health.last_failure_reason,
+            state.consecutive_failures,
+            state.last_failure_reason,
             folder,
         )
         self.alerter.deliver(email, repo.notification_email())

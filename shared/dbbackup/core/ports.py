@@ -213,7 +213,8 @@ class BackupLog(Protocol):
         ...
 
     def alert_context(self) -> AlertContext:
-        """Read over this connection, a fresh one if it died, or defaults; never raises."""
+        """Read over this connection, a fresh one if it died, or defaults when the database is
+        gone; DatabaseError when a statement fails."""
         ...
 
     def last_success(self, exclude_id: str | None = None) -> LogRow | None: ...
@@ -276,13 +277,14 @@ class Dumper(Protocol):
         ...
 
     def prepare(self) -> None:
-        """Checks before any byte is written: the pg_dump version against the server's, and that
-        every table the profile holds is readable. Raises ConfigError / BackupFailed."""
+        """Before anything is stored: the dump program can dump this server (ConfigError), or
+        the database cannot be asked (DatabaseUnavailable / DatabaseError)."""
         ...
 
     def dump(self, log_id: str) -> AbstractContextManager[Dump]:
         """The stream for the backup whose row is ``log_id`` (its own row is patched to read
-        success in the dump); everything it started ends with the block."""
+        success in the dump); everything it started ends with the block. Entering it first checks
+        that every table the profile holds is readable (BackupFailed names them all)."""
         ...
 
 

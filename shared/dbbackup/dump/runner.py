@@ -58,30 +58,32 @@ class PgDumper:
         gzip_level: int = 1,
         secrets: tuple[str, ...] = (),
         progress: Progress | None = None,
+        connect_attempts: int = 3,
     ) -> None:
         self.url, self.profile, self.pg_dump_path = url, profile, pg_dump_path
         self.gzip_level, self.secrets, self.progress = gzip_level, secrets, progress
+        self.connect_attempts = connect_attempts
         self._target: _Target | None = None
 
     def check_target(self) -> None:
         check_dump_url(self.url)  # pg_dump cannot work through a transaction pooler
 
+    def _connect(self) -> psycopg.Connection:
+        return db.connect(self.url, attempts=self.connect_attempts, secrets=self.secrets)
+
     def prepare(self) -> None:
-        with db.sql_errors(self.secrets), db.connect(self.url, attempts=1, secrets=self.secrets) as conn:
+        with db.sql_errors(self.secrets), self._connect() as conn:
+            # The role pg_dump runs as (Supabase's postgres, even as postgres.<ref> on the pooler).
             row = conn.execute("SELECT current_setting('server_version_num')::int / 10000, current_user").fetchone()
-            assert row is not None
-            server_major, role = int(row[0]), str(row[1])
-            dump_path = pgbin.pg_dump_path(self.pg_dump_path)
-            dump_major = pgbin.program_major_version(dump_path)
-            if dump_major < server_major:
-                raise ConfigError(
-                    f"pg_dump {dump_major} cannot dump a PostgreSQL {server_major} server;"
-                    f" use pg_dump {server_major} or newer (PG_DUMP_PATH)"
-                )
-            check_readable(
-                catalog.unreadable_relations(conn), self.profile
-            )  # name every unreadable table now, not the first one later
-        # The role pg_dump runs as (Supabase's postgres, even as postgres.<ref> on the pooler).
+        assert row is not None
+        server_major, role = int(row[0]), str(row[1])
+        dump_path = pgbin.pg_dump_path(self.pg_dump_path)
+        dump_major = pgbin.program_major_version(dump_path)
+        if dump_major < server_major:
+            raise ConfigError(
+                f"pg_dump {dump_major} cannot dump a PostgreSQL {server_major} server;"
+                f" use pg_dump {server_major} or newer (PG_DUMP_PATH)"
+            )
         self._target = _Target(server_major, role, str(dump_path))
 
     @contextlib.contextmanager
@@ -89,6 +91,9 @@ class PgDumper:
         target = self._target
         if target is None:
             raise RuntimeError("PgDumper.dump before prepare")  # a programming error, not a backup failure
+        with db.sql_errors(self.secrets), self._connect() as conn:
+            # Name every unreadable table now, not the first one pg_dump trips over later.
+            check_readable(catalog.unreadable_relations(conn), self.profile)
         supabase = self.profile.supabase
         rewriter = DumpRewriter(
             rules_for(target.server_major) + (supabase_rules() + roles_rules(target.dumping_role) if supabase else []),

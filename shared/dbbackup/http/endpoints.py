@@ -167,6 +167,8 @@ def _backup(req: HttpRequest, ctx: RequestContext) -> HttpReply:
         # The slot; Scheduler's retries repeat it, so a slot that succeeded is never backed up twice.
         header = req.headers.get("x-cloudscheduler-scheduletime") if trigger == "scheduled" else None
         if trigger == "scheduled":
+            # Checked before the header is parsed (start_backup checks again): who may not start a
+            # scheduled backup gets 403, never a 400 about a header they should not send.
             require(ctx.caller, (SCHEDULER,), "start a scheduled backup")
         schedule_time = parse_schedule_time(header)
     except UsageError as exc:

@@ -1,5 +1,5 @@
 """The one translation between Flask (what functions-framework hands a function) and the
-framework-free ``gateway`` types, shared by the three ``functions/*/main.py``. Only these entry
+framework-free ``http.types``, shared by the three ``functions/*/main.py``. Only these entry
 points import it; the core never sees Flask."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def configure_logging() -> None:
 
 
 def request_of(request: flask.Request) -> HttpRequest:
-    # Never more than the largest allowed body plus one byte (so the gateway can answer 413).
+    # Never more than the largest allowed body plus one byte (so the guard can answer 413).
     body = request.stream.read(MAX_BODY_LIMIT + 1)
     query = request.query_string.decode("latin-1")  # percent-decoded (and checked) by the core
     return HttpRequest.of(request.method, request.path, dict(request.headers), body, query)

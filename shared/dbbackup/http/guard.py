@@ -24,7 +24,7 @@ from dbbackup.pg.connect import LazyConnection, sql_errors
 from dbbackup.redact import install_log_redaction, one_line, redact, remember_secrets
 from dbbackup.settings import Settings
 
-log = logging.getLogger("dbbackup.gateway")
+log = logging.getLogger("dbbackup.gateway")  # the name log filters and alerts already match
 JSON_TYPES = ("application/json",)
 
 

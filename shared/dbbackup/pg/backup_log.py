@@ -17,7 +17,7 @@ from dbbackup.core.backup import INTERRUPTED
 from dbbackup.core.ports import AlertContext, BackupConfig, HealthFacts, LogRow, OpenLog, StoredFile
 from dbbackup.errors import BackupError, ConfigError
 from dbbackup.pg import connect as db
-from dbbackup.pg.app_settings import as_bool, read_backup_config, read_notification_email
+from dbbackup.pg.app_settings import read_backup_config, read_notification_email
 
 # pg_try_advisory_lock key for "a backup is running on this database" ("dbback").
 BACKUP_LOCK_KEY = 0x6462_6261_636B
@@ -28,7 +28,7 @@ STATUSES = ("success", "failed", "in_progress")
 # Attempts that ended; an in_progress row has not told us anything yet.
 _ENDED = "status IN ('success', 'failed')"
 
-__all__ = ["BACKUP_LOCK_KEY", "CLEANUP_LOCK_KEY", "INTERRUPTED", "STATUSES", "PgBackupLog", "as_bool", "opener"]
+__all__ = ["BACKUP_LOCK_KEY", "CLEANUP_LOCK_KEY", "INTERRUPTED", "STATUSES", "PgBackupLog", "opener"]
 
 
 def _translated[**P, R](method: Callable[P, R]) -> Callable[P, R]:

@@ -10,7 +10,7 @@ import psycopg
 import psycopg.conninfo
 
 from dbbackup.errors import DatabaseError, DatabaseUnavailable
-from dbbackup.pg import conninfo as supabase_conn
+from dbbackup.pg import conninfo
 from dbbackup.pg.conninfo import with_keepalives
 from dbbackup.redact import one_line, redact
 
@@ -50,7 +50,7 @@ def connect(
             if _permanent(last) or attempt == attempts:
                 break
             sleep(backoff * 2 ** (attempt - 1))
-    raise DatabaseUnavailable(f"cannot connect to the database: {last}{supabase_conn.explain(last, url)}")
+    raise DatabaseUnavailable(f"cannot connect to the database: {last}{conninfo.explain(last, url)}")
 
 
 def _permanent(message: str) -> bool:

@@ -156,7 +156,7 @@ KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval":
 
 def with_keepalives(params: Mapping[str, object]) -> dict[str, str]:
     """The libpq parameters every connection of ours gets unless the URL sets them: TCP
-    keepalives, and sslmode=require for a remote host (supabase_conn.with_tls_default)."""
+    keepalives, and sslmode=require for a remote host (``with_tls_default``)."""
     merged = {k: str(v) for k, v in params.items()}
     for key, value in KEEPALIVES.items():
         merged.setdefault(key, value)

@@ -49,8 +49,10 @@ def resolve(source: str, lookup: Lookup) -> Source:
         raise UsageError(f"backup {row.id} is {row.status}, not a successful backup")
     if row.deleted_at is not None:
         raise UsageError(f"backup {row.id} ({row.file_name}) was deleted by retention")
+    if not row.google_drive_file_id:
+        raise UsageError(f"backup {row.id} ({row.file_name}) has no storage file id in backup_logs")
     storage = make_storage()
-    file_id = str(row.google_drive_file_id)
+    file_id = row.google_drive_file_id
     try:
         storage.stat(file_id)
     except StorageNotFound:
