@@ -167,17 +167,17 @@ def test_the_page_and_its_files_are_public_with_security_headers(client: FlaskCl
 @pytest.mark.parametrize(
     "path",
     [
-        "/static/../console_api.py",
-        "/static/..%2Fconsole_api.py",
-        "/static/%2e%2e/console_api.py",
-        "/static/..%2F..%2Fconsole_static%2Findex.html",
+        "/static/../api.py",
+        "/static/..%2Fapi.py",
+        "/static/%2e%2e/api.py",
+        "/static/..%2F..%2Fconsole%2Fstatic%2Findex.html",
         "/static/sub/index.html",
         "/static/..",
         "/static/.%2e",
         "/static//etc/passwd",
         "/static/%2Fetc%2Fpasswd",
         "/static/index.html%00.js",
-        "/static/console_api.py",
+        "/static/api.py",
     ],
 )
 def test_static_files_never_leave_their_folder(client: FlaskClient, path: str) -> None:
