@@ -8,48 +8,16 @@ reach it with sslmode=require as Supabase requires.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 import psycopg
-import psycopg.conninfo
 import pytest
-from fakes.certs import self_signed
 
 from dbbackup.pg.embedded import EmbeddedPostgres
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def make_tls_cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, generated at test time."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = self_signed(key, "127.0.0.1")
-    cert_path, key_path = directory / "server.crt", directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-def with_params(url: str, **params: str) -> str:
-    """The same server/credentials with some conninfo parameters replaced (dbname, user...)."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info.update(params)
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+from support.cli import run_cli
+from support.db import DbFactory, OwnerDb, with_params
+from support.tls import make_tls_cert
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +42,6 @@ def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedd
         yield pg
 
 
-DbFactory = Callable[..., str]
-
-
 @pytest.fixture
 def make_db(pg_admin_url: str) -> Iterator[DbFactory]:
     """Creates uniquely named databases (optionally owned by a role); drops them afterwards."""
@@ -97,14 +62,6 @@ def make_db(pg_admin_url: str) -> Iterator[DbFactory]:
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         for name in created:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass
-class OwnerDb:
-    url: str  # as the owning role, with its password
-    admin_url: str  # the same database as superuser
-    role: str
-    password: str
 
 
 @pytest.fixture
@@ -141,29 +98,3 @@ def db_url(make_db: DbFactory) -> str:
 def migrated_url(db_url: str) -> str:
     run_cli(["migrate"], db_url, check=True)
     return db_url
-
-
-def cli_env(database_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_", "PG_DUMP"))}
-    env.pop("DATABASE_URL", None)
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    args: list[str], database_url: str | None, check: bool = False, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess, as a user would."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "dbbackup.cli", *args],
-        env=cli_env(database_url, **extra),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dbbackup {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc

@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from fakes.sendgrid_fake import FakeSendGrid
 
-from conftest import OwnerDb, run_cli
 from dbbackup.core.backup import BackupJob
 from dbbackup.errors import DatabaseUnavailable
 from dbbackup.http.endpoints import run_backup
@@ -22,6 +21,8 @@ from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
 from dbbackup.wiring import alerter_for, backup_job
+from support.cli import run_cli
+from support.db import OwnerDb
 
 pytest_plugins = ["fakes.fixtures"]  # sendgrid
 

@@ -20,7 +20,7 @@ from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from functions_framework import create_app
 
-from conftest import ROOT
+from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]
 

@@ -22,7 +22,7 @@ from fakes.auth_people import ADMIN, MANAGER, auth_env
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 
-from conftest import ROOT
+from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]
 

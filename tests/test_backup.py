@@ -13,13 +13,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import OwnerDb, run_cli, with_params
 from dbbackup.errors import LockBusy
 from dbbackup.http.endpoints import run_backup
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.backup_log import BACKUP_LOCK_KEY, INTERRUPTED
 from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job
+from support.cli import run_cli
+from support.db import OwnerDb, with_params
 
 FOLDER = "MyDrive/DatabaseBackups"
 

@@ -15,10 +15,11 @@ import pytest
 from fakes.sendgrid_fake import FakeSendGrid
 from functions_framework import create_app
 
-from conftest import ROOT, run_cli
 from dbbackup.core import naming
 from dbbackup.pg.backup_log import CLEANUP_LOCK_KEY
 from dbbackup.settings import Settings
+from support.cli import run_cli
+from support.paths import ROOT
 
 pytest_plugins = ["fakes.fixtures"]  # sendgrid
 

@@ -25,10 +25,10 @@ from fakes.oidc_fake import GoogleCertsFake
 from flask.testing import FlaskClient
 from functions_framework import create_app
 
-from conftest import ROOT
 from dbbackup.console.api import STATIC
 from dbbackup.pg.backup_log import BACKUP_LOCK_KEY
 from dbbackup.storage.local import LocalStorage
+from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures", "fakes.fixtures"]
 

@@ -32,7 +32,8 @@ from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from fakes.supabase_auth_fake import PASSWORD, SupabaseAuthFake
 
-from conftest import ROOT, with_params
+from support.db import with_params
+from support.paths import ROOT
 
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
 if not CHROMIUM and os.environ.get("DBBACKUP_REQUIRE_BROWSER") == "1":

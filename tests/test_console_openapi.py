@@ -11,10 +11,10 @@ from fakes.jwks_fake import SupabaseJwksFake
 from flask.testing import FlaskClient
 from functions_framework import create_app
 
-from conftest import ROOT
 from dbbackup.console.api import ROUTES
 from dbbackup.console.logs import CHOICES, FILTERS, PAGING, QueryError, parse_query
 from dbbackup.console.openapi import document
+from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]
 

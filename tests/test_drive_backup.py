@@ -11,9 +11,10 @@ import pytest
 from fakes import ROBOT, TEST_CHUNK, USER, drive_env
 from fakes.drive_fake import DriveFake
 
-from conftest import DbFactory, run_cli
 from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job
+from support.cli import run_cli
+from support.db import DbFactory
 
 pytest_plugins = ["fakes.fixtures"]  # the fake servers' fixtures (drive_fake, drive_storage, ...)
 

@@ -17,13 +17,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import OwnerDb, cli_env, run_cli, with_params
 from dbbackup.core.backup import BackupJob
 from dbbackup.http.endpoints import run_backup
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job
+from support.cli import cli_env, run_cli
+from support.db import OwnerDb, with_params
 
 ROWS = 400_000  # ~40 MB of SQL: enough that the dump is still streaming when we strike
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from functions_framework import create_app
 
-from conftest import ROOT
+from support.paths import ROOT
 
 SOURCE = ROOT / "functions" / "database_backup" / "main.py"
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_alerts import alert_env
 
-from conftest import ROOT
+from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]
 

@@ -8,7 +8,9 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import FIXTURES, OwnerDb, run_cli
+from support.cli import run_cli
+from support.db import OwnerDb
+from support.paths import FIXTURES
 
 MANAGER = "00000000-0000-0000-0000-00000000000a"
 ADMIN = "00000000-0000-0000-0000-00000000000b"

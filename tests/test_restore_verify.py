@@ -9,7 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import FIXTURES, DbFactory, run_cli
+from support.cli import run_cli
+from support.db import DbFactory
+from support.paths import FIXTURES
 
 
 @pytest.fixture

@@ -284,15 +284,21 @@ def test_a_file_that_fails_to_delete_is_reported_and_the_others_are_still_delete
 def test_a_file_already_gone_counts_as_deleted_and_the_run_goes_on(world: World) -> None:
     expired = [world.put(NOW - timedelta(days=d)) for d in (20, 21)]
     [world.put(NOW - timedelta(days=d)) for d in (1, 2, 3)]
+    # By the backend's own id (a path on local, an opaque id on Drive), so the trigger fires on every backend.
+    [gone_id] = [f.id for f in world.backend.storage.list(world.folder) if f.name == expired[0]]
+    removed_first: list[str] = []
 
     class VanishesFirst(FailingDeletes):
         def delete(self, file_id: str) -> None:
-            if file_id.endswith(expired[0]):
+            if file_id == gone_id:
                 self.inner.delete(file_id)  # someone else removed it between listing and deleting
+                removed_first.append(file_id)
             self.inner.delete(file_id)
 
     result = world.job(storage=VanishesFirst(world.backend.storage, set())).run()  # type: ignore[arg-type]
+    assert removed_first == [gone_id]  # the job really met a file already gone
     assert result.status == "success" and sorted(result.deleted) == sorted(expired)
+    assert world.names().isdisjoint(expired)
 
 
 def test_dry_run_reports_the_same_plan_and_changes_nothing(world: World) -> None:

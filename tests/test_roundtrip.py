@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import FIXTURES, DbFactory
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.pg.migrate import migrate
@@ -22,6 +21,8 @@ from dbbackup.restore.restorer import restore
 from dbbackup.restore.verify import verify
 from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job, resolve_source
+from support.db import DbFactory
+from support.paths import FIXTURES
 from support.pgcompare import assert_databases_equal
 
 OURS = frozenset({"public.backup_logs", "public.dbbackup_migrations", "public.invoice_configurations"})

@@ -13,7 +13,7 @@ from fakes.auth_people import AUDIENCE, SCHEDULER_SA, Secured
 from fakes.oidc_fake import GoogleCertsFake
 from functions_framework import create_app
 
-from conftest import ROOT
+from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]
 

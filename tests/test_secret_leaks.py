@@ -20,7 +20,9 @@ from fakes.sendgrid_fake import FakeSendGrid
 from functions_framework import create_app
 from test_alerts import OPS, alert_env, failing_pg_dump
 
-from conftest import FIXTURES, ROOT, OwnerDb, run_cli, with_params
+from support.cli import run_cli
+from support.db import OwnerDb, with_params
+from support.paths import FIXTURES, ROOT
 
 pytest_plugins = ["fakes.auth_fixtures", "fakes.fixtures"]  # fixtures.sendgrid
 

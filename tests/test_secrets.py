@@ -12,10 +12,10 @@ import pytest
 from fakes.secretmanager_fake import SecretManagerFake
 from functions_framework import create_app
 
-from conftest import ROOT
 from dbbackup.errors import ConfigError
 from dbbackup.redact import MASK, redact
 from dbbackup.secret_manager import resolve_secrets
+from support.paths import ROOT
 
 BACKUP = ROOT / "functions" / "database_backup" / "main.py"
 

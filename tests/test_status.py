@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from functions_framework import create_app
 
-from conftest import ROOT, run_cli
+from support.cli import run_cli
+from support.paths import ROOT
 
 SOURCE = ROOT / "functions" / "database_backup" / "main.py"
 

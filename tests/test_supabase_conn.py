@@ -15,7 +15,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import make_tls_cert, run_cli, with_params
 from dbbackup.dump.profiles import DumpProfile
 from dbbackup.dump.runner import pg_dump_command
 from dbbackup.errors import ConfigError, DatabaseUnavailable
@@ -24,6 +23,9 @@ from dbbackup.pg import connect as db
 from dbbackup.pg.conninfo import check_dump_url, explain, session_url, with_tls_default
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
+from support.cli import run_cli
+from support.db import with_params
+from support.tls import make_tls_cert
 
 REF = "abcdefghijklmnopqrst"
 POOLER = "aws-0-eu-central-1.pooler.supabase.com"

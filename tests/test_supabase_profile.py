@@ -14,10 +14,10 @@ import psycopg
 import psycopg.conninfo
 import pytest
 
-from conftest import run_cli
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import BackupFailed
 from dbbackup.pg import binaries as pgbin
+from support.cli import run_cli
 from support.pgcompare import data_fingerprint, normalise_schema_dump
 from support.supabase_shaped import SupabaseCluster
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import FIXTURES, run_cli, with_params
+from support.cli import run_cli
+from support.db import with_params
+from support.paths import FIXTURES
 
 from .auth_people import Secured, auth_env
 from .jwks_fake import SupabaseJwksFake

@@ -38,19 +38,25 @@ import hashlib
 import json
 import re
 import secrets
-import socket
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, NoReturn
+from urllib.parse import parse_qs
+
+if __package__:
+    from ._http import Exchange, FakeServer, Fault, Refused, Reply
+else:  # run as a script (README: "python tests/fakes/drive_fake.py"): the package is beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from fakes._http import Exchange, FakeServer, Fault, Refused, Reply
 
 FOLDER = "application/vnd.google-apps.folder"
+JSON = "application/json; charset=UTF-8"
 GRANULE = 256 * 1024
 HEAD_KEPT = 64 * 1024  # bytes of each upload kept with keep_content=False
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
@@ -81,16 +87,14 @@ def _now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class ApiError(Exception):
+class ApiError(Refused):
     """An error answered in Google's JSON error format."""
 
-    def __init__(self, code: int, message: str, reason: str = "invalid", domain: str = "global", **extra: Any):
-        super().__init__(message)
-        self.code, self.message, self.reason, self.domain, self.extra = code, message, reason, domain, extra
-
-    def body(self) -> dict[str, Any]:
-        err = {"message": self.message, "domain": self.domain, "reason": self.reason, **self.extra}
-        return {"error": {"code": self.code, "message": self.message, "errors": [err]}}
+    def __init__(self, code: int, message: str, reason: str = "invalid", domain: str = "global", **extra: Any) -> None:
+        err = {"message": message, "domain": domain, "reason": reason, **extra}
+        super().__init__(
+            Reply.json(code, {"error": {"code": code, "message": message, "errors": [err]}}, content_type=JSON)
+        )
 
 
 # ---- the q grammar subset ------------------------------------------------------------------
@@ -296,26 +300,6 @@ class Session:
 
 
 @dataclass
-class Fault:
-    kind: str  # status | drop | slow | expire_token | lose_session
-    nth: int
-    times: int
-    method: str | None
-    path: str
-    status: int = 503
-    reason: str = "backendError"
-    after_bytes: int = 0
-    seconds: float = 0.0
-    seen: int = 0
-
-    def fires(self, method: str, path: str) -> bool:
-        if (self.method and method != self.method) or not path.startswith(self.path):
-            return False
-        self.seen += 1
-        return self.nth <= self.seen < self.nth + self.times
-
-
-@dataclass
 class Seen:
     method: str
     path: str
@@ -324,9 +308,14 @@ class Seen:
     status: int = 0
 
 
-class DriveFake:
+class DriveFake(FakeServer):
+    methods = ("GET", "POST", "PUT", "DELETE")
+    protocol_version = "HTTP/1.1"
+    server_version = "DriveFake/1"
+    poll_interval = 0.02  # shutdown() waits for it, once per test
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, keep_content: bool = True) -> None:
-        self.lock = threading.RLock()
+        super().__init__(host, port)
         self.keep_content = keep_content  # False: size, MD5 and the first 64 KiB only (huge uploads)
         self.files: dict[str, FakeFile] = {}
         self.drives: dict[str, tuple[str, set[str]]] = {}  # id -> (name, members)
@@ -335,45 +324,27 @@ class DriveFake:
         self.oauth: dict[str, tuple[str, str, str]] = {}  # refresh token -> (client id, secret, user)
         self.tokens: dict[str, Token] = {}
         self.sessions: dict[str, Session] = {}
-        self.faults: list[Fault] = []
-        self.log: list[Seen] = []
         self.grants: list[str] = []  # principals that obtained a token, in order
         self.token_lifetime = 3600
         self.page_size_cap = 1000
         self.corrupt_uploads = 0
-        self.server = ThreadingHTTPServer((host, port), _Handler)
-        self.server.daemon_threads = True
-        self.server.fake = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/"
+        return super().url + "/"  # GOOGLE_DRIVE_ROOT_URL, as the client library joins it
 
     @property
     def token_uri(self) -> str:
         return self.url + "token"
 
-    def start(self) -> DriveFake:
-        # A short poll interval: shutdown() waits for it, once per test.
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, name="drive-fake", daemon=True
-        )
-        self._thread.start()
-        return self
+    @property
+    def log(self) -> list[Seen]:
+        """Every request, as received, with the status it got (-1: dropped without an answer)."""
+        with self.lock:
+            return [Seen(e.method, e.path, e.query, e.headers.get("Content-Range"), e.status) for e in self.exchanges]
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> DriveFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def respond(self, exchange: Exchange) -> Reply:
+        return _Api(self, exchange).route()
 
     # -- set-up helpers ----------------------------------------------------------------------
 
@@ -447,34 +418,58 @@ class DriveFake:
 
     # -- faults -------------------------------------------------------------------------------
 
-    def _fault(self, kind: str, nth: int, times: int, method: str | None, path: str, **kw: Any) -> Fault:
-        fault = Fault(kind, nth, times, method, path, **kw)
-        with self.lock:
-            self.faults.append(fault)
-        return fault
-
     def fail(self, status: int, nth: int = 1, method: str | None = None, path: str = "/", times: int = 1,
              reason: str = "backendError") -> Fault:  # fmt: skip
         """Answer the Nth matching request (and ``times``-1 more) with ``status``."""
-        return self._fault("status", nth, times, method, path, status=status, reason=reason)
+        reply = ApiError(status, f"Injected failure ({status}).", reason).reply
+        return self.arm(Fault(lambda _: reply, nth, times, method, path))
 
     def drop(self, nth: int = 1, method: str | None = "PUT", path: str = "/upload/", after_bytes: int = 0,
              times: int = 1) -> Fault:  # fmt: skip
         """Read ``after_bytes`` of the body, keep the whole 256 KiB units of it, then close the
         connection without an answer (CHOICE: Drive persists uploads in 256 KiB units)."""
-        return self._fault("drop", nth, times, method, path, after_bytes=after_bytes)
+        return self.arm(Fault(lambda e: self._drop(e, after_bytes), nth, times, method, path))
 
     def slow(self, seconds: float, nth: int = 1, method: str | None = None, path: str = "/", times: int = 1) -> Fault:
         """Handle the request, then wait ``seconds`` before answering."""
-        return self._fault("slow", nth, times, method, path, seconds=seconds)
+
+        def delay(exchange: Exchange) -> None:
+            exchange.delay += seconds
+
+        return self.arm(Fault(delay, nth, times, method, path))
 
     def expire_token(self, nth: int = 1, method: str | None = None, path: str = "/") -> Fault:
         """Expire every access token just before the Nth matching request (it gets a 401)."""
-        return self._fault("expire_token", nth, 1, method, path)
+
+        def expire(_: Exchange) -> None:
+            with self.lock:
+                for token in self.tokens.values():
+                    token.expires = 0
+
+        return self.arm(Fault(expire, nth, 1, method, path))
 
     def lose_session(self, nth: int = 1, method: str | None = "PUT", path: str = "/upload/") -> Fault:
         """Forget every upload session just before the Nth matching request."""
-        return self._fault("lose_session", nth, 1, method, path)
+
+        def forget(_: Exchange) -> None:
+            with self.lock:
+                self.sessions.clear()
+
+        return self.arm(Fault(forget, nth, 1, method, path))
+
+    def _drop(self, exchange: Exchange, after_bytes: int) -> NoReturn:
+        """Take part of a chunk, keep its whole 256 KiB units, then cut the connection."""
+        data = exchange.take(after_bytes)
+        session = self.sessions.get(exchange.query.get("upload_id", ""))
+        cr = _parse_range(exchange.headers.get("Content-Range"))
+        if session is not None and cr is not None and cr[0] is not None and data:
+            keep = len(data) // GRANULE * GRANULE
+            with session.lock:
+                if cr[0] == session.received and keep:
+                    session.parts.append(data[:keep])
+                    session.md5.update(data[:keep])
+                    session.received += keep
+        exchange.drop()
 
     def corrupt_next_upload(self) -> None:
         """Flip a byte of the next finalised upload (its md5Checksum then differs)."""
@@ -559,108 +554,19 @@ class DriveFake:
 # ---- HTTP ----------------------------------------------------------------------------------
 
 
-class _Dropped(Exception):
-    pass
+class _Api:
+    """One request's handling: the routes of Drive's protocol over the fake's state."""
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "DriveFake/1"
-
-    @property
-    def fake(self) -> DriveFake:
-        return self.server.fake  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests read fake.log; stderr noise helps nobody
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    def _dispatch(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        path = parts.path
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        seen = Seen(method, path, query, self.headers.get("Content-Range"))
-        with self.fake.lock:
-            self.fake.log.append(seen)
-            fired = [f for f in self.fake.faults if f.fires(method, path)]
-        slow = 0.0
-        self._body_cache: bytes | None = None
-        try:
-            for fault in fired:
-                if fault.kind == "status":
-                    self._read_body()
-                    raise ApiError(fault.status, f"Injected failure ({fault.status}).", fault.reason)
-                if fault.kind == "drop":
-                    self._drop(fault.after_bytes, query)
-                if fault.kind == "expire_token":
-                    with self.fake.lock:
-                        for token in self.fake.tokens.values():
-                            token.expires = 0
-                if fault.kind == "lose_session":
-                    with self.fake.lock:
-                        self.fake.sessions.clear()
-                if fault.kind == "slow":
-                    slow += fault.seconds
-            status, headers, body = self._route(method, path, query)
-        except ApiError as exc:
-            status, headers, body = exc.code, {}, json.dumps(exc.body()).encode()
-            headers["Content-Type"] = "application/json; charset=UTF-8"
-        except _Dropped:
-            seen.status = -1
-            self.close_connection = True
-            return
-        seen.status = status
-        if slow:
-            time.sleep(slow)
-        self._read_body()  # never leave an unread body on a kept-alive connection
-        try:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            self.close_connection = True  # the client gave up (timeout); nothing to tell it
+    def __init__(self, fake: DriveFake, exchange: Exchange) -> None:
+        self.fake = fake
+        self.exchange = exchange
+        self.headers = exchange.headers
 
     def _read_body(self) -> bytes:
-        if self._body_cache is None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self._body_cache = self.rfile.read(length) if length else b""
-        return self._body_cache
+        return self.exchange.body()
 
-    def _drop(self, after_bytes: int, query: dict[str, str]) -> None:
-        """Take part of a chunk, keep its whole 256 KiB units, then cut the connection."""
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(min(after_bytes, length)) if length else b""
-        session = self.fake.sessions.get(query.get("upload_id", ""))
-        cr = _parse_range(self.headers.get("Content-Range"))
-        if session is not None and cr is not None and cr[0] is not None and data:
-            keep = len(data) // GRANULE * GRANULE
-            with session.lock:
-                if cr[0] == session.received and keep:
-                    session.parts.append(data[:keep])
-                    session.md5.update(data[:keep])
-                    session.received += keep
-        with _suppress_oserror():
-            self.connection.shutdown(socket.SHUT_RDWR)
-        raise _Dropped
-
-    def _json(self, status: int, obj: Any, **headers: str) -> tuple[int, dict[str, str], bytes]:
-        return status, {"Content-Type": "application/json; charset=UTF-8", **headers}, json.dumps(obj).encode()
+    def _json(self, status: int, obj: Any) -> Reply:
+        return Reply.json(status, obj, content_type=JSON)
 
     def _auth(self) -> Token:
         header = self.headers.get("Authorization", "")
@@ -673,7 +579,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes -------------------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, q: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def route(self) -> Reply:
+        method, path, q = self.exchange.method, self.exchange.path, self.exchange.query
         if path == "/token" and method == "POST":
             return self._token()
         token = self._auth()
@@ -700,14 +607,14 @@ class _Handler(BaseHTTPRequestHandler):
                             break
                 for file_id in doomed:
                     self.fake.files.pop(file_id, None)
-            return 204, {}, b""
+            return Reply(204)
         if path == "/upload/drive/v3/files" and method == "POST":
             return self._initiate(token, q, all_drives)
         if path == "/upload/drive/v3/files" and method == "PUT":
             return self._chunk(q)
         raise ApiError(404, f"Not Found: {method} {path}", "notFound")
 
-    def _token(self) -> tuple[int, dict[str, str], bytes]:
+    def _token(self) -> Reply:
         form = {k: v[-1] for k, v in parse_qs(self._read_body().decode()).items()}
         grant = form.get("grant_type")
         if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
@@ -768,7 +675,7 @@ class _Handler(BaseHTTPRequestHandler):
             return sub, "user"
         return claims["iss"], "service_account"
 
-    def _list(self, token: Token, q: dict[str, str], all_drives: bool) -> tuple[int, dict[str, str], bytes]:
+    def _list(self, token: Token, q: dict[str, str], all_drives: bool) -> Reply:
         include_all = q.get("includeItemsFromAllDrives") == "true"
         corpora = q.get("corpora", "user")
         drive_id = q.get("driveId")
@@ -813,7 +720,7 @@ class _Handler(BaseHTTPRequestHandler):
             page["nextPageToken"] = str(start + size)
         return self._json(200, _select(page, spec))
 
-    def _drives(self, token: Token, q: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def _drives(self, token: Token, q: dict[str, str]) -> Reply:
         try:
             pred = parse_query(q["q"], ("name",)) if q.get("q") else (lambda d: True)
             spec = _parse_fields(q["fields"]) if "fields" in q else None
@@ -827,7 +734,7 @@ class _Handler(BaseHTTPRequestHandler):
             ]
         return self._json(200, _select({"kind": "drive#driveList", "drives": found}, spec))
 
-    def _create(self, token: Token, q: dict[str, str], all_drives: bool) -> tuple[int, dict[str, str], bytes]:
+    def _create(self, token: Token, q: dict[str, str], all_drives: bool) -> Reply:
         meta = json.loads(self._read_body() or b"{}")
         parents = meta.get("parents") or ["root"]
         mime = meta.get("mimeType", "application/octet-stream")
@@ -846,9 +753,7 @@ class _Handler(BaseHTTPRequestHandler):
         except QueryError:
             raise ApiError(400, "Invalid field selection", "invalidParameter") from None
 
-    def _get(
-        self, token: Token, file_id: str, q: dict[str, str], all_drives: bool
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _get(self, token: Token, file_id: str, q: dict[str, str], all_drives: bool) -> Reply:
         with self.fake.lock:
             f = self.fake.lookup(token.principal, file_id, all_drives)
         if q.get("alt") != "media":
@@ -862,19 +767,21 @@ class _Handler(BaseHTTPRequestHandler):
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", "bytes=0-")
             assert m is not None
             if total == 0:
-                return 200, {"Content-Type": f.mime}, b""
+                return Reply(200, b"", {"Content-Type": f.mime})
         first = int(m.group(1))
         last = min(int(m.group(2)) if m.group(2) else total - 1, total - 1)
         if first >= total:
             # CHOICE: RFC 9110 416 with bytes */total (the client library reads it for empty files).
-            return 416, {"Content-Range": f"bytes */{total}"}, b""
+            return Reply(416, b"", {"Content-Range": f"bytes */{total}"})
         if last >= len(data):
             raise ApiError(403, "This fake kept only the first bytes of the file (--no-content).", "forbidden")
         if not self.headers.get("Range"):
-            return 200, {"Content-Type": f.mime}, data
-        return 206, {"Content-Type": f.mime, "Content-Range": f"bytes {first}-{last}/{total}"}, data[first : last + 1]
+            return Reply(200, data, {"Content-Type": f.mime})
+        return Reply(
+            206, data[first : last + 1], {"Content-Type": f.mime, "Content-Range": f"bytes {first}-{last}/{total}"}
+        )
 
-    def _initiate(self, token: Token, q: dict[str, str], all_drives: bool) -> tuple[int, dict[str, str], bytes]:
+    def _initiate(self, token: Token, q: dict[str, str], all_drives: bool) -> Reply:
         if q.get("uploadType") != "resumable":
             raise ApiError(400, "This fake implements uploadType=resumable only.", "badRequest")
         meta = json.loads(self._read_body() or b"{}")
@@ -888,9 +795,9 @@ class _Handler(BaseHTTPRequestHandler):
                               int(declared) if declared else None)  # fmt: skip
             self.fake.sessions[session.id] = session
         location = f"{self.fake.url}upload/drive/v3/files?uploadType=resumable&upload_id={session.id}"
-        return 200, {"Location": location}, b""
+        return Reply(200, b"", {"Location": location})
 
-    def _chunk(self, q: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def _chunk(self, q: dict[str, str]) -> Reply:
         # CHOICE: chunk PUTs must carry a valid token if they carry one at all (the library always
         # sends it); that is what lets a test expire a token in the middle of an upload.
         if self.headers.get("Authorization"):
@@ -940,7 +847,7 @@ class _Handler(BaseHTTPRequestHandler):
             if total is not None and session.received > total:
                 raise ApiError(400, "More bytes received than the declared total.", "badContent")
             headers = {"Range": f"bytes=0-{session.received - 1}"} if session.received else {}
-            return 308, headers, b""
+            return Reply(308, b"", headers)
 
 
 def _parse_range(raw: str | None) -> tuple[int | None, int | None, int | None] | None:
@@ -959,14 +866,6 @@ def _parse_range(raw: str | None) -> tuple[int | None, int | None, int | None] |
     if last < first:
         return None
     return first, last, total
-
-
-class _suppress_oserror:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
-        return exc_type is not None and issubclass(exc_type, OSError)
 
 
 def main() -> None:
@@ -990,12 +889,7 @@ def main() -> None:
     print(f"  export GOOGLE_DRIVE_CREDENTIALS={out / 'user.json'}")
     print("Or as a service account, with backup_folder_path SharedDrives/Backups/...:")
     print(f"  export GOOGLE_DRIVE_CREDENTIALS={out / 'service-account.json'}", flush=True)
-    try:
-        fake.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.server.server_close()
+    fake.serve_forever()
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ import time
 import uuid
 from typing import Any
 
-from ._http import JsonServer
+from ._http import Exchange, FakeServer, Reply
 
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
 
-class SupabaseJwksFake:
+class SupabaseJwksFake(FakeServer):
     def __init__(self) -> None:
+        super().__init__()
         from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
         self.jwt_secret = "legacy-" + secrets.token_urlsafe(32)  # the project's legacy HS256 secret
@@ -31,12 +32,12 @@ class SupabaseJwksFake:
             "rs-key-1": ("RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
         }
         self.published = set(self.private)
-        self.http = JsonServer(self._route)
+        self.start()
 
-    def _route(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
-        if path.split("?")[0] != JWKS_PATH:
-            return 404, {"message": "not found"}
-        return 200, {"keys": [self.public_jwk(kid) for kid in sorted(self.published)]}
+    def respond(self, exchange: Exchange) -> Reply:
+        if exchange.path != JWKS_PATH:
+            return Reply.json(404, {"message": "not found"})
+        return Reply.json(200, {"keys": [self.public_jwk(kid) for kid in sorted(self.published)]})
 
     def public_jwk(self, kid: str) -> dict[str, Any]:
         from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -48,19 +49,19 @@ class SupabaseJwksFake:
 
     @property
     def base(self) -> str:
-        return self.http.url
+        return self.url
 
     @property
     def jwks_url(self) -> str:
-        return self.http.url + JWKS_PATH
+        return self.url + JWKS_PATH
 
     @property
     def issuer(self) -> str:
-        return self.http.url + "/auth/v1"
+        return self.url + "/auth/v1"
 
     @property
     def fetches(self) -> int:
-        return sum(1 for _, p in self.http.requests if p.startswith(JWKS_PATH))
+        return sum(1 for e in self.exchanges if e.target.startswith(JWKS_PATH))
 
     def rotate(self) -> str:
         """A new ES256 key, published: tokens signed with it name a kid the verifier has not seen."""
@@ -98,6 +99,3 @@ class SupabaseJwksFake:
             return jwt.encode(claims, secret or self.jwt_secret, algorithm="HS256")
         alg, key = self.private[kid]
         return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
-
-    def stop(self) -> None:
-        self.http.stop()

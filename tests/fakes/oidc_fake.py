@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._http import JsonServer
+from ._http import Exchange, FakeServer, Reply
 from .certs import self_signed
 
 ISSUER = "https://accounts.google.com"
@@ -30,19 +30,20 @@ def _rsa_key_and_cert() -> tuple[str, str]:
     return pem, cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-class GoogleCertsFake:
+class GoogleCertsFake(FakeServer):
     def __init__(self) -> None:
+        super().__init__()
         self.keys: dict[str, tuple[str, str]] = {"google-kid-1": _rsa_key_and_cert()}
-        self.http = JsonServer(self._route)
+        self.start()
 
-    def _route(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
-        if path.split("?")[0] == "/oauth2/v1/certs":
-            return 200, {kid: cert for kid, (_, cert) in self.keys.items()}
-        return 404, {"error": "not found"}
+    def respond(self, exchange: Exchange) -> Reply:
+        if exchange.path == "/oauth2/v1/certs":
+            return Reply.json(200, {kid: cert for kid, (_, cert) in self.keys.items()})
+        return Reply.json(404, {"error": "not found"})
 
     @property
     def certs_url(self) -> str:
-        return f"{self.http.url}/oauth2/v1/certs"
+        return f"{self.url}/oauth2/v1/certs"
 
     def mint(self, audience: str, email: str, *, expires_in: int = 3600, verified: bool = True, **extra: Any) -> str:
         """A Google-style ID token signed with the served key (``kid`` names it)."""
@@ -63,6 +64,3 @@ class GoogleCertsFake:
             **extra,
         }
         return jwt.encode(crypt.RSASigner.from_string(pem, key_id=kid), claims).decode()
-
-    def stop(self) -> None:
-        self.http.stop()

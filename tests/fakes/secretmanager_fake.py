@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
 
-from ._http import JsonServer
+from ._http import Exchange, FakeServer, Reply
 
 _ACCESS = re.compile(r"^/v1/projects/([^/]+)/secrets/([^/]+)/versions/([^/:]+):access$")
 
 
-class SecretManagerFake:
+class SecretManagerFake(FakeServer):
     def __init__(self, project: str = "test-project") -> None:
+        super().__init__()
         self.project = project
         self.versions: dict[str, list[bytes]] = {}
-        self.http = JsonServer(self._route)
+        self.start()
 
     def add(self, secret: str, value: str | bytes) -> str:
         """A new version of ``secret``; returns its resource name."""
@@ -33,29 +33,29 @@ class SecretManagerFake:
 
     @property
     def endpoint(self) -> str:
-        return self.http.url
+        return self.url
 
     @property
     def accesses(self) -> list[str]:
-        return [p.split("?")[0] for m, p in self.http.requests if ":access" in p]
+        return [e.path for e in self.exchanges if ":access" in e.target]
 
-    def _route(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
-        match = _ACCESS.match(path.split("?")[0])
+    def respond(self, exchange: Exchange) -> Reply:
+        match = _ACCESS.match(exchange.path)
         if not match:
-            return 404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}
+            return Reply.json(404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}})
         project, secret, version = match.groups()
         versions = self.versions.get(secret, []) if project == self.project else []
         number = len(versions) if version == "latest" else int(version) if version.isdigit() else 0
         if not 1 <= number <= len(versions):
             name = f"projects/{project}/secrets/{secret}/versions/{version}"
             message = f"Secret [{name}] not found or has no versions."
-            return 404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}
+            return Reply.json(404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}})
         data = versions[number - 1]
-        return 200, {
-            "name": f"projects/{self.project}/secrets/{secret}/versions/{number}",
-            # dataCrc32c (CRC32C) is optional in the API and unchecked by the client; left out here.
-            "payload": {"data": base64.b64encode(data).decode()},
-        }
-
-    def stop(self) -> None:
-        self.http.stop()
+        return Reply.json(
+            200,
+            {
+                "name": f"projects/{self.project}/secrets/{secret}/versions/{number}",
+                # dataCrc32c (CRC32C) is optional in the API and unchecked by the client; left out here.
+                "payload": {"data": base64.b64encode(data).decode()},
+            },
+        )

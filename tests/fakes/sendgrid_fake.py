@@ -16,14 +16,16 @@ Every request is recorded (path, headers, parsed JSON), accepted or not.
 from __future__ import annotations
 
 import json
-import threading
+import sys
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
+from ._http import Exchange, FakeServer, Fault, Reply
+
 INVALID_KEY = "The provided authorization grant is invalid, expired, or revoked"
+MAIL_SEND = "/v3/mail/send"
 
 
 @dataclass
@@ -46,22 +48,25 @@ class SentMail:
     html: str
 
 
-@dataclass
-class FakeSendGrid:
-    api_key: str = "SG.fake-test-key.0123456789"
-    requests: list[Received] = field(default_factory=list)
-    failures: deque[int] = field(default_factory=deque)
-    server: ThreadingHTTPServer | None = None
+class FakeSendGrid(FakeServer):
+    methods = ("POST",)
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+    def __init__(self, api_key: str = "SG.fake-test-key.0123456789") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.failures: deque[int] = deque()
+        # Only a request SendGrid would accept can fail on demand: a wrong path or key is answered first.
+        self.arm(Fault(self._injected, times=sys.maxsize, when=self._acceptable))
 
     def fail_next(self, *statuses: int) -> None:
         """The next requests get these statuses, in order, before the fake accepts again."""
         self.failures.extend(statuses)
+
+    @property
+    def requests(self) -> list[Received]:
+        with self.lock:
+            log = list(self.exchanges)
+        return [Received(e.method, e.target, dict(e.headers.items()), e.json(), e.status) for e in log]
 
     @property
     def sent(self) -> list[SentMail]:
@@ -81,71 +86,38 @@ class FakeSendGrid:
             )
         return mails
 
-    def start(self) -> FakeSendGrid:
-        fake = self
+    def _acceptable(self, exchange: Exchange) -> bool:
+        return exchange.target == MAIL_SEND and exchange.headers.get("Authorization") == f"Bearer {self.api_key}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep pytest output clean
-                pass
+    def _injected(self, exchange: Exchange) -> Reply | None:
+        if not self.failures:
+            return None
+        status = self.failures.popleft()
+        if status == 413:
+            html = b"<html><head><title>413 Request Entity Too Large</title></head></html>"
+            return Reply(413, html, {"Content-Type": "text/html"})
+        if status == 429:
+            headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}
+            return Reply.json(429, {"errors": [{"message": "too many requests", "field": None}]}, headers)
+        return _errors(status, "simulated failure")
 
-            def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-                # Recorded before the client can see the answer: a test asserts right after send().
-                self.record.status = status
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def respond(self, exchange: Exchange) -> Reply:
+        body = exchange.body()
+        if exchange.target != MAIL_SEND:
+            return _errors(404, "Not Found")
+        if exchange.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _errors(401, INVALID_KEY)
+        try:
+            problem = _validate(json.loads(body))
+        except ValueError:
+            problem = _validate(None)
+        if problem:
+            return _errors(400, *problem)
+        return Reply(202, b"", {"X-Message-Id": uuid.uuid4().hex})
 
-            def _errors(self, status: int, message: str, field_name: str | None = None) -> None:
-                body = json.dumps({"errors": [{"message": message, "field": field_name, "help": None}]}).encode()
-                self._answer(status, body, {"Content-Type": "application/json"})
 
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body = None
-                self.record = Received("POST", self.path, dict(self.headers.items()), body, 0)
-                fake.requests.append(self.record)
-                self._handle(body)
-
-            def _handle(self, body: Any) -> int:
-                if self.path != "/v3/mail/send":
-                    self._errors(404, "Not Found")
-                    return 404
-                if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
-                    self._errors(401, INVALID_KEY)
-                    return 401
-                if fake.failures:
-                    status = fake.failures.popleft()
-                    if status == 413:
-                        html = b"<html><head><title>413 Request Entity Too Large</title></head></html>"
-                        self._answer(413, html, {"Content-Type": "text/html"})
-                    elif status == 429:
-                        headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}
-                        body_429 = json.dumps({"errors": [{"message": "too many requests", "field": None}]}).encode()
-                        self._answer(429, body_429, {"Content-Type": "application/json", **headers})
-                    else:
-                        self._errors(status, "simulated failure")
-                    return status
-                problem = _validate(body)
-                if problem:
-                    self._errors(400, *problem)
-                    return 400
-                self._answer(202, b"", {"X-Message-Id": uuid.uuid4().hex})
-                return 202
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+def _errors(status: int, message: str, field_name: str | None = None) -> Reply:
+    return Reply.json(status, {"errors": [{"message": message, "field": field_name, "help": None}]})
 
 
 def _validate(body: Any) -> tuple[str, str] | None:

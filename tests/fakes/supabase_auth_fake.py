@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ._http import Exchange, FakeServer, Reply
 from .auth_people import ADMIN, CLERK, MANAGER, STRANGER
 from .jwks_fake import SupabaseJwksFake
 
@@ -104,8 +103,11 @@ class AuthError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class SupabaseAuthFake:
+class SupabaseAuthFake(FakeServer):
     """The token endpoint of a Supabase project whose tokens ``jwks`` signs."""
+
+    methods = ("OPTIONS", "POST", "GET")
+    protocol_version = "HTTP/1.1"
 
     def __init__(
         self,
@@ -118,6 +120,7 @@ class SupabaseAuthFake:
     ) -> None:
         import jwt
 
+        super().__init__()
         self.jwks = jwks
         self.kid = kid
         self.expires_in = expires_in
@@ -132,62 +135,25 @@ class SupabaseAuthFake:
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.grants: list[str] = []  # grant_type of each successful token request, in order
         self.issued: list[str] = []  # every access and refresh token handed out (tests look for leaks)
-        self.requests: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:  # keep pytest output clean
-                pass
-
-            def do_OPTIONS(self) -> None:
-                fake.requests.append(("OPTIONS", self.path))
-                wanted = [h.strip().lower() for h in self.headers.get("Access-Control-Request-Headers", "").split(",")]
-                headers = self._cors() | {
-                    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
-                    "Access-Control-Allow-Headers": ", ".join(h for h in wanted if h in ALLOWED_HEADERS),
-                    "Access-Control-Max-Age": "300",
-                }
-                self._send(204, None, headers)
-
-            def do_POST(self) -> None:
-                fake.requests.append(("POST", self.path))
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, payload = fake.handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                self._send(status, payload, self._cors())
-
-            def do_GET(self) -> None:
-                fake.requests.append(("GET", self.path))
-                self._send(404, {"code": 404, "error_code": "not_found", "msg": "Not found"}, self._cors())
-
-            def _cors(self) -> dict[str, str]:
-                origin = self.headers.get("Origin")
-                if not origin:
-                    return {}
-                return {
-                    "Access-Control-Allow-Origin": origin,
-                    "Access-Control-Allow-Credentials": "true",
-                    "Vary": "Origin",
-                }
-
-            def _send(self, status: int, payload: Any, headers: dict[str, str]) -> None:
-                data = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                if payload is not None:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.start()
 
     # ---- the protocol ----------------------------------------------------------------------
+
+    def respond(self, exchange: Exchange) -> Reply:
+        cors = _cors(exchange)
+        if exchange.method == "OPTIONS":
+            wanted = [h.strip().lower() for h in exchange.header("Access-Control-Request-Headers").split(",")]
+            headers = cors | {
+                "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": ", ".join(h for h in wanted if h in ALLOWED_HEADERS),
+                "Access-Control-Max-Age": "300",
+            }
+            return _reply(204, None, headers)
+        if exchange.method == "POST":
+            headers = {k.lower(): v for k, v in exchange.headers.items()}
+            status, payload = self.handle(exchange.target, headers, exchange.body())
+            return _reply(status, payload, cors)
+        return _reply(404, {"code": 404, "error_code": "not_found", "msg": "Not found"}, cors)
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         parts = urlsplit(path)
@@ -235,7 +201,7 @@ class SupabaseAuthFake:
             presented = str(params.get("refresh_token") or "")
             if not presented:
                 raise AuthError(400, "validation_failed", "refresh_token required")
-            with self._lock:
+            with self.lock:
                 held = self.refresh_tokens.get(presented)
                 if held is None:
                     raise AuthError(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
@@ -264,7 +230,7 @@ class SupabaseAuthFake:
         )
         expires_at = jwt.decode(access, options={"verify_signature": False})["exp"]
         refresh = secrets.token_urlsafe(12)
-        with self._lock:
+        with self.lock:
             self.refresh_tokens[refresh] = RefreshToken(user, session_id)
             self.issued += [access, refresh]
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
@@ -292,7 +258,7 @@ class SupabaseAuthFake:
             raise AuthError(401, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {e}") from None
         if scope not in ("global", "local", "others"):
             raise AuthError(400, "validation_failed", "Unsupported logout scope")
-        with self._lock:
+        with self.lock:
             for held in self.refresh_tokens.values():
                 if held.user.id != claims["sub"]:
                     continue
@@ -303,13 +269,26 @@ class SupabaseAuthFake:
     # ---- for tests ---------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+    def requests(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return [(e.method, e.target) for e in self.exchanges]
 
     def count(self, grant: str) -> int:
         return self.grants.count(grant)
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+
+def _cors(exchange: Exchange) -> dict[str, str]:
+    origin = exchange.headers.get("Origin")
+    if not origin:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
+def _reply(status: int, payload: Any, headers: dict[str, str]) -> Reply:
+    if payload is None:
+        return Reply(status, b"", headers)
+    return Reply.json(status, payload, headers)
