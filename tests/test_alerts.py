@@ -12,7 +12,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from fakes.sendgrid_fake import FakeSendGrid
 
 from dbbackup.core.backup import BackupJob
 from dbbackup.errors import DatabaseUnavailable
@@ -21,6 +20,7 @@ from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
 from dbbackup.wiring import alerter_for, backup_job
+from fakes.sendgrid_fake import FakeSendGrid
 from support.cli import run_cli
 from support.db import OwnerDb
 

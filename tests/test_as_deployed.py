@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from fakes import make_drive_storage
 from fakes.auth_people import MANAGER, SCHEDULER_SA
 from fakes.drive_fake import DriveFake
@@ -36,7 +37,6 @@ from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from fakes.secretmanager_fake import SecretManagerFake
 from fakes.sendgrid_fake import FakeSendGrid
-
 from support import infra
 from support.infra import INFRA, resources, unq
 

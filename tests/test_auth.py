@@ -15,11 +15,11 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
+from functions_framework import create_app
+
 from fakes.auth_people import ADMIN, AUDIENCE, CLERK, MANAGER, OTHER_SA, SCHEDULER_SA, STRANGER, Secured
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
-from functions_framework import create_app
-
 from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from fakes.auth_people import ADMIN, MANAGER, auth_env
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
-
 from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from fakes.sendgrid_fake import FakeSendGrid
 from functions_framework import create_app
 
 from dbbackup.core import naming
 from dbbackup.pg.backup_log import CLEANUP_LOCK_KEY
 from dbbackup.settings import Settings
+from fakes.sendgrid_fake import FakeSendGrid
 from support.cli import run_cli
 from support.paths import ROOT
 

@@ -17,17 +17,17 @@ from typing import Any
 
 import psycopg
 import pytest
-from fakes import drive_env, make_drive_storage
-from fakes.auth_people import ADMIN, AUDIENCE, CLERK, MANAGER, SCHEDULER_SA, STRANGER, Secured
-from fakes.drive_fake import DriveFake
-from fakes.jwks_fake import SupabaseJwksFake
-from fakes.oidc_fake import GoogleCertsFake
 from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from dbbackup.console.api import STATIC
 from dbbackup.pg.backup_log import BACKUP_LOCK_KEY
 from dbbackup.storage.local import LocalStorage
+from fakes import drive_env, make_drive_storage
+from fakes.auth_people import ADMIN, AUDIENCE, CLERK, MANAGER, SCHEDULER_SA, STRANGER, Secured
+from fakes.drive_fake import DriveFake
+from fakes.jwks_fake import SupabaseJwksFake
+from fakes.oidc_fake import GoogleCertsFake
 from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures", "fakes.fixtures"]

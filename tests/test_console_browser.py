@@ -25,13 +25,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+
 from fakes import USER, drive_env
 from fakes.auth_people import MANAGER, auth_env
 from fakes.drive_fake import DriveFake
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from fakes.supabase_auth_fake import PASSWORD, SupabaseAuthFake
-
 from support.db import with_params
 from support.paths import ROOT
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from fakes.auth_people import MANAGER, Secured
-from fakes.jwks_fake import SupabaseJwksFake
 from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from dbbackup.console.api import ROUTES
 from dbbackup.console.logs import CHOICES, FILTERS, PAGING, QueryError, parse_query
 from dbbackup.console.openapi import document
+from fakes.auth_people import MANAGER, Secured
+from fakes.jwks_fake import SupabaseJwksFake
 from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]

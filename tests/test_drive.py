@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakes import ROBOT, TEST_CHUNK, USER, drive_env, make_drive_storage
-from fakes.drive_fake import DriveFake
 
 from dbbackup.errors import ConfigError, StorageError, StorageExists
 from dbbackup.settings import Settings
+from fakes import ROBOT, TEST_CHUNK, USER, drive_env, make_drive_storage
+from fakes.drive_fake import DriveFake
 
 pytest_plugins = ["fakes.fixtures"]  # the fake servers' fixtures (drive_fake, drive_storage, ...)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from fakes import ROBOT, TEST_CHUNK, USER, drive_env
-from fakes.drive_fake import DriveFake
 
 from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job
+from fakes import ROBOT, TEST_CHUNK, USER, drive_env
+from fakes.drive_fake import DriveFake
 from support.cli import run_cli
 from support.db import DbFactory
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from fakes.auth_people import AUDIENCE, MANAGER, SCHEDULER_SA, Secured
-from fakes.jwks_fake import SupabaseJwksFake
-from fakes.oidc_fake import GoogleCertsFake
-from fakes.sendgrid_fake import FakeSendGrid
 from functions_framework import create_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_alerts import alert_env
 
+from fakes.auth_people import AUDIENCE, MANAGER, SCHEDULER_SA, Secured
+from fakes.jwks_fake import SupabaseJwksFake
+from fakes.oidc_fake import GoogleCertsFake
+from fakes.sendgrid_fake import FakeSendGrid
 from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from fakes import drive_env, make_drive_storage
 
 from dbbackup.core import naming, retention
 from dbbackup.core.cleanup import CleanupJob
@@ -23,6 +22,7 @@ from dbbackup.settings import Settings
 from dbbackup.storage import Folder, Storage, StoredFile
 from dbbackup.storage.local import LocalStorage
 from dbbackup.wiring import alerter_for, cleanup_job
+from fakes import drive_env, make_drive_storage
 
 pytest_plugins = ["fakes.fixtures"]  # drive_fake, drive_user
 

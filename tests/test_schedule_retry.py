@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from fakes.auth_people import AUDIENCE, SCHEDULER_SA, Secured
-from fakes.oidc_fake import GoogleCertsFake
 from functions_framework import create_app
 
+from fakes.auth_people import AUDIENCE, SCHEDULER_SA, Secured
+from fakes.oidc_fake import GoogleCertsFake
 from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]

@@ -11,15 +11,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from functions_framework import create_app
+from test_alerts import OPS, alert_env, failing_pg_dump
+
 from fakes import drive_env
 from fakes.auth_people import AUDIENCE, CLERK, MANAGER, SCHEDULER_SA
 from fakes.drive_fake import DriveFake
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from fakes.sendgrid_fake import FakeSendGrid
-from functions_framework import create_app
-from test_alerts import OPS, alert_env, failing_pg_dump
-
 from support.cli import run_cli
 from support.db import OwnerDb, with_params
 from support.paths import FIXTURES, ROOT

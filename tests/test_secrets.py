@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.secretmanager_fake import SecretManagerFake
 from functions_framework import create_app
 
 from dbbackup.errors import ConfigError
 from dbbackup.redact import MASK, redact
 from dbbackup.secret_manager import resolve_secrets
+from fakes.secretmanager_fake import SecretManagerFake
 from support.paths import ROOT
 
 BACKUP = ROOT / "functions" / "database_backup" / "main.py"

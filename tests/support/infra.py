@@ -16,7 +16,8 @@ from typing import Any
 
 import hcl2
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from support.paths import ROOT
+
 INFRA = ROOT / "infra"
 ENV_MODULE = INFRA / "modules" / "function_env"
 CODE_DIRS = (ROOT / "shared" / "dbbackup", ROOT / "functions")
@@ -93,7 +94,7 @@ def _const(node: ast.AST) -> str | None:
 def variables_read_by_code() -> set[str]:
     """Every environment variable our code reads, found in the code: ``env.get("X")``,
     ``os.environ["X"]``, ``os.getenv("X")``, a helper called with the environment and a name
-    (``_int(env, "X", ...)``), and ``X_SECRET`` for each of ``secrets_gsm.SECRET_VARIABLES``."""
+    (``_int(env, "X", ...)``), and ``X_SECRET`` for each of ``secret_manager.SECRET_VARIABLES``."""
     found: set[str] = set()
     for folder in CODE_DIRS:
         for path in sorted(folder.rglob("*.py")):
