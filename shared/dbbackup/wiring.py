@@ -62,12 +62,18 @@ class _LazyNotifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._notifier: Notifier | None = None
-        self.name = "sendgrid" if settings.sendgrid_api_key else "log"
 
-    def send(self, to: str, email: Email) -> None:
+    def _built(self) -> Notifier:
         if self._notifier is None:
             self._notifier = make_notifier(self.settings)
-        self._notifier.send(to, email)
+        return self._notifier
+
+    @property
+    def name(self) -> str:
+        return self._built().name
+
+    def send(self, to: str, email: Email) -> None:
+        self._built().send(to, email)
 
 
 def alerter_for(

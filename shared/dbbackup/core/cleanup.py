@@ -113,7 +113,8 @@ class CleanupJob:
         storage: Storage,
         alerter: Alerter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        dry_run_storage: Callable[[Storage], Storage] | None = None,
+        *,
+        dry_run_storage: Callable[[Storage], Storage],
     ) -> None:
         self.settings = settings
         self.open_log = open_log
@@ -144,11 +145,7 @@ class CleanupJob:
     def _locked(self, repo: BackupLog, folder_path: str, dry_run: bool) -> CleanupResult:
         s = self.settings
         now = self.clock()
-        storage = self.storage
-        if dry_run:
-            if self.dry_run_storage is None:
-                raise BackupError("no dry-run storage was configured")
-            storage = self.dry_run_storage(self.storage)
+        storage = self.dry_run_storage(self.storage) if dry_run else self.storage
         record: Callable[[StoredFile], int] = (lambda f: 1) if dry_run else repo.mark_deleted
         result = CleanupResult(
             status="success",

@@ -86,7 +86,10 @@ class Email:
 
 
 class Notifier(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """What the log calls it ("log", "sendgrid")."""
+        ...
 
     def send(self, to: str, email: Email) -> None:
         """Deliver ``email`` to ``to`` or raise NotifyError (``retryable`` when a later attempt
@@ -136,9 +139,6 @@ class LogRow:
         values = {k: v for k, v in row.items() if k in known}
         values["id"] = str(values["id"])
         return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
