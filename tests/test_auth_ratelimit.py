@@ -22,6 +22,7 @@ import pytest
 from fakes.auth_people import ADMIN, MANAGER, auth_env
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
+from support.db import wait_until_gone
 from support.paths import ROOT
 
 pytest_plugins = ["fakes.auth_fixtures"]
@@ -113,6 +114,8 @@ def test_a_slot_refused_with_409_is_given_back(
     token = supabase.mint(MANAGER)
     with psycopg.connect(app_db, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (BACKUP_LOCK_KEY,))
+        holder_pid = holder.info.backend_pid
         status, _, body = _post(a, token)
         assert status == 409 and body["status"] == "busy"
+    wait_until_gone(app_db, holder_pid)
     assert _post(a, token)[0] == 200

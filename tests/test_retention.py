@@ -23,6 +23,7 @@ from dbbackup.storage import Folder, Storage, StoredFile
 from dbbackup.storage.local import LocalStorage
 from dbbackup.wiring import alerter_for, cleanup_job
 from fakes import drive_env, make_drive_storage
+from support.db import wait_until_gone
 
 pytest_plugins = ["fakes.fixtures"]  # drive_fake, drive_user
 
@@ -337,7 +338,9 @@ def test_a_running_backup_does_not_block_cleanup_and_cleanup_does_not_take_its_l
     world.put(NOW - timedelta(days=1))
     with psycopg.connect(world.url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (BACKUP_LOCK_KEY,))
+        holder_pid = holder.info.backend_pid
         assert world.job().run().status == "success"
+    wait_until_gone(world.url, holder_pid)
     with psycopg.connect(world.url, autocommit=True) as other:
         # Released afterwards, and never held by the cleanup's session.
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (BACKUP_LOCK_KEY,)).fetchone()[0]
