@@ -10,14 +10,21 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from dbbackup.core.health import iso
 from dbbackup.errors import BackupError, UsageError
 from dbbackup.pg.backup_log import STATUSES
 from dbbackup.redact import one_line, redact
 
+if TYPE_CHECKING:
+    from dbbackup.dump.age import Identities
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+IDENTITY_HELP = (
+    "age identity file (age-keygen's output) to decrypt an encrypted backup; default BACKUP_AGE_IDENTITY"
+    " (a file or the key) or BACKUP_AGE_IDENTITY_SECRET"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--limit", type=int, default=20)
     logs.add_argument("--json", action="store_true")
     restore = sub.add_parser("restore", help="restore a backup into an empty database")
-    restore.add_argument("source", help="a .sql.gz file, a backup_logs id, or 'latest'")
+    restore.add_argument("source", help="a .sql.gz(.age) file, a backup_logs id, or 'latest'")
     restore.add_argument("--target", required=True, help="URL of the (empty) database to restore into")
     restore.add_argument("--force", action="store_true", help="restore even if the target holds tables")
     restore.add_argument(
@@ -47,10 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="commit statement by statement (a failure leaves a partial restore)",
     )
+    restore.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
     restore.add_argument("--json", action="store_true")
     verify = sub.add_parser("verify", help="check a backup end to end")
-    verify.add_argument("source", help="a .sql.gz file, a backup_logs id, or 'latest'")
+    verify.add_argument("source", help="a .sql.gz(.age) file, a backup_logs id, or 'latest'")
     verify.add_argument("--restore-test", action="store_true", help="also restore it into a throwaway server")
+    verify.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
     verify.add_argument("--json", action="store_true")
     cleanup = sub.add_parser("cleanup", help="delete backups older than BACKUP_RETENTION_DAYS (keeps a safety floor)")
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
@@ -162,20 +171,33 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _identities(args: argparse.Namespace) -> Identities | None:
+    import os
+
+    from dbbackup.wiring import age_identities
+
+    return age_identities(args.identity, os.environ)
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from dbbackup.restore.restorer import restore
     from dbbackup.wiring import resolve_source
 
     signal.signal(signal.SIGTERM, _sigterm)
+    identities = _identities(args)
     result = restore(
-        resolve_source(args.source), args.target, single_transaction=args.single_transaction, force=args.force
+        resolve_source(args.source),
+        args.target,
+        single_transaction=args.single_transaction,
+        force=args.force,
+        identities=identities,
     )
     if args.json:
         print(json.dumps(result.__dict__, indent=2))
     else:
         print(
             f"restored {result.source}: {result.sql_bytes:,} bytes of SQL from {result.gz_bytes:,} bytes gzip "
-            f"in {result.seconds:.1f} s"
+            f"{'(decrypted with the age identity) ' if result.encrypted else ''}in {result.seconds:.1f} s"
         )
     return EXIT_OK
 
@@ -184,7 +206,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from dbbackup.restore.verify import verify
     from dbbackup.wiring import resolve_source
 
-    report = verify(resolve_source(args.source), restore_test=args.restore_test)
+    report = verify(resolve_source(args.source), restore_test=args.restore_test, identities=_identities(args))
     if args.json:
         print(
             json.dumps(

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from dbbackup.dump import profiles
+from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
@@ -26,6 +27,7 @@ from dbbackup.pg.catalog import user_tables
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
+from dbbackup.restore.reading import open_stored
 from dbbackup.restore.sources import Source
 
 _PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
@@ -37,17 +39,28 @@ class RestoreResult:
     source: str
     gz_bytes: int
     sql_bytes: int
-    md5: str
+    md5: str  # of the file as stored (the age file when encrypted)
     seconds: float
     single_transaction: bool
+    encrypted: bool = False
 
 
-def restore(source: Source, target_url: str, *, single_transaction: bool = True, force: bool = False) -> RestoreResult:
+def restore(
+    source: Source,
+    target_url: str,
+    *,
+    single_transaction: bool = True,
+    force: bool = False,
+    identities: Identities | None = None,
+) -> RestoreResult:
+    """An age-encrypted backup needs ``identities`` (UsageError before anything is touched);
+    its pieces are authenticated as they stream, and a damaged one stops psql uncommitted."""
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
     stats = ReadStats()
-    blocks = gunzip(source.open(), stats)
+    opened = open_stored(source)
+    blocks = gunzip(opened.gzip(identities, source.label, "restore"), stats)
     first = next(blocks, b"")
     existing = user_tables(target_url, secrets)
     if profiles.is_supabase_dump(first):
@@ -105,9 +118,10 @@ def restore(source: Source, target_url: str, *, single_transaction: bool = True,
         source.label,
         stats.gz_bytes,
         stats.sql_bytes,
-        stats.md5,
+        opened.stored.md5,
         round(time.monotonic() - started, 3),
         single_transaction,
+        opened.stored.encrypted,
     )
 
 
