@@ -213,6 +213,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 {
                     "source": report.source,
                     "ok": report.ok,
+                    "contents_checked": report.contents_checked,
                     "checks": [c.__dict__ for c in report.checks],
                     "tables": report.tables,
                     "rows": report.rows,
@@ -225,7 +226,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for check in report.checks:
             mark = "skip" if check.skipped else "ok  " if check.ok else "FAIL"
             print(f"{mark} {check.name:<9} {check.detail}")
-        print(f"{report.source}: {'verified' if report.ok else 'NOT a usable backup'} ({report.seconds:.1f} s)")
+        verdict = "verified" if report.ok else "NOT a usable backup"
+        if report.ok and not report.contents_checked:
+            verdict = "the stored file is intact; its contents were NOT checked (encrypted, no identity given)"
+        print(f"{report.source}: {verdict} ({report.seconds:.1f} s)")
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

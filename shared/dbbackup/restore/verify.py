@@ -41,6 +41,11 @@ class VerifyReport:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
+    @property
+    def contents_checked(self) -> bool:
+        """False for an encrypted backup verified without its identity."""
+        return not any(c.name == "contents" and c.skipped for c in self.checks)
+
 
 def verify(source: Source, restore_test: bool = False, identities: Identities | None = None) -> VerifyReport:
     started = time.monotonic()
