@@ -55,6 +55,15 @@ def make_notifier(settings: Settings) -> Notifier:
     return SendGridNotifier(settings.sendgrid_api_key, settings.alert_from_email, host=settings.sendgrid_host)
 
 
+def make_webhook(settings: Settings) -> Notifier | None:
+    """The second alert channel, ALERT_WEBHOOK_URL, when set."""
+    if not settings.webhook_url:
+        return None
+    from dbbackup.notify.webhook import WebhookNotifier
+
+    return WebhookNotifier(settings.webhook_url)
+
+
 class _LazyNotifier:
     """Builds the configured notifier at the first alert, as most runs send none: a backup never
     waits for (or fails on) a mail client it does not use."""
@@ -88,6 +97,7 @@ def alerter_for(
         secrets=settings.secrets,
         sleep=sleep,
         delays=delays,
+        webhook=make_webhook(settings),
     )
 
 

@@ -214,7 +214,9 @@ class BackupJob:
                 consecutive=max(context.consecutive_failures, 1),
                 last_success=(previous.completed_at or previous.started_at) if previous else None,
             )
-            email = messages.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            email = messages.backup_failure_email(
+                failure, self.settings.timezone, self.settings.environment, self.settings.organization
+            )
             self.alerter.deliver(email, context.recipient)
         except Exception as exc:
             _log.error(
@@ -238,7 +240,9 @@ class BackupJob:
                 drive_path=None,
                 backup_id=None,
             )
-            email = messages.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            email = messages.backup_failure_email(
+                failure, self.settings.timezone, self.settings.environment, self.settings.organization
+            )
             self.alerter.deliver(email, recipient)
         except Exception as err:
             _log.error("the failure alert was not sent: %s", one_line(redact(str(err), self.secrets)))
@@ -272,6 +276,7 @@ class BackupJob:
                 size=outcome.file_size_bytes,
                 previous_size=before,
                 threshold_percent=percent,
+                organization=self.settings.organization,
             )
             self.alerter.deliver(email, repo.notification_email())
         except Exception as exc:
