@@ -25,6 +25,7 @@ from fakes.sendgrid_fake import FakeSendGrid
 from fakes.webhook_fake import TOKEN, FakeWebhook
 from support.cli import run_cli
 from support.db import OwnerDb
+from support.dumps import failing_pg_dump
 
 pytest_plugins = ["fakes.fixtures"]  # sendgrid, webhook
 
@@ -43,20 +44,6 @@ def alert_env(fake: FakeSendGrid, **extra: str) -> dict[str, str]:
         "BACKUP_TIMEZONE": "Europe/Berlin",
         **extra,
     }
-
-
-def failing_pg_dump(tmp_path: Path) -> Path:
-    """A pg_dump that fails the way a broken connection does, echoing its connection string and
-    password: the raw error holds the secret, the alert must not."""
-    real = pgbin.tool("pg_dump")
-    script = tmp_path / "pg_dump"
-    script.write_text(
-        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{real}" --version; fi\n'
-        'echo "pg_dump: error: connection to postgresql://app:$PGPASSWORD@db.example.com:5432/postgres failed:'
-        ' FATAL: password=$PGPASSWORD rejected" >&2\nexit 1\n'
-    )
-    script.chmod(0o755)
-    return script
 
 
 @pytest.fixture
@@ -513,3 +500,56 @@ def test_the_webhook_url_must_be_https_except_for_localhost() -> None:
     for good in ("https://hooks.slack.com/services/T/B/secret", "http://127.0.0.1:8080/hook", "http://localhost/h"):
         settings = Settings.from_env(base | {"ALERT_WEBHOOK_URL": good})
         assert settings.webhook_url == good and good in settings.secrets and good not in repr(settings)
+
+
+# --- the spec's default recipient is replaced at deploy time (BACKUP_NOTIFICATION_EMAIL) ------------
+
+
+def notification_email(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT config_value FROM invoice_configurations WHERE config_key = 'backup_notification_email'"
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_new_deployments_first_run_replaces_the_specs_default_recipient(
+    owner_db: OwnerDb, tmp_path: Path, sendgrid: FakeSendGrid
+) -> None:
+    run_cli(["migrate"], owner_db.url, check=True)
+    assert notification_email(owner_db.url) == "pega2023test@gmail.com"  # the spec's default, as migrated
+    job = make_job(
+        owner_db.url,
+        tmp_path,
+        sendgrid,
+        PG_DUMP_PATH=str(failing_pg_dump(tmp_path)),
+        BACKUP_NOTIFICATION_EMAIL="oncall@example.com",
+    )
+    assert job.run("scheduled").status == "failed"
+    assert [m.to for m in sendgrid.sent] == [["oncall@example.com"]]
+    assert notification_email(owner_db.url) == "oncall@example.com"
+
+
+def test_an_address_a_manager_chose_is_never_overwritten(
+    app_db: OwnerDb, tmp_path: Path, sendgrid: FakeSendGrid
+) -> None:
+    job = make_job(
+        app_db.url,
+        tmp_path,
+        sendgrid,
+        PG_DUMP_PATH=str(failing_pg_dump(tmp_path)),
+        BACKUP_NOTIFICATION_EMAIL="oncall@example.com",
+    )
+    job.run("scheduled")
+    assert [m.to for m in sendgrid.sent] == [[OPS]] and notification_email(app_db.url) == OPS
+    migrated = run_cli(["migrate"], app_db.url, check=True, BACKUP_NOTIFICATION_EMAIL="oncall@example.com")
+    assert "backup_notification_email set" not in migrated.stdout and notification_email(app_db.url) == OPS
+
+
+def test_migrate_applies_the_deployments_recipient(owner_db: OwnerDb) -> None:
+    out = run_cli(["migrate"], owner_db.url, check=True, BACKUP_NOTIFICATION_EMAIL="oncall@example.com").stdout
+    assert "backup_notification_email set to oncall@example.com (BACKUP_NOTIFICATION_EMAIL)" in out
+    assert notification_email(owner_db.url) == "oncall@example.com"
+    bad = run_cli(["migrate"], owner_db.url, BACKUP_NOTIFICATION_EMAIL="not an address")
+    assert bad.returncode == 2 and "BACKUP_NOTIFICATION_EMAIL" in bad.stderr

@@ -265,7 +265,7 @@ def test_the_deployed_functions_back_up_dedupe_retries_serve_managers_and_clean_
     assert (row["backup_type"], row["triggered_by"], row["status"]) == ("automatic", SCHEDULER_SA, "success")
     assert row["schedule_time"] is not None
     # pg_dump came from the archive's slim tarball, unpacked into the cache directory.
-    assert list((tmp_path / "cache").glob("postgresql-*-pgdump/bin/pg_dump"))
+    assert list((tmp_path / "cache").glob("postgresql-*-client/bin/pg_dump"))
     # The secrets were read from Secret Manager by the code, with the names Terraform set.
     assert any("dbbackup-database-url" in a for a in d.secrets.accesses)
     peak_mib = _tree_peak_rss_kib(backup.process.pid) / 1024

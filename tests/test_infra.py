@@ -205,7 +205,7 @@ def test_the_archive_holds_the_entry_points_the_package_and_pg_dump(source: Path
     main = (source / "main.py").read_text()
     for name in locals_(INFRA / "functions.tf")["functions"]:
         assert f"import {name}\n" in main
-    (tarball,) = (source / "dbbackup" / "_bundled").glob("postgresql-*-pgdump.tar.gz")
+    (tarball,) = (source / "dbbackup" / "_bundled").glob("postgresql-*-client.tar.gz")
     with tarfile.open(tarball) as tar:
         members = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
     assert members["bin/pg_dump"].mode & stat.S_IXUSR and members["bin/pg_dumpall"].mode & stat.S_IXUSR
@@ -219,7 +219,7 @@ def test_the_archive_excludes_tests_venvs_local_backups_and_caches(source: Path)
         parts = path.relative_to(source).parts
         assert parts[0] not in ("tests", ".venv", ".venv-checkov", "backups", "build", "infra", ".cache", "docs")
         assert "__pycache__" not in parts and path.suffix != ".pyc"
-        assert path.suffix != ".gz" or path.name.endswith("-pgdump.tar.gz")
+        assert path.suffix != ".gz" or path.name.endswith("-client.tar.gz")
         assert not path.name.startswith("DB_Backup_")
 
 
@@ -239,7 +239,7 @@ def test_the_deployed_package_finds_its_bundled_pg_dump(source: Path, tmp_path: 
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=source)
     module, dump, major = out.stdout.split()
     assert Path(module).is_relative_to(source)
-    assert Path(dump).is_relative_to(tmp_path / "cache") and "pgdump" in dump and major == "18"
+    assert Path(dump).is_relative_to(tmp_path / "cache") and "-client/" in dump and major == "18"
 
 
 def test_the_package_is_reproducible(source: Path, tmp_path: Path) -> None:

@@ -148,6 +148,7 @@ class Settings:
     alert_from_email: str | None = None
     alert_fallback_email: str | None = None
     organization: str = DEFAULT_ORGANIZATION
+    notification_email: str | None = None  # BACKUP_NOTIFICATION_EMAIL: replaces the spec's default recipient
     webhook_url: str | None = field(default=None, repr=False)
     # GOOGLE_DRIVE_* (storage/drive_config.py), set when storage is google_drive; holds keys.
     google_drive: DriveConfig | None = field(default=None, repr=False)
@@ -208,6 +209,7 @@ class Settings:
             alert_from_email=alerting.alert_from_email,
             alert_fallback_email=alerting.alert_fallback_email,
             organization=alerting.organization,
+            notification_email=_email(env, "BACKUP_NOTIFICATION_EMAIL"),
             webhook_url=alerting.webhook_url,
             google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
             auth=auth_config_from_env(env),

@@ -20,6 +20,7 @@ from dbbackup.dump.stream import Progress
 from dbbackup.errors import ConfigError
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
+from dbbackup.redact import remember_secrets
 from dbbackup.restore.sources import Source, resolve
 from dbbackup.secret_manager import resolve_secrets
 from dbbackup.settings import Settings
@@ -107,7 +108,9 @@ def environment(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def open_log(settings: Settings) -> OpenLog:
-    return backup_log.opener(settings.database_url, settings.connect_attempts, settings.secrets)
+    return backup_log.opener(
+        settings.database_url, settings.connect_attempts, settings.secrets, settings.notification_email
+    )
 
 
 def backup_job(
@@ -117,6 +120,7 @@ def backup_job(
     clock: Clock = utc_now,
     alerter: Alerter | None = None,
 ) -> BackupJob:
+    remember_secrets(settings.secrets)  # every later log line is redacted with them (JSON lines too)
     dumper = PgDumper(
         settings.database_url,
         settings.profile,
@@ -142,6 +146,7 @@ def cleanup_job(
     alerter: Alerter | None = None,
     clock: Clock = utc_now,
 ) -> CleanupJob:
+    remember_secrets(settings.secrets)
     return CleanupJob(
         settings,
         open_log(settings),

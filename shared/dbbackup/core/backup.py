@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from dbbackup import structured_log
 from dbbackup.core import folder_path, messages, naming
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.ports import BackupLog, Dumper, JobSettings, OpenLog, Storage, StoredFile
@@ -88,6 +89,7 @@ class BackupJob:
     def _run(self, trigger: str, triggered_by: str | None, schedule_time: datetime | None) -> BackupOutcome:
         if trigger not in TRIGGERS:
             raise ConfigError(f"unknown trigger {trigger!r}")
+        structured_log.set_label("trigger", trigger)
         self.dumper.check_target()
         with self.open_log() as repo:
             config = repo.config()
@@ -126,6 +128,7 @@ class BackupJob:
         moment = self.clock()
         name = naming.base_name(moment, self.settings.timezone)
         log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
+        structured_log.set_label("backup_log_id", log_id)
         stored: StoredFile | None = None
         try:
             folder_path.split(folder)
