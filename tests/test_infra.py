@@ -31,6 +31,7 @@ NOT_SET_BY_TERRAFORM = {
     "GOOGLE_DRIVE_CREDENTIALS": "given as GOOGLE_DRIVE_CREDENTIALS_SECRET",
     "SENDGRID_API_KEY": "given as SENDGRID_API_KEY_SECRET",
     "SUPABASE_JWT_SECRET": "given as SUPABASE_JWT_SECRET_SECRET",
+    "ALERT_WEBHOOK_URL": "given as ALERT_WEBHOOK_URL_SECRET (its path is a token)",
     "DBBACKUP_EMBEDDED_USER": "throwaway test and demo servers only",
     "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
@@ -41,6 +42,8 @@ NOT_SET_BY_TERRAFORM = {
     "GOOGLE_DRIVE_TIMEOUT_SECONDS": "tuning; the code's default",
     "MAX_BODY_BYTES": "tuning; the code's default (64 KiB)",
     "K_SERVICE": "set by the platform itself",
+    "FUNCTION_TARGET": "set by the platform itself (the entry point, a label of the JSON log lines)",
+    "LOG_FORMAT": "JSON lines already, because K_SERVICE is set; text is for a terminal",
     "PGHOST": "libpq's own variable, only used to describe errors; DATABASE_URL carries the host",
     "PGPORT": "libpq's own variable; DATABASE_URL carries the port",
     "PGSSLMODE": "libpq's own variable; DATABASE_URL carries sslmode",
@@ -49,6 +52,8 @@ NOT_SET_BY_TERRAFORM = {
     "XDG_CACHE_HOME": "DBBACKUP_CACHE_DIR is set and wins",
 }
 SCHEDULED = {"database_backup", "cleanup_old_backups"}
+# Variables without a default: the operator must choose them (README "Deployment").
+REQUIRED_VARIABLES = {"project_id", "ops_alert_email", "notification_email"}
 
 
 def test_every_tf_file_parses() -> None:
@@ -59,7 +64,9 @@ def test_every_tf_file_parses() -> None:
     example = INFRA / "terraform.tfvars.example"
     with example.open() as f:
         values = hcl2.load(f)
-    assert set(values) - {"__comments__"} <= set(variable_defaults()) | {"project_id"}, "unknown variable in example"
+    assert set(values) - {"__comments__"} <= set(variable_defaults()) | REQUIRED_VARIABLES, (
+        "unknown variable in example"
+    )
 
 
 def test_each_function_entry_point_exists_in_its_main() -> None:
@@ -254,3 +261,10 @@ def test_cloudbuild_tests_before_it_deploys() -> None:
     steps = [m.group(1) for m in re.finditer(r"^\s+- id: ([\w-]+)", text, re.MULTILINE)]
     assert steps.index("test") < steps.index("plan") < steps.index("apply")
     assert "make test" in text and "_TF_STATE_BUCKET" in text and "python:3.12" in text
+
+
+def test_required_variables_are_exactly_those_an_operator_must_choose() -> None:
+    declared = {unq(name) for path, block in blocks("variable") if path.parent == INFRA for name in block}
+    assert declared - set(variable_defaults()) == REQUIRED_VARIABLES
+    example = hcl2.load((INFRA / "terraform.tfvars.example").open())
+    assert set(example) >= REQUIRED_VARIABLES
