@@ -268,3 +268,20 @@ def test_required_variables_are_exactly_those_an_operator_must_choose() -> None:
     assert declared - set(variable_defaults()) == REQUIRED_VARIABLES
     example = hcl2.load((INFRA / "terraform.tfvars.example").open())
     assert set(example) >= REQUIRED_VARIABLES
+
+
+def test_terraform_tfvars_may_be_committed_and_is_uploaded_by_gcloud_builds_submit() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "infra/terraform.tfvars"], cwd=ROOT, capture_output=True, check=False
+    )
+    assert ignored.returncode == 1, ".gitignore must not exclude infra/terraform.tfvars (README says commit it)"
+    gcloudignore = (ROOT / ".gcloudignore").read_text().splitlines()
+    rules = [line.strip() for line in gcloudignore if line.strip() and not line.startswith("#")]
+    assert not any("tfvars" in rule for rule in rules) and "/infra/*.tfstate*" in rules and ".venv/" in rules
+
+
+def test_cloudbuild_runs_the_browser_tests_with_chromium_installed() -> None:
+    text = (ROOT / "cloudbuild.yaml").read_text()
+    test_step = text[text.index("- id: test") : text.index("- id: package")]
+    assert "apt-get install" in test_step and "chromium" in test_step
+    assert "DBBACKUP_REQUIRE_BROWSER=1" in test_step and "make test" in test_step
