@@ -15,6 +15,9 @@ locals {
     GOOGLE_DRIVE_SUBJECT           = var.drive_subject
     ALERT_FROM_EMAIL               = var.alert_from_email
     ALERT_FALLBACK_EMAIL           = var.alert_fallback_email
+    ALERT_ORGANIZATION             = var.alert_organization
+    BACKUP_NOTIFICATION_EMAIL      = var.notification_email
+    GOOGLE_CLOUD_PROJECT           = var.project_id # the trace field of the JSON log lines
     SENDGRID_API_HOST              = var.sendgrid_api_host
     SUPABASE_JWKS_URL              = var.supabase_jwks_url
     SUPABASE_JWT_ISSUER            = var.supabase_jwt_issuer

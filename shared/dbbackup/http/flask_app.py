@@ -8,16 +8,15 @@ import logging
 
 import flask
 
+from dbbackup import structured_log
 from dbbackup.auth.config import MAX_BODY_LIMIT
 from dbbackup.http.types import HttpReply, HttpRequest
-from dbbackup.redact import install_log_redaction
 
 
 def configure_logging() -> None:
-    """Plain lines for Cloud Logging, redacted from the first record on, whoever logs it (ours,
-    Flask, google-auth)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+    """JSON lines for Cloud Logging (plain ones with LOG_FORMAT=text or off Cloud Run), redacted
+    from the first record on, whoever logs it (ours, Flask, google-auth)."""
+    structured_log.configure(logging.INFO)
 
 
 def request_of(request: flask.Request) -> HttpRequest:
