@@ -20,11 +20,8 @@ SECRET_VARIABLES = (
     "GOOGLE_DRIVE_CREDENTIALS",
     "SENDGRID_API_KEY",
     "SUPABASE_JWT_SECRET",
-<<<<<<< HEAD
-    "BACKUP_AGE_IDENTITY",  # only where a restore drill is deliberately allowed to decrypt
-=======
     "ALERT_WEBHOOK_URL",
->>>>>>> issue-18
+    "BACKUP_AGE_IDENTITY",  # only where a restore drill is deliberately allowed to decrypt
 )
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
