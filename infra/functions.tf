@@ -6,6 +6,7 @@ locals {
     BACKUP_TIMEZONE                = var.time_zone
     BACKUP_PROFILE                 = var.backup_profile
     BACKUP_EXCLUDE_TABLES          = var.backup_exclude_tables
+    BACKUP_AGE_RECIPIENTS          = join(",", var.age_recipients) # public keys only: no function can decrypt
     BACKUP_GZIP_LEVEL              = tostring(var.gzip_level)
     BACKUP_RETENTION_DAYS          = tostring(var.retention_days)
     BACKUP_KEEP_MIN                = tostring(var.keep_min)

@@ -189,6 +189,16 @@ variable "backup_exclude_tables" {
   default     = ""
 }
 
+variable "age_recipients" {
+  description = "age public keys (age1…) every backup is encrypted to (BACKUP_AGE_RECIPIENTS); empty: plain .sql.gz. Never an identity: the functions must not be able to decrypt."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for r in var.age_recipients : can(regex("^age1[02-9ac-hj-np-z]{58}$", r))])
+    error_message = "Each age_recipients entry must be an age X25519 public key (age1 followed by 58 characters), never an AGE-SECRET-KEY identity."
+  }
+}
+
 variable "drive_subject" {
   description = "With a service-account key and domain-wide delegation: the user whose My Drive holds the backups (GOOGLE_DRIVE_SUBJECT)."
   type        = string

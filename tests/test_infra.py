@@ -33,6 +33,7 @@ NOT_SET_BY_TERRAFORM = {
     "SUPABASE_JWT_SECRET": "given as SUPABASE_JWT_SECRET_SECRET",
     "ALERT_WEBHOOK_URL": "given as ALERT_WEBHOOK_URL_SECRET (its path is a token)",
     "DBBACKUP_EMBEDDED_USER": "throwaway test and demo servers only",
+    "BACKUP_AGE_IDENTITY": "decrypting is for a person restoring (CLI); the functions hold only the recipients",
     "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
     "SECRET_MANAGER_ENDPOINT": "Google's endpoint is the default; tests point it at a fake",

@@ -14,7 +14,7 @@ import psycopg.conninfo
 from dbbackup.auth.config import AuthConfig, auth_config_from_env
 from dbbackup.core.alerts import is_email  # the one address check, shared with the recipient read from the database
 from dbbackup.core.messages import DEFAULT_ORGANIZATION
-from dbbackup.dump.age import RECIPIENTS_VARIABLE, parse_recipients
+from dbbackup.dump.age import parse_recipients
 from dbbackup.dump.profiles import DumpProfile, profile_from_env
 from dbbackup.errors import ConfigError
 from dbbackup.pg.conninfo import check_url
@@ -217,5 +217,5 @@ class Settings:
             google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
-            age_recipients=parse_recipients(env.get(RECIPIENTS_VARIABLE, "")),
+            age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),
         )

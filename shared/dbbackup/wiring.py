@@ -117,8 +117,9 @@ def age_identities(path: str | None, env: Mapping[str, str]) -> Identities | Non
     from Secret Manager). None when none is given; the backup side never calls this."""
     if path:
         return load_identities(path, "--identity")
-    wanted = (IDENTITY_VARIABLE, f"{IDENTITY_VARIABLE}_SECRET", "SECRET_MANAGER_ENDPOINT")
-    value = environment({k: env[k] for k in wanted if k in env}).get(IDENTITY_VARIABLE, "").strip()
+    # Not one of the functions' SECRET_VARIABLES: a backup function never reads an identity.
+    env = resolve_secrets(env, variables=(IDENTITY_VARIABLE,))
+    value = env.get("BACKUP_AGE_IDENTITY", "").strip()
     if not value:
         return None
     if "AGE-SECRET-KEY-" in value.upper():
