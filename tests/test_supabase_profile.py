@@ -146,6 +146,20 @@ def test_supabase_profile_dumps_user_structure_and_auth_storage_data_in_one_file
     for reserved in ("anon", "supabase_admin", project_role(url)):
         assert not any(re.search(rf"(CREATE|ALTER) ROLE {reserved}[ ;]", ln) for ln in live), reserved
     assert sql.count("-- PostgreSQL database dump complete") == 2
+    # after the data: the app's own objects on the managed tables, never the platform's
+    managed = live[live.index(max(ln for ln in live if ln.startswith("COPY "))) :]
+    app = [ln for ln in live if ln.startswith("DO $dbbackup$ BEGIN IF") and "EXECUTE E'" in ln]
+    for expected in (
+        "CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users",
+        "CREATE TRIGGER on_avatar_uploaded AFTER INSERT ON storage.objects",
+        'CREATE POLICY "read own objects" ON storage.objects',
+        'CREATE POLICY "upload own avatar" ON storage.objects',
+        "ALTER TABLE storage.buckets ENABLE ROW LEVEL SECURITY",
+        f"GRANT SELECT ON TABLE storage.objects TO {project_role(url)}_reader",
+    ):
+        assert any(expected in ln for ln in app) and any(expected in ln for ln in managed), expected
+    assert "update_objects_updated_at" not in sql and "update_updated_at_column" not in sql  # the platform's
+    assert lines[-1] == "-- dbbackup: end of backup"
     verify = run_cli(["verify", str(tmp_path / str(result["file_id"]))], None)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     # A plain throwaway server lacks the auth/storage schemas: the restore test says so, not "FAIL".
@@ -194,14 +208,23 @@ def test_a_supabase_backup_restores_into_a_fresh_project(
     custom = (f"{cluster.role}_app", f"{cluster.role}_reader")
     source_schema = public_schema(url)
     with psycopg.connect(admin, autocommit=True) as conn:  # the old project, and its roles, are gone
+        # (DROP OWNED leaves a grant whose grantor is not the owner: revoke it as its grantor)
+        conn.execute(f"SET ROLE {cluster.role}; REVOKE ALL ON storage.objects FROM {custom[1]}; RESET ROLE")
         conn.execute(f"DROP OWNED BY {custom[0]}, {custom[1]}")
         conn.execute(f"DROP ROLE {custom[0]}, {custom[1]}")
     target, target_admin = cluster.fresh()
+    cluster.let_postgres_own_managed_tables()  # as on Supabase: its postgres may create Storage's policies
     with psycopg.connect(target_admin) as conn:
         migrations_before = conn.execute("SELECT count(*) FROM auth.schema_migrations").fetchone()
 
     proc = run_cli(["restore", str(tmp_path / str(result["file_id"])), "--target", target], None)
     assert proc.returncode == 0, proc.stderr
+    # a privilege the new project's postgres lacks is a NOTICE naming it, not a failed restore
+    refused = f"GRANT SET ON PARAMETER work_mem TO {custom[0]};"
+    assert f"dbbackup: not restored, the restoring role lacks the privilege: {refused}" in proc.stderr
+    assert "the target already has it, left as it is: ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY" in (
+        proc.stderr
+    )
 
     source_data, target_data = data_fingerprint(admin), data_fingerprint(target_admin)
     for key in USER_DATA:
@@ -229,6 +252,102 @@ def test_a_supabase_backup_restores_into_a_fresh_project(
             "SELECT tablename FROM pg_publication_tables WHERE pubname = 'supabase_realtime'"
         ).fetchall()
         assert published == [("todos",)]
+    assert_app_objects_on_managed_tables_behave(admin, target_admin, custom[1])
+
+
+def triggers_and_policies(url: str) -> tuple[list[tuple[str, str]], list[tuple[str, ...]]]:
+    with psycopg.connect(url) as conn:
+        triggers = conn.execute(
+            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal"
+            " AND tgrelid IN ('auth.users'::regclass, 'storage.objects'::regclass) ORDER BY 1, 2"
+        ).fetchall()
+        policies = conn.execute(
+            "SELECT tablename, policyname, cmd, roles::text, qual, with_check FROM pg_policies"
+            " WHERE schemaname IN ('auth', 'storage') ORDER BY 1, 2"
+        ).fetchall()
+    return triggers, policies
+
+
+def assert_app_objects_on_managed_tables_behave(source_admin: str, target_admin: str, reader: str) -> None:
+    """The restored project behaves like the source for sign-ups and Storage access."""
+    triggers, policies = triggers_and_policies(target_admin)
+    assert (triggers, policies) == triggers_and_policies(source_admin)  # nothing lost, nothing twice
+    assert triggers == [
+        ("auth.users", "on_auth_user_created"),
+        ("storage.objects", "on_avatar_uploaded"),
+        ("storage.objects", "update_objects_updated_at"),  # the project's own, once
+    ]
+    assert [p[1] for p in policies] == ["read own objects", "upload own avatar"]
+    user1 = "00000000-0000-4000-8000-000000000001"
+    with psycopg.connect(target_admin, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = 'storage.buckets'::regclass"
+        ).fetchone() == (True,)
+        assert conn.execute(
+            "SELECT obj_description(oid, 'pg_policy') FROM pg_policy WHERE polname = 'read own objects'"
+        ).fetchone() == ("each user sees only their own files",)
+        assert conn.execute("SELECT has_table_privilege(%s, 'storage.objects', 'SELECT')", (reader,)).fetchone() == (
+            True,
+        )
+        # a sign-up gets its profile row (as GoTrue inserts it)
+        conn.execute("SET ROLE supabase_auth_admin")
+        conn.execute(
+            "INSERT INTO auth.users (id, aud, role, email, raw_user_meta_data)"
+            " VALUES ('00000000-0000-4000-8000-000000000099', 'authenticated', 'authenticated',"
+            " 'new@example.com', '{\"name\": \"Newcomer\"}')"
+        )
+        conn.execute("RESET ROLE")
+        assert conn.execute(
+            "SELECT username FROM public.profiles WHERE id = '00000000-0000-4000-8000-000000000099'"
+        ).fetchone() == ("Newcomer",)
+        # Storage as a signed-in user: only their own objects, uploads only as themselves
+        conn.execute("SET ROLE authenticated")
+        conn.execute("SELECT set_config('request.jwt.claim.sub', %s, false)", (user1,))
+        assert conn.execute("SELECT name FROM storage.objects").fetchall() == [("u1.png",)]
+        conn.execute(
+            "INSERT INTO storage.objects (bucket_id, name, owner) VALUES ('avatars', 'u1-new.png', %s)", (user1,)
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute(
+                "INSERT INTO storage.objects (bucket_id, name, owner)"
+                " VALUES ('avatars', 'not-mine.png', '00000000-0000-4000-8000-000000000002')"
+            )
+        conn.execute("RESET ROLE")
+        assert conn.execute("SELECT avatar_path FROM public.profiles WHERE id = %s", (user1,)).fetchone() == (
+            "avatars/u1-new.png",
+        )
+
+
+def test_an_app_object_the_restoring_role_may_not_create_stops_the_restore_unless_skipped(
+    cluster: SupabaseCluster, project: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = project
+    result = backup(url, tmp_path, BACKUP_PROFILE="supabase")
+    assert result["exit"] == 0, result
+    target, target_admin = cluster.fresh()  # postgres is no owner of Storage's tables here
+    file = str(tmp_path / str(result["file_id"]))
+    proc = run_cli(["restore", file, "--target", target], None)
+    assert proc.returncode == 1
+    error = proc.stderr.strip().splitlines()[-1]
+    assert "dbbackup: the restoring role cannot run: ALTER TABLE storage.buckets ENABLE ROW LEVEL SECURITY" in error
+    assert "must be owner of table buckets" in error and "nothing was committed" in error
+    assert "--skip-managed-errors" in error
+    with psycopg.connect(target_admin) as conn:
+        assert conn.execute("SELECT to_regclass('public.todos')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'on_auth_user_created'").fetchone() == (0,)
+
+    proc = run_cli(["restore", file, "--target", target, "--skip-managed-errors"], None)
+    assert proc.returncode == 0, proc.stderr
+    skipped = [ln for ln in proc.stderr.splitlines() if ln.startswith("dbbackup: skipped (--skip-managed-errors): ")]
+    assert [ln.split(": ", 2)[2].split(" (")[0] for ln in skipped] == [
+        "ALTER TABLE storage.buckets ENABLE ROW LEVEL SECURITY",
+        'CREATE POLICY "read own objects" ON storage.objects AS PERMISSIVE FOR SELECT TO authenticated USING',
+        "COMMENT ON POLICY \"read own objects\" ON storage.objects IS E'each user sees only their own files'",
+        'CREATE POLICY "upload own avatar" ON storage.objects AS PERMISSIVE FOR INSERT TO authenticated WITH CHECK',
+    ]
+    assert all("must be owner" in ln or "does not exist" in ln for ln in skipped)
+    triggers, policies = triggers_and_policies(target_admin)
+    assert ("auth.users", "on_auth_user_created") in triggers and policies == []
 
 
 def test_a_full_backup_into_a_fresh_project_says_to_use_the_supabase_profile(
@@ -240,12 +359,13 @@ def test_a_full_backup_into_a_fresh_project_says_to_use_the_supabase_profile(
     )
     assert result["exit"] == 0, result
     target, _ = cluster.fresh()
-    proc = run_cli(["restore", str(tmp_path / str(result["file_id"])), "--target", target], None)
-    assert proc.returncode == 2  # the managed schemas' tables count: the target is not empty
-    assert "auth.users" in proc.stderr
-    proc = run_cli(["restore", str(tmp_path / str(result["file_id"])), "--target", target, "--force"], None)
-    assert proc.returncode == 1
-    assert "already exists" in proc.stderr and "BACKUP_PROFILE=supabase" in proc.stderr
+    for force in ([], ["--force"]):
+        proc = run_cli(["restore", str(tmp_path / str(result["file_id"])), "--target", target, *force], None)
+        assert proc.returncode == 2
+        assert proc.stderr == (
+            "dbbackup: error: this is a full-profile backup; the target is a Supabase project:"
+            " restore a backup taken with BACKUP_PROFILE=supabase (README: Supabase)\n"
+        )
 
 
 def test_a_role_that_may_not_disable_triggers_gets_a_hint_and_nothing_is_committed(

@@ -84,11 +84,23 @@ def test_roles_are_created_only_when_missing_and_reserved_ones_left_alone() -> N
     )
     assert all(ln.startswith(b"-- ") for ln in out[:3])
     assert b'WHERE rolname = \'Report "Reader"\') THEN CREATE ROLE "Report ""Reader""";' in out[3]
-    assert out[4].endswith(b' THEN ALTER ROLE "Report ""Reader""" WITH LOGIN; END IF; END $dbbackup$;')
+    assert b' THEN ALTER ROLE "Report ""Reader""" WITH LOGIN; END IF; EXCEPTION WHEN insufficient_privilege' in out[4]
     assert out[5].startswith(b"-- ")  # nothing but defaults
     assert b"GRANTED BY" not in out[6] and b'GRANT authenticated TO "Report ""Reader""" WITH INHERIT TRUE;' in out[6]
     assert out[7].startswith(b"-- ")  # a reserved member
     assert out[9] == b"CREATE ROLE inside_a_function_body;"  # pg_dump's part is not pg_dumpall's
+
+
+def test_parameter_privileges_are_guarded_so_a_missing_grant_option_is_a_notice() -> None:
+    line = b"GRANT SET ON PARAMETER session_replication_role TO postgres;"
+    out = apply(roles_rules("postgres"), [line, b'REVOKE ALL ON PARAMETER work_mem FROM "it\'s";'])
+    assert out[0] == (
+        b"DO $dbbackup$ BEGIN EXECUTE 'GRANT SET ON PARAMETER session_replication_role TO postgres';"
+        b" EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE"
+        b" 'dbbackup: not restored, the restoring role lacks the privilege: % (%)',"
+        b" 'GRANT SET ON PARAMETER session_replication_role TO postgres;', SQLERRM; END $dbbackup$;"
+    )
+    assert b"EXECUTE 'REVOKE ALL ON PARAMETER work_mem FROM \"it''s\"';" in out[1]
 
 
 @pytest.mark.parametrize("value", ["public", "public.t;drop", "'a'.b"])

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="commit statement by statement (a failure leaves a partial restore)",
     )
     restore.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
+    restore.add_argument(
+        "--skip-managed-errors",
+        action="store_true",
+        help="supabase profile: skip (and print) an app object on a managed schema the target role may not create",
+    )
     restore.add_argument("--json", action="store_true")
     verify = sub.add_parser("verify", help="check a backup end to end")
     verify.add_argument("source", help="a .sql.gz(.age) file, a backup_logs id, or 'latest'")
@@ -196,7 +201,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         single_transaction=args.single_transaction,
         force=args.force,
         identities=identities,
+        skip_managed_errors=args.skip_managed_errors,
     )
+    for message in result.messages:
+        print(message, file=sys.stderr)
     if args.json:
         print(json.dumps(result.__dict__, indent=2))
     else:

@@ -55,10 +55,23 @@ class SupabaseCluster:
         """(URL as the project role, superuser URL) of a newly created project."""
         return self._database(PLATFORM)
 
+    def let_postgres_own_managed_tables(self) -> None:
+        """What Supabase does so that its postgres may manage triggers and policies on the auth
+        and storage tables (supabase/postgres migration 20220609081115: ``grant
+        supabase_auth_admin, supabase_storage_admin to postgres``). Roles are cluster-wide: call it
+        after the backup, in a test whose source no longer matters."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"GRANT supabase_auth_admin, supabase_storage_admin TO {self.role}")
+
     def close(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             for name in self.databases:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f"DROP ROLE IF EXISTS {self.role}_app, {self.role}_reader")  # the project's custom roles
+            app = f"{self.role}_app"
+            conn.execute(
+                f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{app}') THEN"
+                f" REVOKE ALL ON PARAMETER work_mem FROM {app}; END IF; END $$"
+            )
+            conn.execute(f"DROP ROLE IF EXISTS {app}, {self.role}_reader")  # the project's custom roles
             conn.execute(f"REVOKE SET ON PARAMETER session_replication_role FROM {self.role}")
             conn.execute(f"DROP ROLE IF EXISTS {self.role}")

@@ -14,7 +14,9 @@ Supabase project, which already has the managed schemas:
    the supabase_realtime publication, extension comments: ``supabase_rules``);
 4. ``SET session_replication_role = replica;`` so the data load fires no triggers;
 5. the data of every schema but ``DATA_EXCLUDED_SCHEMAS`` (auth and storage rows are kept: the
-   users and bucket metadata), without the platform's migration tables.
+   users and bucket metadata), without the platform's migration tables;
+6. the app's own objects on the managed schemas' tables (its triggers on ``auth.users``, policies
+   on ``storage.objects``, grants: ``pg.managed``), each guarded, then ``END_MARKER``.
 
 All three runs write into the one rewrite/gzip stream of the backup (one ``.sql.gz``); each is
 checked for its exit status, and only the last pg_dump's completion marker may end the file.
@@ -28,7 +30,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dbbackup.dump.rewrite import Rule
+from dbbackup.dump.rewrite import END_MARKER, Rule
 from dbbackup.errors import BackupFailed, ConfigError
 from dbbackup.pg.catalog import Relation
 
@@ -136,8 +138,10 @@ def dump_sections(
     snapshot: str | None = None,
     pg_dumpall: str | None = None,
     dbname: str = "postgres",
+    managed: bytes = b"",
 ) -> list[Section]:
-    """What the backup stream runs and writes, in order."""
+    """What the backup stream runs and writes, in order; ``managed`` is the SQL of the app's
+    objects on managed schemas (``pg.managed.section``), written after the data."""
     excludes = [f"--exclude-table={t}" for t in profile.exclude_tables]
     common = ["--format=plain", "--no-owner", LOCK_WAIT, *excludes]
     if snapshot:
@@ -171,6 +175,7 @@ def dump_sections(
             b"SET session_replication_role = replica;\n\n",
         ),
         ("pg_dump (data)", [*data, f"--dbname={conninfo}"]),
+        ("managed schemas", managed + b"\n" + END_MARKER + b"\n"),
     ]
 
 
@@ -258,12 +263,8 @@ def roles_rules(dumping_role: str) -> list[Rule]:
 
     def when_new(role: str, statement: bytes) -> bytes:
         flag = _new_role_flag(role).encode()
-        return (
-            b"DO $dbbackup$ BEGIN IF pg_catalog.current_setting('"
-            + flag
-            + b"', true) = 'on' THEN "
-            + statement
-            + b" END IF; END $dbbackup$;"
+        return _guarded(
+            b"IF pg_catalog.current_setting('" + flag + b"', true) = 'on' THEN " + statement + b" END IF;", statement
         )
 
     in_roles = True
@@ -282,14 +283,15 @@ def roles_rules(dumping_role: str) -> list[Rule]:
                 return _comment(line, b"reserved role")
             literal = role.replace("'", "''").encode()
             flag = _new_role_flag(role).encode()
-            return (
-                b"DO $dbbackup$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '"
+            return _guarded(
+                b"IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '"
                 + literal
                 + b"') THEN "
                 + line
                 + b" PERFORM pg_catalog.set_config('"
                 + flag
-                + b"', 'on', false); END IF; END $dbbackup$;"
+                + b"', 'on', false); END IF;",
+                line,
             )
         if line.startswith(b"ALTER ROLE "):
             match = _ALTER_ROLE.match(line)
@@ -306,6 +308,10 @@ def roles_rules(dumping_role: str) -> list[Rule]:
             if statement.endswith(b" WITH;"):
                 return _comment(line, b"only default attributes")
             return when_new(role, statement)
+        if _PARAMETER_ACL.match(line) and b"$dbbackup$" not in line:
+            # e.g. GRANT SET ON PARAMETER session_replication_role TO postgres: a fresh project's
+            # restoring role may lack the grant option; that is worth a NOTICE, not a failed restore.
+            return _guarded(b"EXECUTE " + _sql_literal(line.removesuffix(b";")) + b";", line)
         if line.startswith(b"GRANT ") and b" ON " not in line:
             match = _GRANT_ROLE.match(line)
             if not match or b"$dbbackup$" in line:
@@ -318,6 +324,26 @@ def roles_rules(dumping_role: str) -> list[Rule]:
         return line
 
     return [rewrite]
+
+
+_PARAMETER_ACL = re.compile(rb"^(?:GRANT|REVOKE) .+ ON PARAMETER .+;$")
+
+
+def _sql_literal(text: bytes) -> bytes:
+    return b"'" + text.replace(b"'", b"''") + b"'"
+
+
+def _guarded(body: bytes, statement: bytes) -> bytes:
+    """One line of PL/pgSQL that runs ``body``; a privilege the restoring role lacks (a fresh
+    Supabase project's postgres is no superuser) becomes a NOTICE naming the statement."""
+    return (
+        b"DO $dbbackup$ BEGIN "
+        + body
+        + b" EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE"
+        + b" 'dbbackup: not restored, the restoring role lacks the privilege: % (%)', "
+        + _sql_literal(statement)
+        + b", SQLERRM; END $dbbackup$;"
+    )
 
 
 def _comment(line: bytes, why: bytes) -> bytes:
@@ -416,3 +442,8 @@ def is_supabase_dump(head: bytes) -> bool:
 
 def in_managed_schema(qualified: str) -> bool:
     return _matches(qualified.split(".", 1)[0].strip('"'), INTERNAL_SCHEMAS)
+
+
+def managed_schema(schema: str) -> bool:
+    """A schema of Supabase's (its structure is the platform's, never dumped)."""
+    return _matches(schema, INTERNAL_SCHEMAS)

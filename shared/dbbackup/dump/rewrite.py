@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from dbbackup.errors import BackupFailed
 
 COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
+# What ends a supabase-profile file whose last section is ours, not pg_dump's (profiles.py).
+END_MARKER = b"-- dbbackup: end of backup"
 _COPY_START = re.compile(rb"^COPY (?P<table>.+) \((?P<cols>.*)\) FROM stdin;$")
 _ATTVER_ONLY = re.compile(rb"^ALTER TABLE ONLY .+ ALTER COLUMN .+ SET \(pg_attver=\d+\);$")
 _ATTVER_OPTION = re.compile(rb"(?:, )?pg_attver=\d+(?:, )?")
@@ -212,7 +214,7 @@ class DumpRewriter:
             if self.own_row and match and match["table"] == self.own_row.table:
                 self._copy_patch = self._plan_patch(match["cols"])
             return line
-        if line.startswith(COMPLETION_MARKER):
+        if line.startswith(COMPLETION_MARKER) or line == END_MARKER:
             self.saw_marker = True
             return line
         original = line

@@ -14,19 +14,27 @@ import psycopg.conninfo
 
 from dbbackup.core import naming, ports
 from dbbackup.dump.age import EncryptedDump
-from dbbackup.dump.profiles import DumpProfile, Section, check_readable, dump_sections, roles_rules, supabase_rules
+from dbbackup.dump.profiles import (
+    DumpProfile,
+    Section,
+    check_readable,
+    dump_sections,
+    managed_schema,
+    roles_rules,
+    supabase_rules,
+)
 from dbbackup.dump.rewrite import DumpRewriter, OwnRowPatch, rules_for
 from dbbackup.dump.stream import DumpStream, Progress
 from dbbackup.errors import ConfigError
 from dbbackup.pg import binaries as pgbin
-from dbbackup.pg import catalog
+from dbbackup.pg import catalog, managed
 from dbbackup.pg import connect as db
 from dbbackup.pg.backup_log import PG_DUMP_APPLICATION_NAME
 from dbbackup.pg.conninfo import check_dump_url, libpq_target
 
 
 def pg_dump_command(
-    url: str, profile: DumpProfile, pg_dump: str, snapshot: str | None = None
+    url: str, profile: DumpProfile, pg_dump: str, snapshot: str | None = None, managed_sql: bytes = b""
 ) -> tuple[list[Section], dict[str, str]]:
     """What the backup stream runs (profiles.dump_sections) and its environment. The password
     travels in PGPASSWORD, never in argv (argv is visible to every process on the host)."""
@@ -38,7 +46,7 @@ def pg_dump_command(
         sibling = Path(pg_dump).with_name("pg_dumpall")
         pg_dumpall = str(sibling if sibling.is_file() else pgbin.tool("pg_dumpall"))
     dbname = str(psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname") or "postgres")
-    return dump_sections(profile, pg_dump, conninfo, snapshot, pg_dumpall, dbname), env
+    return dump_sections(profile, pg_dump, conninfo, snapshot, pg_dumpall, dbname, managed_sql), env
 
 
 @dataclass
@@ -109,17 +117,23 @@ class PgDumper:
             OwnRowPatch(b"public.backup_logs", log_id, {"status": "success", "failure_reason": "\\N"}),
             target.server_major,
         )
-        with self._snapshot(supabase) as snapshot:
-            sections, env = pg_dump_command(self.url, self.profile, target.pg_dump, snapshot)
+        with self._snapshot(supabase) as (snapshot, conn):
+            managed_sql = b""
+            if conn is not None:
+                # The app's triggers, policies and grants on the managed tables, from the same snapshot.
+                with db.sql_errors(self.secrets):
+                    managed_sql = managed.section(managed.app_objects(conn, managed_schema))
+            sections, env = pg_dump_command(self.url, self.profile, target.pg_dump, snapshot, managed_sql)
             stream = DumpStream(sections, env, rewriter, self.gzip_level, self.secrets, self.progress)
             yield EncryptedDump(stream, self.age_recipients) if self.age_recipients else stream
 
     @contextlib.contextmanager
-    def _snapshot(self, needed: bool) -> Iterator[str | None]:
+    def _snapshot(self, needed: bool) -> Iterator[tuple[str | None, psycopg.Connection | None]]:
         """A snapshot the profile's several pg_dump runs share, so structure and data come from
-        one moment; the exporting transaction stays open until they are done."""
+        one moment; the exporting transaction (also yielded, for catalog questions in that
+        snapshot) stays open until they are done."""
         if not needed:
-            yield None
+            yield None, None
             return
         conn = db.connect(self.url, attempts=1, secrets=self.secrets)
         try:
@@ -127,6 +141,6 @@ class PgDumper:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 row = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
             assert row is not None
-            yield str(row[0])
+            yield str(row[0]), conn
         finally:
             conn.close()

@@ -48,6 +48,18 @@ def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
     return [r[0] for r in rows]
 
 
+def is_supabase_project(url: str, secrets: tuple[str, ...] = ()) -> bool:
+    """The target has Supabase's managed schemas: ``auth`` and ``storage`` both, owned by one of
+    Supabase's roles (a plain PostgreSQL restored from a full backup has them owned by whoever
+    restored it)."""
+    with db.connect(url, attempts=1, secrets=secrets) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_catalog.pg_namespace"
+            " WHERE nspname IN ('auth', 'storage') AND pg_catalog.pg_get_userbyid(nspowner) LIKE 'supabase\\_%'"
+        ).fetchone()
+    return row is not None and int(row[0]) == 2
+
+
 def count_rows(url: str) -> tuple[int, int]:
     """Tables (leaf tables, not partitioned parents) and their exact row count."""
     with psycopg.connect(url, autocommit=True) as conn:

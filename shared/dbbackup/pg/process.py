@@ -9,13 +9,17 @@ import os
 import signal
 import subprocess
 from collections import deque
-from typing import IO
+from typing import IO, Protocol
 
 from dbbackup.redact import redact
 
 
-def drain_lines(pipe: IO[bytes], sink: deque[str], secrets: tuple[str, ...]) -> None:
-    """Collect a program's stderr lines, redacted, into a bounded deque (run in a thread)."""
+class LineSink(Protocol):
+    def append(self, line: str, /) -> None: ...
+
+
+def drain_lines(pipe: IO[bytes], sink: LineSink | deque[str], secrets: tuple[str, ...]) -> None:
+    """Collect a program's stderr lines, redacted, into a bounded deque or another sink (run in a thread)."""
     for raw in iter(pipe.readline, b""):
         line = redact(raw.decode(errors="replace").rstrip(), secrets)
         if line:

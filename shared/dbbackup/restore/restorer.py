@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dbbackup.dump import profiles
 from dbbackup.dump.age import Identities
@@ -23,14 +23,22 @@ from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
-from dbbackup.pg.catalog import user_tables
+from dbbackup.pg.catalog import is_supabase_project, user_tables
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
+from dbbackup.pg.managed import SKIP_SETTING
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
 from dbbackup.restore.reading import open_stored
 from dbbackup.restore.sources import Source
 
 _PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
+# What the backup's own guarded statements say (a role privilege missing, an app object skipped).
+_OUR_MESSAGE = re.compile(r"(?:NOTICE|WARNING):\s+(?P<msg>dbbackup: .*)$")
+MAX_MESSAGES = 500
+FULL_INTO_SUPABASE = (
+    "this is a full-profile backup; the target is a Supabase project:"
+    " restore a backup taken with BACKUP_PROFILE=supabase (README: Supabase)"
+)
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
 
 
@@ -43,6 +51,23 @@ class RestoreResult:
     seconds: float
     single_transaction: bool
     encrypted: bool = False
+    # The backup's NOTICEs/WARNINGs: a role privilege the target lacks, an app object on a
+    # managed schema the target already had or (with --skip-managed-errors) that was skipped.
+    messages: list[str] = field(default_factory=list)
+
+
+class _PsqlLines:
+    """psql's stderr: the last lines (for an error's description) and every message of ours."""
+
+    def __init__(self) -> None:
+        self.tail: deque[str] = deque(maxlen=50)
+        self.ours: list[str] = []
+
+    def append(self, line: str, /) -> None:
+        self.tail.append(line)
+        match = _OUR_MESSAGE.search(line)
+        if match and len(self.ours) < MAX_MESSAGES:
+            self.ours.append(match["msg"])
 
 
 def restore(
@@ -52,9 +77,12 @@ def restore(
     single_transaction: bool = True,
     force: bool = False,
     identities: Identities | None = None,
+    skip_managed_errors: bool = False,
 ) -> RestoreResult:
     """An age-encrypted backup needs ``identities`` (UsageError before anything is touched);
-    its pieces are authenticated as they stream, and a damaged one stops psql uncommitted."""
+    its pieces are authenticated as they stream, and a damaged one stops psql uncommitted.
+    ``skip_managed_errors``: an app object on a managed schema the restoring role may not
+    re-create is reported and skipped instead of stopping the restore (pg.managed)."""
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
@@ -62,8 +90,11 @@ def restore(
     opened = open_stored(source)
     blocks = gunzip(opened.gzip(identities, source.label, "restore"), stats)
     first = next(blocks, b"")
+    supabase_dump = profiles.is_supabase_dump(first)
+    if not supabase_dump and is_supabase_project(target_url, secrets):
+        raise UsageError(FULL_INTO_SUPABASE)  # its CREATE SCHEMA auth would fail anyway, after a long wait
     existing = user_tables(target_url, secrets)
-    if profiles.is_supabase_dump(first):
+    if supabase_dump:
         # A fresh Supabase project already holds its managed schemas; this backup leaves them out.
         existing = [t for t in existing if not profiles.in_managed_schema(t)]
     if existing and not force:
@@ -75,6 +106,8 @@ def restore(
     argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
     if single_transaction:
         argv.append("--single-transaction")
+    if skip_managed_errors:
+        argv += ["-c", f"SET {SKIP_SETTING} = on"]
     argv += ["-f", "-", "-d", conninfo]
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -86,8 +119,8 @@ def restore(
         start_new_session=True,
     )
     assert proc.stdin is not None and proc.stderr is not None
-    errors: deque[str] = deque(maxlen=50)
-    drain = threading.Thread(target=drain_lines, args=(proc.stderr, errors, secrets), daemon=True)
+    lines = _PsqlLines()
+    drain = threading.Thread(target=drain_lines, args=(proc.stderr, lines, secrets), daemon=True)
     drain.start()
     checker = DumpRewriter([])
     input_ok = psql_gone = False
@@ -113,7 +146,7 @@ def restore(
         proc.wait()
         drain.join(timeout=10)
     if proc.returncode != 0:
-        raise RestoreFailed(_describe(errors, proc.returncode, single_transaction))
+        raise RestoreFailed(_describe(lines.tail, proc.returncode, single_transaction))
     return RestoreResult(
         source.label,
         stats.gz_bytes,
@@ -122,6 +155,7 @@ def restore(
         round(time.monotonic() - started, 3),
         single_transaction,
         opened.stored.encrypted,
+        lines.ours,
     )
 
 
@@ -152,6 +186,11 @@ def _hint(message: str) -> str:
             "; the target role may not set session_replication_role (a supabase-profile backup loads its data"
             " with it): restore as Supabase's postgres role, a superuser, or a role granted"
             " SET ON PARAMETER session_replication_role"
+        )
+    if message.startswith("dbbackup: the restoring role cannot run"):
+        return (
+            "; an app object on Supabase's managed schemas the restoring role may not re-create:"
+            " restore with --skip-managed-errors to go on without it (each skipped statement is printed)"
         )
     if re.match(r'schema "[^"]+" already exists', message):
         return (
