@@ -6,12 +6,12 @@
 CREATE TABLE IF NOT EXISTS public.backup_copies (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     backup_log_id uuid NOT NULL REFERENCES public.backup_logs (id) ON DELETE CASCADE,
-    target varchar(20) NOT NULL CHECK (target IN ('local', 'google_drive', 'gcs', 's3')),
+    target text NOT NULL CHECK (target IN ('local', 'google_drive', 'gcs', 's3')),
     file_id text,
     path text,
     file_size_bytes bigint,
-    md5_checksum varchar(32),
-    status varchar(20) NOT NULL CHECK (status IN ('success', 'failed')),
+    md5_checksum text,
+    status text NOT NULL CHECK (status IN ('success', 'failed')),
     failure_reason text,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),  -- per row: the targets' order
     deleted_at timestamptz,
