@@ -34,17 +34,30 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_storage(settings: Settings) -> Storage:
-    if settings.storage == "local":
+def storage_named(settings: Settings, name: str) -> Storage:
+    """The backend called ``name`` (one of ``settings.STORAGE_BACKENDS``), built from its settings.
+    Each SDK is imported here, in its branch, so a deployment loads only the ones it uses."""
+    if name == "local":
         from dbbackup.storage.local import LocalStorage
 
         return LocalStorage(settings.local_root)
-    if settings.storage == "google_drive" and settings.google_drive is not None:
-        # Imported here so that local runs never load the Google client libraries.
+    if name == "google_drive" and settings.google_drive is not None:
         from dbbackup.storage.drive import DriveStorage
 
         return DriveStorage(settings.google_drive)
-    raise ConfigError(f"BACKUP_STORAGE={settings.storage!r} is not supported")
+    if name == "gcs" and settings.gcs is not None:
+        from dbbackup.storage.gcs import GcsStorage
+
+        return GcsStorage(settings.gcs)
+    if name == "s3" and settings.s3 is not None:
+        from dbbackup.storage.s3 import S3Storage
+
+        return S3Storage(settings.s3)
+    raise ConfigError(f"BACKUP_STORAGE={name!r} is not supported")
+
+
+def make_storage(settings: Settings) -> Storage:
+    return storage_named(settings, settings.storage)
 
 
 def make_notifier(settings: Settings) -> Notifier:
