@@ -66,6 +66,8 @@ class FaultProxy(FakeServer):
             host = f"{self.upstream[0]}:{self.upstream[1]}"
             mine = self.url.removeprefix("http://")
             out = {k: v.replace(host, mine) for k, v in out.items()}
+            if exchange.method == "HEAD":
+                out["Content-Length"] = answer.getheader("Content-Length", "0")
             return Reply(answer.status, data, out)
         finally:
             conn.close()

@@ -43,6 +43,15 @@ from dbbackup.storage.object_keys import content_type, folder_prefix, object_key
 READ_CHUNK = 1 << 20
 
 
+def _json_error_message(response: Any) -> str:
+    """The JSON API's ``error.message`` of a raw upload response (the media library keeps only
+    "Request failed with status code")."""
+    try:
+        return str(response.json()["error"]["message"])
+    except Exception:
+        return ""
+
+
 class GcsStorage:
     def __init__(self, config: GcsConfig) -> None:
         self.config = config
@@ -71,12 +80,16 @@ class GcsStorage:
         where = self._where(key)
         status = 0
         message = ""
+        if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+            return self._error(exc.cause, doing, key)  # what the last attempt got says what to fix
+        if isinstance(exc, gexc.RetryError):
+            return StorageError(f"gcs: {doing} {where} failed: retries exhausted")
         if isinstance(exc, gexc.GoogleAPICallError):
             status = int(exc.code or 0)
             message = str(exc.message or "")
         elif isinstance(exc, media_errors.InvalidResponse):
             status = int(getattr(exc.response, "status_code", 0) or 0)
-            message = " ".join(str(a) for a in exc.args[:1])
+            message = _json_error_message(exc.response)
         elif isinstance(exc, media_errors.DataCorruption):
             return StorageError(f"gcs: {doing} {where}: the checksum the server computed differs from what was sent")
         elif isinstance(exc, requests.RequestException | google.auth.exceptions.TransportError | OSError):
