@@ -100,7 +100,8 @@ class GcsStorage:
             return StorageError(f"gcs: {doing} {where} failed: {type(exc).__name__}")
         first = (message.splitlines() or [""])[0][:200]
         if status == 404:
-            if "bucket" in message.lower():
+            # objects.list and an upload's start name no object: their 404 is the bucket's.
+            if doing in ("list", "upload") or "specified bucket does not exist" in message.lower():
                 return StorageError(f"gcs: bucket {self.config.bucket!r} does not exist ({doing})")
             return StorageNotFound(f"{where} does not exist")
         if status == 412:
