@@ -5,10 +5,6 @@
 # Retention policies and Object Versioning exclude each other on GCS, so the bucket is not
 # versioned; "never overwrite" is the policy's (and the backend's ifGenerationMatch=0).
 
-locals {
-  gcs_bucket = var.gcs_bucket != "" ? google_storage_bucket.backups[0].name : ""
-}
-
 resource "google_storage_bucket" "backups" {
   count                       = var.gcs_bucket != "" ? 1 : 0
   project                     = var.project_id
