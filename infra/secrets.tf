@@ -9,6 +9,8 @@ locals {
     SENDGRID_API_KEY         = var.sendgrid_api_key_secret_id
     SUPABASE_JWT_SECRET      = var.supabase_jwt_secret_secret_id
     ALERT_WEBHOOK_URL        = var.alert_webhook_url_secret_id
+    AWS_ACCESS_KEY_ID        = var.aws_access_key_id_secret_id
+    AWS_SECRET_ACCESS_KEY    = var.aws_secret_access_key_secret_id
   } : name => id if id != "" }
 }
 

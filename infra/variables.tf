@@ -292,3 +292,67 @@ variable "source_bucket_location" {
   type        = string
   default     = ""
 }
+
+variable "gcs_bucket" {
+  description = "Name of a GCS bucket to create for a second, retention-locked copy of every backup (BACKUP_GCS_BUCKET; docs/storage.md). Empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "gcs_bucket_location" {
+  description = "Location of the backup bucket (defaults to the region; a dual-region or another region puts the copy elsewhere)."
+  type        = string
+  default     = ""
+}
+
+variable "gcs_retention_locked" {
+  description = "Lock the backup bucket's retention policy (irreversible: the period can then only grow, and no one can shorten it)."
+  type        = bool
+  default     = false
+}
+
+variable "gcs_delete_after_extra_days" {
+  description = "The backup bucket's lifecycle rule deletes objects this many days after the retention period (a backstop for the cleanup)."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.gcs_delete_after_extra_days >= 1
+    error_message = "gcs_delete_after_extra_days must be at least 1."
+  }
+}
+
+variable "aws_access_key_id_secret_id" {
+  description = "Secret holding AWS_ACCESS_KEY_ID for an S3-compatible target (empty: none)."
+  type        = string
+  default     = ""
+}
+
+variable "aws_secret_access_key_secret_id" {
+  description = "Secret holding AWS_SECRET_ACCESS_KEY for an S3-compatible target (empty: none)."
+  type        = string
+  default     = ""
+}
+
+variable "s3_bucket" {
+  description = "Bucket of an S3-compatible target (BACKUP_S3_BUCKET; docs/storage.md). Empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "s3_endpoint_url" {
+  description = "Endpoint of a non-AWS S3-compatible store: R2, B2, MinIO, Supabase Storage (BACKUP_S3_ENDPOINT_URL)."
+  type        = string
+  default     = ""
+}
+
+variable "s3_region" {
+  description = "Region of the S3 bucket (BACKUP_S3_REGION; R2: auto)."
+  type        = string
+  default     = ""
+}
+
+variable "s3_object_lock_days" {
+  description = "Object Lock (COMPLIANCE) retention of each S3 backup in days; the bucket must have Object Lock enabled (BACKUP_S3_OBJECT_LOCK_DAYS). 0: none."
+  type        = number
+  default     = 0
+}

@@ -51,6 +51,15 @@ NOT_SET_BY_TERRAFORM = {
     "PGUSER": "libpq's own variable; DATABASE_URL carries the user",
     "PG_DUMP_PATH": "the bundled pg_dump from the source archive",
     "XDG_CACHE_HOME": "DBBACKUP_CACHE_DIR is set and wins",
+    "AWS_ACCESS_KEY_ID": "given as AWS_ACCESS_KEY_ID_SECRET",
+    "AWS_SECRET_ACCESS_KEY": "given as AWS_SECRET_ACCESS_KEY_SECRET",
+    "AWS_SESSION_TOKEN": "short-lived: for a person's shell, not a deployment",
+    "AWS_REGION": "BACKUP_S3_REGION (s3_region) is set instead",
+    "BACKUP_GCS_PREFIX": "the folder path is the default prefix (docs/storage.md)",
+    "BACKUP_S3_PREFIX": "the folder path is the default prefix (docs/storage.md)",
+    "BACKUP_GCS_CHUNK_SIZE": "the default (16 MiB; backup_memory is sized for it)",
+    "BACKUP_S3_PART_SIZE": "the default (16 MiB; backup_memory is sized for it)",
+    "STORAGE_EMULATOR_HOST": "the GCS client's own variable, for tests against an emulator",
 }
 SCHEDULED = {"database_backup", "cleanup_old_backups"}
 # Variables without a default: the operator must choose them (README "Deployment").

@@ -22,7 +22,12 @@ from dbbackup.storage.local import LocalStorage
 pytest_plugins = ["fakes.fixtures"]  # the fake servers' fixtures (drive_fake, drive_storage, ...)
 
 # A backend is a factory of a root folder, or the name of a fixture that starts its fake server.
-STORAGES: dict[str, Callable[[Path], Storage] | str] = {"local": LocalStorage, "google_drive": "drive_storage"}
+STORAGES: dict[str, Callable[[Path], Storage] | str] = {
+    "local": LocalStorage,
+    "google_drive": "drive_storage",
+    "gcs": "gcs_storage",
+    "s3": "s3_storage",
+}
 # A wrapper is a Storage over another Storage; it is tested over every backend.
 WRAPPERS: dict[str, Callable[[Storage], Storage]] = {"dry_run": DryRunStorage}
 SUBJECTS = [(None, b) for b in sorted(STORAGES)] + [(w, b) for w in sorted(WRAPPERS) for b in sorted(STORAGES)]

@@ -6,6 +6,8 @@ CLI and the HTTP layer each read it in one place instead of keeping their own ma
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class BackupError(Exception):
     """Base class: something the operator must hear about in one readable line."""
@@ -98,6 +100,18 @@ class StorageNotFound(StorageError):
 
 class StorageExists(StorageError):
     """A file of that name already exists; backups never overwrite one another."""
+
+
+class StorageRetained(StorageError):
+    """The file may not be deleted yet: a bucket retention policy (GCS) or an Object Lock (S3)
+    holds it until ``until``. Expected for a retention-locked copy, so a cleanup reports it
+    rather than alerting on it as a malfunction."""
+
+    http_status = 409
+
+    def __init__(self, message: str, until: datetime | None = None) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class NotifyError(BackupError):

@@ -21,6 +21,10 @@ SECRET_VARIABLES = (
     "SENDGRID_API_KEY",
     "SUPABASE_JWT_SECRET",
     "ALERT_WEBHOOK_URL",
+    # The S3 backend's credentials (storage/s3_config.py): AWS_SECRET_ACCESS_KEY_SECRET, and the
+    # key id alongside it so one rotation changes both in one place.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
 )
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

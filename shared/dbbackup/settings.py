@@ -20,8 +20,10 @@ from dbbackup.errors import ConfigError
 from dbbackup.pg.conninfo import check_url
 from dbbackup.redact import redact
 from dbbackup.storage.drive_config import DriveConfig, drive_config_from_env
+from dbbackup.storage.gcs_config import GcsConfig, gcs_config_from_env
+from dbbackup.storage.s3_config import S3Config, s3_config_from_env
 
-STORAGE_BACKENDS = ("local", "google_drive")
+STORAGE_BACKENDS = ("local", "google_drive", "gcs", "s3")
 
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -171,6 +173,10 @@ class Settings:
     webhook_url: str | None = field(default=None, repr=False)
     # GOOGLE_DRIVE_* (storage/drive_config.py), set when storage is google_drive; holds keys.
     google_drive: DriveConfig | None = field(default=None, repr=False)
+    # BACKUP_GCS_* (storage/gcs_config.py), set when storage is gcs; holds no key (the service account).
+    gcs: GcsConfig | None = None
+    # BACKUP_S3_* and AWS_* (storage/s3_config.py), set when storage is s3; holds the secret key.
+    s3: S3Config | None = field(default=None, repr=False)
     # AUTH_MODE, SCHEDULER_*, SUPABASE_*, ALLOWED_ORIGINS... (auth/config.py); holds the JWT secret.
     auth: AuthConfig | None = field(default=None, repr=False)
     # BACKUP_PROFILE / BACKUP_EXCLUDE_TABLES (dump/profiles.py): what a backup holds.
@@ -196,6 +202,7 @@ class Settings:
         found += (self.sendgrid_api_key,) if self.sendgrid_api_key else ()
         found += (self.webhook_url,) if self.webhook_url else ()
         found += self.auth.secrets if self.auth else ()
+        found += self.s3.secrets if self.s3 else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
     @classmethod
@@ -233,6 +240,8 @@ class Settings:
             notification_email=_email(env, "BACKUP_NOTIFICATION_EMAIL"),
             webhook_url=alerting.webhook_url,
             google_drive=drive_config_from_env(env) if "google_drive" in targets else None,
+            gcs=gcs_config_from_env(env) if "gcs" in targets else None,
+            s3=s3_config_from_env(env) if "s3" in targets else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
             age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),

@@ -34,24 +34,36 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_storage(settings: Settings, name: str | None = None) -> Storage:
-    """The backend ``name`` (default: the primary target)."""
-    name = name or settings.storage
+def storage_named(settings: Settings, name: str) -> Storage:
+    """The backend called ``name`` (one of ``settings.STORAGE_BACKENDS``), built from its settings.
+    Each SDK is imported here, in its branch, so a deployment loads only the ones it uses."""
     if name == "local":
         from dbbackup.storage.local import LocalStorage
 
         return LocalStorage(settings.local_root)
     if name == "google_drive" and settings.google_drive is not None:
-        # Imported here so that local runs never load the Google client libraries.
         from dbbackup.storage.drive import DriveStorage
 
         return DriveStorage(settings.google_drive)
+    if name == "gcs" and settings.gcs is not None:
+        from dbbackup.storage.gcs import GcsStorage
+
+        return GcsStorage(settings.gcs)
+    if name == "s3" and settings.s3 is not None:
+        from dbbackup.storage.s3 import S3Storage
+
+        return S3Storage(settings.s3)
     raise ConfigError(f"BACKUP_STORAGE={name!r} is not supported")
+
+
+def make_storage(settings: Settings, name: str | None = None) -> Storage:
+    """The backend ``name`` (default: the primary target)."""
+    return storage_named(settings, name or settings.storage)
 
 
 def make_targets(settings: Settings) -> list[Target]:
     """Every target of BACKUP_STORAGE, in order (the first is the primary)."""
-    return [Target(name, make_storage(settings, name)) for name in settings.storage_targets]
+    return [Target(name, storage_named(settings, name)) for name in settings.storage_targets]
 
 
 def make_notifier(settings: Settings) -> Notifier:

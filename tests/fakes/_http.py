@@ -214,7 +214,8 @@ class FakeServer:
             handler.send_response(reply.status)
             for name, value in reply.headers.items():
                 handler.send_header(name, value)
-            handler.send_header("Content-Length", str(len(reply.body)))
+            if "Content-Length" not in reply.headers:  # a HEAD answer gives the length it has no body for
+                handler.send_header("Content-Length", str(len(reply.body)))
             handler.end_headers()
             handler.wfile.write(reply.body)
         except OSError:

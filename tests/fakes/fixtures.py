@@ -9,6 +9,7 @@ import pytest
 
 from . import USER, make_drive_storage
 from .drive_fake import DriveFake
+from .object_stores import GcsEmulator, MotoS3, started
 from .sendgrid_fake import FakeSendGrid
 from .webhook_fake import FakeWebhook
 
@@ -42,3 +43,27 @@ def sendgrid() -> Iterator[FakeSendGrid]:
 def webhook() -> Iterator[FakeWebhook]:
     with FakeWebhook() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """moto's S3 server, one per session (each test makes buckets of its own)."""
+    yield from started(MotoS3)
+
+
+@pytest.fixture
+def s3_storage(moto_s3: MotoS3) -> Any:
+    """The S3 backend on a fresh bucket of the moto server."""
+    return moto_s3.storage(moto_s3.bucket())
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """gcp-storage-emulator, one per session (each test makes buckets of its own)."""
+    yield from started(GcsEmulator)
+
+
+@pytest.fixture
+def gcs_storage(gcs_emulator: GcsEmulator) -> Any:
+    """The GCS backend on a fresh bucket of the emulator."""
+    return gcs_emulator.storage(gcs_emulator.bucket())

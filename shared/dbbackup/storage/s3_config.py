@@ -1,0 +1,85 @@
+"""BACKUP_S3_* settings (``BACKUP_STORAGE=s3``), parsed without importing boto3.
+
+Credentials: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (optionally
+``AWS_SESSION_TOKEN``) from the environment ``Settings`` reads, which on the functions has every
+``*_SECRET`` variable resolved from Secret Manager first (``AWS_SECRET_ACCESS_KEY_SECRET``).
+When neither is set, boto3's own chain applies (instance role, ``~/.aws``, web identity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from dbbackup.errors import ConfigError
+from dbbackup.storage.object_keys import int_from_env, prefix_from_env
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB  # S3: every part but the last is at least 5 MiB
+MAX_PART_SIZE = 5 * 1024 * MIB
+DEFAULT_PART_SIZE = 16 * MIB  # 10,000 parts (S3's limit) of 16 MiB: backups up to 156 GiB
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Config:
+    bucket: str
+    prefix: str | None = None  # None: the configured backup_folder_path (storage/object_keys.py)
+    endpoint_url: str | None = None  # None: AWS itself
+    region: str = DEFAULT_REGION
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    part_size: int = DEFAULT_PART_SIZE
+    object_lock_days: int = 0  # 0: no per-object retention (the bucket's default, if any, still applies)
+    max_attempts: int = 3  # botocore's standard retry mode, per request (a part is retried, not the dump)
+    timeout_seconds: float = 60.0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.secret_access_key, self.session_token) if v)
+
+
+def _endpoint(env: Mapping[str, str]) -> str | None:
+    url = env.get("BACKUP_S3_ENDPOINT_URL", "").strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"BACKUP_S3_ENDPOINT_URL={url!r}: expected https://host[:port] (no path; the bucket is separate)"
+        )
+    # Backups would cross the network in clear text: only a server on this machine (MinIO in a
+    # test, the moto server of the test suite) may be reached without TLS.
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ConfigError(f"BACKUP_S3_ENDPOINT_URL={url!r}: plain http is only allowed for 127.0.0.1/localhost")
+    return url
+
+
+def s3_config_from_env(env: Mapping[str, str]) -> S3Config:
+    bucket = env.get("BACKUP_S3_BUCKET", "").strip()
+    if not bucket:
+        raise ConfigError("BACKUP_S3_BUCKET is not set (the bucket backups are written to)")
+    if not 3 <= len(bucket) <= 63 or not all(c.isalnum() or c in ".-_" for c in bucket) or "/" in bucket:
+        raise ConfigError(f"BACKUP_S3_BUCKET={bucket!r}: expected a bucket name (3-63 letters, digits, . - _)")
+    key_id = env.get("AWS_ACCESS_KEY_ID", "").strip() or None
+    secret = env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None
+    if (key_id is None) != (secret is None):
+        missing = "AWS_SECRET_ACCESS_KEY" if secret is None else "AWS_ACCESS_KEY_ID"
+        raise ConfigError(f"{missing} is not set: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither")
+    region = env.get("BACKUP_S3_REGION", "").strip() or env.get("AWS_REGION", "").strip() or DEFAULT_REGION
+    if not all(c.isalnum() or c == "-" for c in region):
+        raise ConfigError(f"BACKUP_S3_REGION={region!r}: expected a region name such as eu-west-1 or auto")
+    return S3Config(
+        bucket=bucket,
+        prefix=prefix_from_env(env, "BACKUP_S3_PREFIX"),
+        endpoint_url=_endpoint(env),
+        region=region,
+        access_key_id=key_id,
+        secret_access_key=secret,
+        session_token=(env.get("AWS_SESSION_TOKEN", "").strip() or None) if key_id else None,
+        part_size=int_from_env(env, "BACKUP_S3_PART_SIZE", DEFAULT_PART_SIZE, MIN_PART_SIZE, MAX_PART_SIZE),
+        object_lock_days=int_from_env(env, "BACKUP_S3_OBJECT_LOCK_DAYS", 0, 0, 36_500),
+    )
