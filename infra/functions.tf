@@ -24,7 +24,8 @@ locals {
     SUPABASE_JWT_ISSUER            = var.supabase_jwt_issuer
     ALLOWED_ORIGINS                = join(",", var.allowed_origins)
     MANUAL_BACKUP_INTERVAL_SECONDS = tostring(var.manual_backup_interval_seconds)
-    BACKUP_GCS_BUCKET              = var.gcs_bucket # created by backups_bucket.tf
+    BACKUP_GCS_BUCKET              = var.gcs_bucket                 # created by backups_bucket.tf
+    BACKUP_STORAGE                 = join(",", var.storage_targets) # one dump, a copy in each; Drive first fills backup_logs
     BACKUP_S3_BUCKET               = var.s3_bucket
     BACKUP_S3_ENDPOINT_URL         = var.s3_endpoint_url
     BACKUP_S3_REGION               = var.s3_region

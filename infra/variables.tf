@@ -293,6 +293,16 @@ variable "source_bucket_location" {
   default     = ""
 }
 
+variable "storage_targets" {
+  description = "Where each backup is written, in order (BACKUP_STORAGE): one dump, a copy in each; the first fills backup_logs. The 3-2-1 setup: [\"google_drive\", \"gcs\"] with gcs_bucket set (docs/storage.md)."
+  type        = list(string)
+  default     = ["google_drive"]
+  validation {
+    condition     = length(var.storage_targets) > 0 && length(distinct(var.storage_targets)) == length(var.storage_targets) && alltrue([for t in var.storage_targets : contains(["google_drive", "gcs", "s3"], t)])
+    error_message = "storage_targets: one or more of google_drive, gcs, s3, each once (a function's local disk is memory: local is not a deployed target)."
+  }
+}
+
 variable "gcs_bucket" {
   description = "Name of a GCS bucket to create for a second, retention-locked copy of every backup (BACKUP_GCS_BUCKET; docs/storage.md). Empty: none."
   type        = string

@@ -39,6 +39,8 @@ def unq(value: Any) -> Any:
     """python-hcl2 keeps string literals quoted ('"1800s"'); expressions stay ${...}."""
     if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
         return value[1:-1]
+    if isinstance(value, list):  # a list default: its string items are quoted too
+        return [unq(item) for item in value]
     return value
 
 

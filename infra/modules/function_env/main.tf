@@ -65,8 +65,9 @@ locals {
     { for name, value in var.settings : name => value if value != "" },
     local.secret_env,
     {
-      # Deployed, backups go to Drive: a function's local disk is memory and lasts one instance.
-      BACKUP_STORAGE            = "google_drive"
+      # Deployed, backups go to Drive (and the object stores the settings add): a function's
+      # local disk is memory and lasts one instance, so "local" is never a target here.
+      BACKUP_STORAGE            = lookup(var.settings, "BACKUP_STORAGE", "") != "" ? var.settings["BACKUP_STORAGE"] : "google_drive"
       DBBACKUP_CACHE_DIR        = "/tmp/dbbackup-cache"
       SCHEDULER_SERVICE_ACCOUNT = var.scheduler_service_account
     },
