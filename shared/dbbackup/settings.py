@@ -70,6 +70,10 @@ class _Alerting:
     keep_min: int
     max_age_hours: int
     size_warning_percent: int
+    shrink_warning_percent: int
+    shrink_min_rows: int
+    keep_weekly: int
+    keep_monthly: int
     environment: str
     sendgrid_api_key: str | None
     sendgrid_host: str | None
@@ -119,6 +123,10 @@ def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
         keep_min=_positive_int(env, "BACKUP_KEEP_MIN", 3, high=10_000),
         max_age_hours=_positive_int(env, "BACKUP_MAX_AGE_HOURS", 26),
         size_warning_percent=_positive_int(env, "BACKUP_SIZE_WARNING_PERCENT", 50, low=0, high=100),
+        shrink_warning_percent=_positive_int(env, "BACKUP_SHRINK_WARNING_PERCENT", 50, low=0, high=100),
+        shrink_min_rows=_positive_int(env, "BACKUP_SHRINK_MIN_ROWS", 1000, low=0, high=10**12),
+        keep_weekly=_positive_int(env, "BACKUP_KEEP_WEEKLY", 0, low=0, high=5_000),
+        keep_monthly=_positive_int(env, "BACKUP_KEEP_MONTHLY", 0, low=0, high=1_200),
         environment=environment,
         sendgrid_api_key=key,
         sendgrid_host=host,
@@ -143,6 +151,10 @@ class Settings:
     keep_min: int = 3
     max_age_hours: int = 26
     size_warning_percent: int = 50
+    shrink_warning_percent: int = 50
+    shrink_min_rows: int = 1000
+    keep_weekly: int = 0  # BACKUP_KEEP_WEEKLY: also keep the newest backup of each of the last N ISO weeks
+    keep_monthly: int = 0  # BACKUP_KEEP_MONTHLY: ... and of each of the last N calendar months
     environment: str = "production"
     sendgrid_api_key: str | None = field(default=None, repr=False)
     sendgrid_host: str | None = None
@@ -206,6 +218,10 @@ class Settings:
             keep_min=alerting.keep_min,
             max_age_hours=alerting.max_age_hours,
             size_warning_percent=alerting.size_warning_percent,
+            shrink_warning_percent=alerting.shrink_warning_percent,
+            shrink_min_rows=alerting.shrink_min_rows,
+            keep_weekly=alerting.keep_weekly,
+            keep_monthly=alerting.keep_monthly,
             environment=alerting.environment,
             sendgrid_api_key=alerting.sendgrid_api_key,
             sendgrid_host=alerting.sendgrid_host,

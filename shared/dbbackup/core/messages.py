@@ -274,3 +274,49 @@ def size_warning_email(
         ],
         organization,
     )
+
+
+def shrink_warning_email(
+    when: datetime,
+    tz: ZoneInfo,
+    environment: str,
+    *,
+    backup_id: str,
+    file_name: str,
+    previous_file_name: str,
+    lines: list[str],
+    threshold_percent: int,
+    min_rows: int,
+    organization: str = DEFAULT_ORGANIZATION,
+) -> Email:
+    """One e-mail per backup, every table concerned listed."""
+    local = _local(when, tz)
+    count = f"{len(lines)} table{'s' if len(lines) != 1 else ''}"
+    return _render(
+        "shrink_warning",
+        "warning",
+        f"{PREFIX} Table Shrink Warning ({count}) - {local:%Y-%m-%d}",
+        "Database Backup Table Shrink Warning",
+        [
+            ("Date & Time", _when(when, tz)),
+            ("Task", "backup contents check"),
+            ("Status", f"Succeeded, but {count} shrank since the previous backup"),
+        ],
+        [
+            Section("Tables", tuple(lines)),
+            Section(
+                "Warning Details",
+                (
+                    "A table that disappeared, was emptied, or lost more than"
+                    f" {threshold_percent} % of its rows (having had at least {min_rows:,}).",
+                    "If this was not intended, restore the previous backup before it expires.",
+                ),
+            ),
+            Section(
+                "File Information",
+                items=(("File Name", file_name), ("Previous Successful Backup", previous_file_name)),
+            ),
+            Section("System Information", items=(("Environment", environment), ("Backup ID", backup_id))),
+        ],
+        organization,
+    )

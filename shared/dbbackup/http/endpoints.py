@@ -114,7 +114,10 @@ def run_backup(
     }
     if outcome.status == "success":
         log.info("backup %s succeeded: %s (%s bytes)", outcome.backup_log_id, outcome.path, outcome.file_size_bytes)
-        return result | {"file_id": outcome.file_id, "md5": outcome.md5, "seconds": outcome.seconds}, 200
+        for line in outcome.warnings:
+            log.warning("backup %s: %s", outcome.backup_log_id, line)
+        extra = {"file_id": outcome.file_id, "md5": outcome.md5, "seconds": outcome.seconds}
+        return result | extra | {"tables": outcome.tables, "warnings": outcome.warnings}, 200
     log.error("backup %s failed: %s", outcome.backup_log_id, outcome.reason)
     return {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}, 500
 
