@@ -213,3 +213,14 @@ def test_tables_that_vanish_or_empty_are_warned_and_growth_is_not(migrated_url: 
         "public.emptied: 2 → 0 rows since today's earlier backup",
         "public.gone: 1 rows → table gone since today's earlier backup",
     ]
+
+
+def test_an_encrypted_backup_has_the_same_manifest(migrated_url: str, tmp_path: Path) -> None:
+    from pyrage import x25519
+
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE secret_things (id int); INSERT INTO secret_things SELECT generate_series(1, 1234)")
+    key = x25519.Identity.generate()
+    outcome = backup_job(settings_for(migrated_url, tmp_path, BACKUP_AGE_RECIPIENTS=str(key.to_public()))).run("manual")
+    assert outcome.status == "success" and outcome.file_name.endswith(".sql.gz.age")
+    assert manifest_of(migrated_url, outcome.backup_log_id)["tables"]["public.secret_things"]["rows"] == 1234
