@@ -293,6 +293,10 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             print(f"{verb} {name}")
         for name in result.kept_by_safety_floor:
             print(f"kept {name} (safety floor: one of the newest {result.keep_min} successful backups)")
+        for name in result.kept_weekly:
+            print(f"kept {name} (weekly: the newest of its ISO week, one of the last {result.keep_weekly})")
+        for name in result.kept_monthly:
+            print(f"kept {name} (monthly: the newest of its month, one of the last {result.keep_monthly})")
         for name in result.kept_future:
             print(f"kept {name} (dated in the future)")
         for name in result.kept_in_progress:

@@ -39,6 +39,8 @@ class CleanupResult:
     cutoff: str  # files named before this instant are past retention
     retention_days: int
     keep_min: int
+    keep_weekly: int = 0
+    keep_monthly: int = 0
     examined: int = 0
     matched: int = 0
     ignored: int = 0
@@ -47,6 +49,10 @@ class CleanupResult:
     kept_future: list[str] = field(default_factory=list)
     kept_in_progress: list[str] = field(default_factory=list)
     kept_within_retention: int = 0
+    kept_weekly: list[str] = field(default_factory=list)
+    kept_monthly: list[str] = field(default_factory=list)
+    # Every kept file and why: daily, weekly, monthly, floor, in_progress or future.
+    kept: dict[str, str] = field(default_factory=dict)
     failed: list[dict[str, str]] = field(default_factory=list)
     bytes_freed: int = 0
     backup_running: bool = False
@@ -60,7 +66,10 @@ class CleanupResult:
         verb = "would delete" if self.dry_run else "deleted"
         return (
             f"examined {self.examined}, matched {self.matched}, {verb} {len(self.deleted)}, "
-            f"kept by the safety floor {len(self.kept_by_safety_floor)}, ignored {self.ignored}, "
+            f"kept by the safety floor {len(self.kept_by_safety_floor)}, "
+            + (f"weekly {len(self.kept_weekly)}, " if self.keep_weekly else "")
+            + (f"monthly {len(self.kept_monthly)}, " if self.keep_monthly else "")
+            + f"ignored {self.ignored}, "
             f"failed {len(self.failed)}, bytes freed {self.bytes_freed:,}"
         )
 
@@ -155,6 +164,8 @@ class CleanupJob:
             cutoff="",
             retention_days=s.retention_days,
             keep_min=s.keep_min,
+            keep_weekly=s.keep_weekly,
+            keep_monthly=s.keep_monthly,
         )
         try:
             folder = storage.ensure_folder(folder_path)
@@ -175,6 +186,8 @@ class CleanupJob:
                 tz=s.timezone,
                 retention_days=s.retention_days,
                 keep_min=s.keep_min,
+                keep_weekly=s.keep_weekly,
+                keep_monthly=s.keep_monthly,
                 statuses={file_id: retention.row_status(found) for file_id, found in statuses.items()},
             )
             result.cutoff = plan.cutoff.isoformat()
@@ -186,6 +199,9 @@ class CleanupJob:
             result.kept_future = [d.file.name for d in plan.with_reason(retention.FUTURE)]
             result.kept_in_progress = [d.file.name for d in plan.with_reason(retention.IN_PROGRESS)]
             result.kept_within_retention = len(plan.with_reason(retention.WITHIN))
+            result.kept_weekly = [d.file.name for d in plan.with_reason(retention.WEEKLY)]
+            result.kept_monthly = [d.file.name for d in plan.with_reason(retention.MONTHLY)]
+            result.kept = {d.file.name: retention.KEPT_AS[d.reason] for d in plan.with_action(retention.KEEP)}
             result.failed = failed
             if failed:
                 result.status = "failed"
