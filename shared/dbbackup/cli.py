@@ -336,6 +336,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"last backup size:     {size}")
     if health.last_size_warning:
         print(f"size warning:         {health.last_size_warning}")
+    if health.last_verified_at:
+        age = health.last_verified_backup_age_hours
+        print(
+            f"last restore drill:   {health.last_verify_status} at {health.last_verified_at}:"
+            f" {health.last_verified_file}" + (f" (a backup {age / 24:.1f} days old now)" if age is not None else "")
+        )
+    else:
+        print("last restore drill:   never (verify_backup has not run)")
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ SECRET_VARIABLES = (
     "SENDGRID_API_KEY",
     "SUPABASE_JWT_SECRET",
     "ALERT_WEBHOOK_URL",
+    "VERIFY_DATABASE_URL",
 )
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

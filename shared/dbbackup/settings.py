@@ -64,6 +64,29 @@ def _email(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+IDENTITY_VARIABLES = ("BACKUP_AGE_IDENTITY", "BACKUP_AGE_IDENTITY_SECRET", "SECRET_MANAGER_ENDPOINT")
+
+
+def default_verify_max_sql_bytes() -> int:
+    """A quarter of this container's memory (Cloud Functions' /tmp is memory, and the drill's
+    server, its data directory and the restore share it), else 256 MiB."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = "max"
+    return int(limit) // 4 if limit.isdigit() else 256 << 20
+
+
+def _verify_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("VERIFY_DATABASE_URL", "").strip() or None
+    if url is not None:
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise ConfigError("VERIFY_DATABASE_URL is not a valid PostgreSQL URL or conninfo") from None
+    return url
+
+
 @dataclass(frozen=True)
 class _Alerting:
     retention_days: int
@@ -171,6 +194,11 @@ class Settings:
     profile: DumpProfile = field(default_factory=DumpProfile)
     # BACKUP_AGE_RECIPIENTS: age public keys every backup is encrypted to (none: plain .sql.gz).
     age_recipients: tuple[str, ...] = ()
+    # The restore drill (verify_backup): its scratch database, the embedded server's size limit,
+    # and where an identity for encrypted backups comes from (wiring.age_identities reads it).
+    verify_database_url: str | None = field(default=None, repr=False)
+    verify_max_sql_bytes: int = 256 << 20
+    identity_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -189,6 +217,12 @@ class Settings:
         found: tuple[str, ...] = (str(password),) if password else ()
         found += (self.sendgrid_api_key,) if self.sendgrid_api_key else ()
         found += (self.webhook_url,) if self.webhook_url else ()
+        if self.verify_database_url:
+            try:
+                scratch = psycopg.conninfo.conninfo_to_dict(self.verify_database_url).get("password")
+            except psycopg.ProgrammingError:
+                scratch = None
+            found += (self.verify_database_url,) + ((str(scratch),) if scratch else ())
         found += self.auth.secrets if self.auth else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
@@ -234,4 +268,9 @@ class Settings:
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
             age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),
+            verify_database_url=_verify_url(env),
+            verify_max_sql_bytes=_positive_int(
+                env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50
+            ),
+            identity_env={k: env[k] for k in IDENTITY_VARIABLES if env.get(k)},
         )

@@ -320,3 +320,42 @@ def shrink_warning_email(
         ],
         organization,
     )
+
+
+def drill_failure_email(
+    when: datetime,
+    tz: ZoneInfo,
+    environment: str,
+    *,
+    backup_id: str,
+    file_name: str,
+    target: str,
+    detail: str,
+    organization: str = DEFAULT_ORGANIZATION,
+) -> Email:
+    """The weekly restore drill found a backup that does not restore as recorded."""
+    local = _local(when, tz)
+    return _render(
+        "drill_failed",
+        "error",
+        f"{PREFIX} Restore Drill Failed - {local:%Y-%m-%d}",
+        "Database Backup Restore Drill Failed",
+        [
+            ("Date & Time", _when(when, tz)),
+            ("Task", "weekly restore drill (verify_backup)"),
+            ("Status", "Failed: the latest successful backup did not restore as recorded"),
+        ],
+        [
+            Section("Failure Details", (detail,)),
+            Section(
+                "What To Do",
+                (
+                    "Run `dbbackup verify <id> --restore-test` on this backup, and take a new backup now:"
+                    " until one passes, the backups may not be usable.",
+                ),
+            ),
+            Section("File Information", items=(("File Name", file_name), ("Restored Into", target))),
+            Section("System Information", items=(("Environment", environment), ("Backup ID", backup_id))),
+        ],
+        organization,
+    )

@@ -389,6 +389,7 @@ class PgBackupLog:
             successes_7d=ok_7,
             attempts_30d=attempts_30,
             successes_30d=ok_30,
+            last_verified=self.last_verified(),
         )
 
     # --- retention ------------------------------------------------------------------------

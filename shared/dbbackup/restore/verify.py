@@ -156,12 +156,16 @@ def compare_with_manifest(
 def restore_and_compare(
     source: Source, url: str, report: VerifyReport, identities: Identities | None, *, force: bool = False, where: str
 ) -> None:
-    """Restore ``source`` into ``url`` and compare every table's rows with the manifest."""
+    """Restore ``source`` into ``url`` and compare every table's rows with the manifest (and the
+    bytes read with the MD5 the row recorded)."""
     try:
-        restore(source, url, identities=identities, force=force)
+        result = restore(source, url, identities=identities, force=force)
     except BackupFailed as exc:
         report.checks.append(Check("restore", False, str(exc)))
         return
+    recorded = source.row.md5_checksum if source.row else None
+    if recorded:
+        report.checks.append(Check("md5", recorded == result.md5, f"recorded {recorded}, file {result.md5}"))
     restored = exact_rows(url)
     report.table_count, report.rows = len(restored), sum(restored.values())
     report.checks.append(
