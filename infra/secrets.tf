@@ -9,6 +9,7 @@ locals {
     SENDGRID_API_KEY         = var.sendgrid_api_key_secret_id
     SUPABASE_JWT_SECRET      = var.supabase_jwt_secret_secret_id
     ALERT_WEBHOOK_URL        = var.alert_webhook_url_secret_id
+    VERIFY_DATABASE_URL      = var.verify_database_url_secret_id
   } : name => id if id != "" }
 }
 
