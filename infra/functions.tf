@@ -1,4 +1,4 @@
-# The three functions, built from one source (source.tf), run as the runtime account.
+# The four functions, built from one source (source.tf), run as the runtime account.
 
 locals {
   # Plain settings every function gets (empty = left out, the code's default applies).
@@ -12,6 +12,11 @@ locals {
     BACKUP_KEEP_MIN                = tostring(var.keep_min)
     BACKUP_MAX_AGE_HOURS           = tostring(var.max_age_hours)
     BACKUP_SIZE_WARNING_PERCENT    = tostring(var.size_warning_percent)
+    BACKUP_SHRINK_WARNING_PERCENT  = tostring(var.shrink_warning_percent)
+    BACKUP_SHRINK_MIN_ROWS         = tostring(var.shrink_min_rows)
+    BACKUP_KEEP_WEEKLY             = tostring(var.keep_weekly)
+    BACKUP_KEEP_MONTHLY            = tostring(var.keep_monthly)
+    VERIFY_MAX_SQL_BYTES           = tostring(var.verify_max_sql_bytes)
     BACKUP_ENVIRONMENT             = var.environment_name
     GOOGLE_DRIVE_SUBJECT           = var.drive_subject
     ALERT_FROM_EMAIL               = var.alert_from_email
@@ -54,6 +59,16 @@ locals {
       memory        = var.cleanup_memory
       cpu           = "1"
       timeout       = var.cleanup_timeout_seconds
+      max_instances = 1
+      ingress       = var.scheduled_ingress
+      public        = false
+    }
+    verify_backup = {
+      description = "Weekly restore drill of the latest backup (called by Cloud Scheduler only)."
+      # The embedded server's data directory lives in /tmp, which is this memory.
+      memory        = var.verify_memory
+      cpu           = "1"
+      timeout       = var.verify_timeout_seconds
       max_instances = 1
       ingress       = var.scheduled_ingress
       public        = false
@@ -117,7 +132,7 @@ resource "google_cloudfunctions2_function" "fn" {
 
 # Cloud Scheduler may invoke the two scheduled functions, and nothing else may (no allUsers).
 resource "google_cloud_run_service_iam_member" "scheduler_invokes" {
-  for_each = toset(["database_backup", "cleanup_old_backups"])
+  for_each = toset(["database_backup", "cleanup_old_backups", "verify_backup"])
   project  = var.project_id
   location = var.region
   service  = google_cloudfunctions2_function.fn[each.key].name

@@ -1,4 +1,4 @@
-# Two daily jobs in var.time_zone. Each signs an OIDC token as the scheduler account, for the
+# Two daily jobs and the weekly restore drill in var.time_zone. Each signs an OIDC token as the scheduler account, for the
 # audience the function checks (its SCHEDULER_AUDIENCE, the same module output).
 
 locals {
@@ -21,6 +21,15 @@ locals {
       description = "Daily retention cleanup and missed-run watchdog"
       deadline    = "600s"
       retries     = 1
+    }
+    verify = {
+      function    = "verify_backup"
+      schedule    = var.verify_schedule
+      description = "Weekly restore drill of the latest backup"
+      # The drill records its own verdict on the backup's row however long it runs; a retry
+      # would only drill the same backup again.
+      deadline = "1800s"
+      retries  = 0
     }
   }
 }
@@ -45,7 +54,7 @@ resource "google_cloud_scheduler_job" "job" {
   http_target {
     http_method = "POST"
     uri         = google_cloudfunctions2_function.fn[each.value.function].service_config[0].uri
-    # cleanup_old_backups accepts (and ignores) the trigger field, so one body fits both.
+    # cleanup_old_backups and verify_backup accept (and ignore) the trigger field: one body fits all.
     body    = base64encode("{\"trigger\": \"scheduled\"}")
     headers = { "Content-Type" = "application/json" } # else Scheduler sends application/octet-stream (415)
 

@@ -11,6 +11,7 @@ locals {
     ALERT_WEBHOOK_URL        = var.alert_webhook_url_secret_id
     AWS_ACCESS_KEY_ID        = var.aws_access_key_id_secret_id
     AWS_SECRET_ACCESS_KEY    = var.aws_secret_access_key_secret_id
+    VERIFY_DATABASE_URL      = var.verify_database_url_secret_id
   } : name => id if id != "" }
 }
 

@@ -128,6 +128,12 @@ variable "alert_webhook_url_secret_id" {
   default     = ""
 }
 
+variable "verify_database_url_secret_id" {
+  description = "Secret holding VERIFY_DATABASE_URL, a scratch database the weekly restore drill empties and restores into (never the backed-up one); empty: the drill uses a throwaway server when the backup fits VERIFY_MAX_SQL_BYTES."
+  type        = string
+  default     = ""
+}
+
 variable "alert_from_email" {
   description = "SendGrid-verified sender of alerts (ALERT_FROM_EMAIL); required with a SendGrid key."
   type        = string
@@ -233,6 +239,69 @@ variable "size_warning_percent" {
   description = "A backup under this % of the previous one is flagged (BACKUP_SIZE_WARNING_PERCENT; 0 = off)."
   type        = number
   default     = 50
+}
+
+variable "shrink_warning_percent" {
+  description = "A table that lost more than this % of its rows since the previous backup is warned about (BACKUP_SHRINK_WARNING_PERCENT; 0 = only vanished or emptied tables)."
+  type        = number
+  default     = 50
+}
+
+variable "shrink_min_rows" {
+  description = "Only tables that had at least this many rows are warned about for shrinking (BACKUP_SHRINK_MIN_ROWS)."
+  type        = number
+  default     = 1000
+}
+
+variable "keep_weekly" {
+  description = "Also keep the newest backup of each of the last N ISO weeks (BACKUP_KEEP_WEEKLY; 0 = the daily rule only)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.keep_weekly >= 0 && var.keep_weekly <= 5000
+    error_message = "keep_weekly must be 0-5000."
+  }
+}
+
+variable "keep_monthly" {
+  description = "Also keep the newest backup of each of the last N calendar months (BACKUP_KEEP_MONTHLY; 0 = the daily rule only)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.keep_monthly >= 0 && var.keep_monthly <= 1200
+    error_message = "keep_monthly must be 0-1200."
+  }
+}
+
+variable "verify_schedule" {
+  description = "Cron schedule of the weekly restore drill (verify_backup), in time_zone; default Sunday 03:00."
+  type        = string
+  default     = "0 3 * * 0"
+}
+
+variable "verify_memory" {
+  description = "Memory of verify_backup. Its /tmp is this memory: the throwaway server's data directory and the restore share it (see verify_max_sql_bytes)."
+  type        = string
+  default     = "2Gi"
+}
+
+variable "verify_max_sql_bytes" {
+  description = "Without a scratch database, the drill restores into a throwaway server only when the backup's SQL is at most this (VERIFY_MAX_SQL_BYTES): a quarter of verify_memory by default (512 MiB of 2Gi)."
+  type        = number
+  default     = 536870912
+}
+
+variable "verify_timeout_seconds" {
+  description = "Request timeout of verify_backup (a restore of the whole database)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.verify_timeout_seconds >= 60 && var.verify_timeout_seconds <= 3600
+    error_message = "verify_timeout_seconds must be 60-3600 (HTTP functions run at most 60 minutes)."
+  }
 }
 
 variable "backup_memory" {

@@ -40,6 +40,7 @@ MANAGER_ROUTES = [
     ("GET", "/api/logs"),
     ("GET", "/api/logs.csv"),
     ("GET", f"/api/backups/{uuid.uuid4()}/download"),
+    ("GET", f"/api/backups/{uuid.uuid4()}"),
     ("GET", "/api/config"),
     ("PUT", "/api/config/backup_enabled"),
     ("POST", "/api/backups"),
@@ -783,3 +784,30 @@ def test_static_files_are_typed_by_extension_and_only_plain_files_of_the_folder(
         )
     for name in ("notes.txt", "link.js", "sub", "sub/inner.js", "sub%2Finner.js"):
         assert client.get(f"/static/{name}").status_code == 404, name
+
+
+def test_a_backups_contents_are_its_manifest_shrink_warnings_and_last_drill(
+    client: FlaskClient, manager: dict[str, str], secured: Secured
+) -> None:
+    from psycopg.types.json import Jsonb
+
+    manifest = {
+        "tables": {"public.invoices": {"rows": 100, "bytes": 4000}, "App Data.Orders EU": {"rows": 0, "bytes": 0}}
+    }
+    warnings = ["public.invoices: 5,000 → 100 rows since yesterday's backup"]
+    log_id = seed(
+        secured.url,
+        NOW,
+        manifest=Jsonb(manifest),
+        shrink_warnings=Jsonb(warnings),
+        verify_status="passed",
+        verified_at=NOW,
+        verify_detail="restored",
+    )
+    body = client.get(f"/api/backups/{log_id}", headers=manager).get_json()
+    assert body["manifest"] == manifest and body["shrink_warnings"] == warnings
+    assert body["verify_status"] == "passed" and body["verified_at"][-6:] in ("+01:00", "+02:00")
+    assert client.get("/api/backups/not-a-uuid", headers=manager).status_code == 400
+    assert client.get(f"/api/backups/{uuid.uuid4()}", headers=manager).status_code == 404
+    status = client.get("/api/status", headers=manager).get_json()
+    assert status["retention"] == {"retention_days": 15, "keep_min": 3, "keep_weekly": 0, "keep_monthly": 0}

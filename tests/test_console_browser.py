@@ -485,13 +485,34 @@ def test_downloading_a_backup_gives_the_bytes_stored_on_drive(visit: Any, consol
     page = visit()
     sign_in_manager(page, console)
     open_logs(page)
-    button = page.locator(f"#logs-body tr[data-id='{console.real_id}']").get_by_role("button")
+    button = page.locator(f"#logs-body tr[data-id='{console.real_id}']").get_by_role(
+        "button", name=f"Download {console.real_name}"
+    )
     expect(button).to_have_accessible_name(f"Download {console.real_name}")
     with page.expect_download() as info:
         button.click()
     download = info.value
     assert download.suggested_filename == console.real_name
     assert Path(download.path()).read_bytes() == console.real_bytes
+
+
+def test_a_backups_status_opens_what_it_holds_table_by_table(visit: Any, console: Console) -> None:
+    page = visit()
+    sign_in_manager(page, console)
+    open_logs(page)
+    page.locator(f"#logs-body tr[data-id='{console.real_id}']").get_by_role(
+        "button", name=f"Contents of {console.real_name}"
+    ).click()
+    dialog = page.locator("#contents-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2")).to_have_text(f"Contents of {console.real_name}")
+    [(manifest,)] = console.rows("SELECT manifest FROM backup_logs WHERE id = %s", (console.real_id,))
+    tables = sorted(manifest["tables"])
+    expect(dialog.locator("#contents-body tr")).to_have_count(len(tables))
+    first = dialog.locator("#contents-body tr").first.locator("td")
+    expect(first.nth(0)).to_have_text(tables[0])
+    expect(first.nth(1)).to_have_text(f"{manifest['tables'][tables[0]]['rows']:,}")
+    expect(dialog.locator("#contents-summary")).to_contain_text(f"{len(tables)} tables")
 
 
 def test_editing_the_folder_path_checks_it_then_saves_it(visit: Any, console: Console) -> None:

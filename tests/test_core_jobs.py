@@ -45,6 +45,10 @@ class Policy:
     retention_days: int = 15
     keep_min: int = 3
     max_age_hours: int = 26
+    shrink_warning_percent: int = 50
+    shrink_min_rows: int = 1000
+    keep_weekly: int = 0
+    keep_monthly: int = 0
     secrets: tuple[str, ...] = ("s3cret",)
     storage: str = "local"
 
@@ -140,6 +144,22 @@ class MemoryLog:
 
     def flag_size_warning(self, log_id: str, text: str) -> None:
         self._set(log_id, size_warning=text)
+
+    def record_manifest(self, log_id: str, manifest: dict) -> None:
+        self._set(log_id, manifest=manifest)
+
+    def flag_shrink(self, log_id: str, lines: Sequence[str]) -> None:
+        self._set(log_id, shrink_warnings=list(lines))
+
+    def previous_success(self, exclude_id: str) -> LogRow | None:
+        return self.last_success(exclude_id)
+
+    def record_verification(self, log_id: str, status: str, detail: str) -> None:
+        self._set(log_id, verified_at=NOW, verify_status=status, verify_detail=detail)
+
+    def last_verified(self) -> LogRow | None:
+        done = [r for r in self.rows if r.verified_at is not None]
+        return done[-1] if done else None
 
     def health_facts(self, now: datetime) -> HealthFacts:
         last = self.last_success()

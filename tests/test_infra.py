@@ -34,6 +34,7 @@ NOT_SET_BY_TERRAFORM = {
     "ALERT_WEBHOOK_URL": "given as ALERT_WEBHOOK_URL_SECRET (its path is a token)",
     "DBBACKUP_EMBEDDED_USER": "throwaway test and demo servers only",
     "BACKUP_AGE_IDENTITY": "decrypting is for a person restoring (CLI); the functions hold only the recipients",
+    "VERIFY_DATABASE_URL": "given as VERIFY_DATABASE_URL_SECRET (it holds a password)",
     "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
     "SECRET_MANAGER_ENDPOINT": "Google's endpoint is the default; tests point it at a fake",
@@ -61,7 +62,7 @@ NOT_SET_BY_TERRAFORM = {
     "BACKUP_S3_PART_SIZE": "the default (16 MiB; backup_memory is sized for it)",
     "STORAGE_EMULATOR_HOST": "the GCS client's own variable, for tests against an emulator",
 }
-SCHEDULED = {"database_backup", "cleanup_old_backups"}
+SCHEDULED = {"database_backup", "cleanup_old_backups", "verify_backup"}
 # Variables without a default: the operator must choose them (README "Deployment").
 REQUIRED_VARIABLES = {"project_id", "ops_alert_email", "notification_email"}
 
@@ -140,11 +141,13 @@ def test_schedules_and_time_zone_match_the_documented_defaults() -> None:
     defaults = variable_defaults()
     assert defaults["backup_schedule"] == "0 1 * * *"
     assert defaults["cleanup_schedule"] == "0 2 * * *"
+    assert defaults["verify_schedule"] == "0 3 * * 0"  # Sunday 03:00
     assert defaults["time_zone"] == "UTC"
     jobs = locals_(INFRA / "scheduler.tf")["jobs"]
     assert {unq(j["function"]): unq(j["schedule"]) for j in jobs.values()} == {
         "database_backup": "${var.backup_schedule}",
         "cleanup_old_backups": "${var.cleanup_schedule}",
+        "verify_backup": "${var.verify_schedule}",
     }
     job = resources("google_cloud_scheduler_job")["job"]
     # One zone for the schedules and the file names: 01:00 in the schedule is 01-00 in the name.

@@ -147,7 +147,7 @@ def test_verify_with_a_restore_test_reports_tables_and_rows(backed_up) -> None: 
     proc = cli(["verify", "latest", "--restore-test", "--json"], backed_up)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
-    assert report["ok"] and report["tables"] == 6  # invoices, items + our four tables (005: rate limits)
+    assert report["ok"] and report["table_count"] == 6  # invoices, items + our four tables (005: rate limits)
     assert report["rows"] >= 40000
 
 

@@ -93,7 +93,7 @@ def test_the_varied_database_restores_and_verifies_with_our_own_commands(make_db
     settings = Settings.from_env({"DATABASE_URL": source, "BACKUP_LOCAL_ROOT": str(tmp_path)})
     report = verify(resolve_source(log_id, lambda: settings), restore_test=True)
     assert report.ok, [c for c in report.checks if not c.ok]
-    assert report.tables and report.tables > 20 and report.rows
+    assert report.table_count and report.table_count > 20 and report.rows
     restore(resolve_source(log_id, lambda: settings), target)
     assert_databases_equal(source, target, pgbin.tool("pg_dump"), ignore_data=OURS)
 

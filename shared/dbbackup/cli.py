@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="delete backups older than BACKUP_RETENTION_DAYS (keeps a safety floor)")
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
     cleanup.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one backup_logs row and its manifest (rows and bytes per table)")
+    show.add_argument("id", help="a backup_logs id, or 'latest' (the newest successful backup)")
+    show.add_argument("--json", action="store_true")
     status = sub.add_parser("status", help="backup health: last success, failures in a row, success rates, size")
     status.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="run everything on a throwaway server with a sample database")
@@ -143,8 +146,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(
             f"backup {outcome.backup_log_id} succeeded: {outcome.path} "
             f"({outcome.file_size_bytes:,} bytes gzip from {outcome.sql_bytes:,} bytes SQL, "
-            f"{outcome.seconds:.1f} s, md5 {outcome.md5})"
+            f"{outcome.seconds:.1f} s, md5 {outcome.md5}, {outcome.tables} tables)"
         )
+        for line in outcome.warnings:
+            error_line(f"warning: {line}", level=logging.WARNING)
     elif outcome.status == "skipped":
         print(f"backup skipped: {outcome.reason}")
     else:
@@ -178,6 +183,42 @@ def cmd_logs(args: argparse.Namespace) -> int:
             f"{r['started_at'][:19]}  {r['status']:<11} {r['backup_type']:<9} {size:>14}  "
             f"{r['file_name']}  {r['id']}  {extra}".rstrip()
         )
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from dbbackup.core.manifest import rows_of
+    from dbbackup.pg import connect as db
+    from dbbackup.pg.backup_log import PgBackupLog
+    from dbbackup.restore.sources import UUID_RE
+    from dbbackup.settings import Settings
+
+    if args.id != "latest" and not UUID_RE.match(args.id):
+        raise UsageError(f"{args.id}: not a backup_logs id or 'latest'")
+    settings = Settings.from_env()
+    with db.connect(settings.database_url, secrets=settings.secrets) as conn:
+        found = PgBackupLog(conn, settings.database_url, settings.secrets).whole_row(args.id)
+    if found is None:
+        raise UsageError(
+            "no successful backup in backup_logs" if args.id == "latest" else f"no backup_logs row {args.id}"
+        )
+    shown = _row(found)
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return EXIT_OK
+    manifest = shown.pop("manifest", None)
+    width = max(len(k) for k in shown)
+    for key, value in shown.items():
+        print(f"{key + ':':<{width + 1}} {'-' if value is None else value}")
+    if rows_of(manifest) is None:
+        print("manifest: none (taken before manifests were recorded, or not recorded)")
+        return EXIT_OK
+    tables = manifest["tables"]
+    print(f"manifest: {len(tables)} tables, {sum(t['rows'] for t in tables.values()):,} rows")
+    name_width = max([len(n) for n in tables] + [5])
+    print(f"  {'table':<{name_width}} {'rows':>14} {'bytes':>16}")
+    for name, entry in tables.items():
+        print(f"  {name:<{name_width}} {entry['rows']:>14,} {entry['bytes']:>16,}")
     return EXIT_OK
 
 
@@ -228,8 +269,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     "ok": report.ok,
                     "contents_checked": report.contents_checked,
                     "checks": [c.__dict__ for c in report.checks],
-                    "tables": report.tables,
+                    "table_count": report.table_count,
                     "rows": report.rows,
+                    "tables": report.tables,
                     "seconds": report.seconds,
                 },
                 indent=2,
@@ -259,10 +301,16 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             print(f"{verb} {name}")
         for name in result.kept_by_safety_floor:
             print(f"kept {name} (safety floor: one of the newest {result.keep_min} successful backups)")
+        for name in result.kept_weekly:
+            print(f"kept {name} (weekly: the newest of its ISO week, one of the last {result.keep_weekly})")
+        for name in result.kept_monthly:
+            print(f"kept {name} (monthly: the newest of its month, one of the last {result.keep_monthly})")
         for name in result.kept_future:
             print(f"kept {name} (dated in the future)")
         for name in result.kept_in_progress:
             print(f"kept {name} (its backup_logs row is in_progress)")
+        for kept in result.kept_retained:
+            print(f"kept {kept['file']} (its store still retains it: {kept['reason']})")
         for failure in result.failed:
             error_line(f"FAILED {failure['file']}: {failure['reason']}")
         if result.missed_run:
@@ -298,6 +346,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"last backup size:     {size}")
     if health.last_size_warning:
         print(f"size warning:         {health.last_size_warning}")
+    if health.last_verified_at:
+        age = health.last_verified_backup_age_hours
+        print(
+            f"last restore drill:   {health.last_verify_status} at {health.last_verified_at}:"
+            f" {health.last_verified_file}" + (f" (a backup {age / 24:.1f} days old now)" if age is not None else "")
+        )
+    else:
+        print("last restore drill:   never (verify_backup has not run)")
     return EXIT_OK
 
 
@@ -319,6 +375,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "cleanup": cmd_cleanup,
     "status": cmd_status,
+    "show": cmd_show,
 }
 
 

@@ -25,6 +25,7 @@ SECRET_VARIABLES = (
     # key id alongside it so one rotation changes both in one place.
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "VERIFY_DATABASE_URL",
 )
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

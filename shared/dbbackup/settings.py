@@ -82,12 +82,39 @@ def _email(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+IDENTITY_VARIABLES = ("BACKUP_AGE_IDENTITY", "BACKUP_AGE_IDENTITY_SECRET", "SECRET_MANAGER_ENDPOINT")
+
+
+def default_verify_max_sql_bytes() -> int:
+    """A quarter of this container's memory (Cloud Functions' /tmp is memory, and the drill's
+    server, its data directory and the restore share it), else 256 MiB."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = "max"
+    return int(limit) // 4 if limit.isdigit() else 256 << 20
+
+
+def _verify_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("VERIFY_DATABASE_URL", "").strip() or None
+    if url is not None:
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise ConfigError("VERIFY_DATABASE_URL is not a valid PostgreSQL URL or conninfo") from None
+    return url
+
+
 @dataclass(frozen=True)
 class _Alerting:
     retention_days: int
     keep_min: int
     max_age_hours: int
     size_warning_percent: int
+    shrink_warning_percent: int
+    shrink_min_rows: int
+    keep_weekly: int
+    keep_monthly: int
     environment: str
     sendgrid_api_key: str | None
     sendgrid_host: str | None
@@ -137,6 +164,10 @@ def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
         keep_min=_positive_int(env, "BACKUP_KEEP_MIN", 3, high=10_000),
         max_age_hours=_positive_int(env, "BACKUP_MAX_AGE_HOURS", 26),
         size_warning_percent=_positive_int(env, "BACKUP_SIZE_WARNING_PERCENT", 50, low=0, high=100),
+        shrink_warning_percent=_positive_int(env, "BACKUP_SHRINK_WARNING_PERCENT", 50, low=0, high=100),
+        shrink_min_rows=_positive_int(env, "BACKUP_SHRINK_MIN_ROWS", 1000, low=0, high=10**12),
+        keep_weekly=_positive_int(env, "BACKUP_KEEP_WEEKLY", 0, low=0, high=5_000),
+        keep_monthly=_positive_int(env, "BACKUP_KEEP_MONTHLY", 0, low=0, high=1_200),
         environment=environment,
         sendgrid_api_key=key,
         sendgrid_host=host,
@@ -163,6 +194,10 @@ class Settings:
     keep_min: int = 3
     max_age_hours: int = 26
     size_warning_percent: int = 50
+    shrink_warning_percent: int = 50
+    shrink_min_rows: int = 1000
+    keep_weekly: int = 0  # BACKUP_KEEP_WEEKLY: also keep the newest backup of each of the last N ISO weeks
+    keep_monthly: int = 0  # BACKUP_KEEP_MONTHLY: ... and of each of the last N calendar months
     environment: str = "production"
     sendgrid_api_key: str | None = field(default=None, repr=False)
     sendgrid_host: str | None = None
@@ -183,6 +218,11 @@ class Settings:
     profile: DumpProfile = field(default_factory=DumpProfile)
     # BACKUP_AGE_RECIPIENTS: age public keys every backup is encrypted to (none: plain .sql.gz).
     age_recipients: tuple[str, ...] = ()
+    # The restore drill (verify_backup): its scratch database, the embedded server's size limit,
+    # and where an identity for encrypted backups comes from (wiring.age_identities reads it).
+    verify_database_url: str | None = field(default=None, repr=False)
+    verify_max_sql_bytes: int = 256 << 20
+    identity_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -201,6 +241,12 @@ class Settings:
         found: tuple[str, ...] = (str(password),) if password else ()
         found += (self.sendgrid_api_key,) if self.sendgrid_api_key else ()
         found += (self.webhook_url,) if self.webhook_url else ()
+        if self.verify_database_url:
+            try:
+                scratch = psycopg.conninfo.conninfo_to_dict(self.verify_database_url).get("password")
+            except psycopg.ProgrammingError:
+                scratch = None
+            found += (self.verify_database_url,) + ((str(scratch),) if scratch else ())
         found += self.auth.secrets if self.auth else ()
         found += self.s3.secrets if self.s3 else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
@@ -231,6 +277,10 @@ class Settings:
             keep_min=alerting.keep_min,
             max_age_hours=alerting.max_age_hours,
             size_warning_percent=alerting.size_warning_percent,
+            shrink_warning_percent=alerting.shrink_warning_percent,
+            shrink_min_rows=alerting.shrink_min_rows,
+            keep_weekly=alerting.keep_weekly,
+            keep_monthly=alerting.keep_monthly,
             environment=alerting.environment,
             sendgrid_api_key=alerting.sendgrid_api_key,
             sendgrid_host=alerting.sendgrid_host,
@@ -245,4 +295,9 @@ class Settings:
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
             age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),
+            verify_database_url=_verify_url(env),
+            verify_max_sql_bytes=_positive_int(
+                env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50
+            ),
+            identity_env={k: env[k] for k in IDENTITY_VARIABLES if env.get(k)},
         )

@@ -22,6 +22,7 @@ from dbbackup.errors import ConfigError
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
 from dbbackup.redact import remember_secrets
+from dbbackup.restore.drill import Drill, DrillConfig, DrillResult
 from dbbackup.restore.sources import Source, resolve
 from dbbackup.secret_manager import resolve_secrets
 from dbbackup.settings import Settings
@@ -194,6 +195,39 @@ def cleanup_job(
         alerter or alerter_for(settings),
         clock,
         dry_run_storage=DryRunStorage,
+    )
+
+
+def drill(
+    settings: Settings, storage: Storage | None = None, alerter: Alerter | None = None, clock: Clock = utc_now
+) -> Drill:
+    """The restore drill (``verify_backup``) with the configured log, storage and alerts."""
+    from dbbackup.core import messages
+
+    remember_secrets(settings.secrets)
+
+    def alert(result: DrillResult) -> Email:
+        return messages.drill_failure_email(
+            clock(),
+            settings.timezone,
+            settings.environment,
+            backup_id=result.backup_log_id or "",
+            file_name=result.file_name or "",
+            target=result.target or "(not started)",
+            detail=result.detail,
+            organization=settings.organization,
+        )
+
+    config = DrillConfig(
+        settings.database_url, settings.verify_database_url, settings.verify_max_sql_bytes, settings.secrets
+    )
+    return Drill(
+        config,
+        open_log(settings),
+        (lambda: storage) if storage is not None else (lambda: make_storage(settings)),
+        lambda: age_identities(None, settings.identity_env),
+        alerter or alerter_for(settings),
+        alert,
     )
 
 

@@ -46,7 +46,7 @@ variable "console_settings" {
 
 locals {
   # One entry per function: the entry point in functions/<name>/main.py.
-  functions = ["database_backup", "cleanup_old_backups", "backup_console"]
+  functions = ["database_backup", "cleanup_old_backups", "verify_backup", "backup_console"]
 
   # Cloud Run service names (the function names) and their deterministic URLs, known before
   # the functions exist: each function must be told its own URL (SCHEDULER_AUDIENCE) and

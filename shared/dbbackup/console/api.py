@@ -208,6 +208,32 @@ def _download(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpReply:
     return HttpReply({}, 200, headers, stream=_Download(chunks, name), content_type=naming.media_type(name))
 
 
+def _backup_contents(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpReply:
+    """One backup and what it holds (its manifest), for the console's contents dialog."""
+    if not _UUID.match(log_id):
+        return _error(400, "the backup id is not a UUID", "id")
+    settings = ctx.settings
+    row = PgBackupLog(ctx.db.get(), settings.database_url, settings.secrets).get(log_id)
+    if row is None:
+        return _error(404, f"no backup {log_id}")
+
+    def at(value: datetime | None) -> str | None:
+        return value.astimezone(settings.timezone).isoformat() if value else None
+
+    body = {
+        "id": row.id,
+        "status": row.status,
+        "file_name": row.file_name,
+        "started_at": at(row.started_at),
+        "manifest": row.manifest,
+        "shrink_warnings": list(row.shrink_warnings or []),
+        "verify_status": row.verify_status,
+        "verified_at": at(row.verified_at),
+        "verify_detail": row.verify_detail,
+    }
+    return HttpReply(body, 200)
+
+
 def _config(req: HttpRequest, ctx: RequestContext) -> HttpReply:
     return HttpReply(read_config(ctx.db.get()), 200)
 
@@ -230,7 +256,16 @@ def _run_backup(req: HttpRequest, ctx: RequestContext) -> HttpReply:
 
 
 def _status(req: HttpRequest, ctx: RequestContext) -> HttpReply:
-    return status_reply(ctx.settings)
+    reply = status_reply(ctx.settings)
+    if reply.status == 200:
+        s = ctx.settings
+        reply.body["retention"] = {
+            "retention_days": s.retention_days,
+            "keep_min": s.keep_min,
+            "keep_weekly": s.keep_weekly,
+            "keep_monthly": s.keep_monthly,
+        }
+    return reply
 
 
 # --- routing --------------------------------------------------------------------------------
@@ -261,6 +296,7 @@ ROUTES = (
     Route("/api/me", ("GET",), _me),
     Route("/api/logs", ("GET",), _logs),
     Route("/api/logs.csv", ("GET",), _logs_csv),
+    Route("/api/backups/{log_id}", ("GET",), _backup_contents),
     Route("/api/backups/{log_id}/download", ("GET",), _download),
     Route("/api/config", ("GET",), _config),
     Route("/api/config/{key}", ("PUT",), _put_config),

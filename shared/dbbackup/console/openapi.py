@@ -259,6 +259,42 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/backups/{log_id}": {
+                "get": {
+                    "summary": "one backup: its row, its manifest (rows and bytes per table), shrink warnings, drill",
+                    "parameters": [
+                        {
+                            "name": "log_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "uuid"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["id", "status", "file_name", "manifest"],
+                                "properties": {
+                                    "id": {"type": "string", "format": "uuid"},
+                                    "status": {"type": "string"},
+                                    "file_name": {"type": "string"},
+                                    "started_at": _nullable({"type": "string", "format": "date-time"}),
+                                    "manifest": _nullable({"type": "object"}),
+                                    "shrink_warnings": {"type": "array", "items": {"type": "string"}},
+                                    "verify_status": _nullable({"type": "string"}),
+                                    "verified_at": _nullable({"type": "string", "format": "date-time"}),
+                                    "verify_detail": _nullable({"type": "string"}),
+                                },
+                            },
+                            "the backup and its contents",
+                        ),
+                        "400": _error("not a UUID"),
+                        "404": _error("no such row"),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
             "/api/backups/{log_id}/download": {
                 "get": {
                     "summary": "the backup file, streamed from storage (Content-Length, attachment)",

@@ -13,11 +13,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from dbbackup import structured_log
-from dbbackup.core import folder_path, messages, naming
+from dbbackup.core import folder_path, manifest, messages, naming
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.fanout import fan_out
 from dbbackup.core.ports import BackupLog, Copy, Dump, Dumper, Folder, JobSettings, OpenLog, Storage, StoredFile, Target
@@ -42,9 +42,14 @@ class BackupOutcome:
     seconds: float = 0.0
     reason: str | None = None
     copies: list[dict[str, object]] | None = None  # one per target, when there are several
+    tables: int | None = None  # how many tables the manifest holds
+    warnings: list[str] = field(default_factory=list)  # shrink warnings (the backup is still a success)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)  # the manifest, in memory
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        result = asdict(self)
+        del result["counts"]
+        return result
 
 
 class BackupJob:
@@ -114,6 +119,7 @@ class BackupJob:
                     )
                 outcome = self._locked(repo, config.folder_path, trigger, triggered_by, schedule_time)
                 self._check_size(repo, outcome)
+                self._check_shrink(repo, outcome)
                 return outcome
             finally:
                 with contextlib.suppress(BackupError):
@@ -174,6 +180,7 @@ class BackupJob:
                 log_id, size=primary.size, file_id=primary.id, path=path, md5=stats.md5, sql_bytes=stats.sql_bytes
             )
             repo.record_copies(log_id, copies)
+            self._record_manifest(repo, log_id, stats.tables)
             return BackupOutcome(
                 status="success",
                 backup_log_id=log_id,
@@ -185,6 +192,8 @@ class BackupJob:
                 sql_bytes=stats.sql_bytes,
                 seconds=round(time.monotonic() - started, 3),
                 copies=self._copies_out(copies),
+                tables=len(stats.tables),
+                counts=dict(stats.tables),
             )
         except BaseException as exc:
             reason = self._reason(exc)
@@ -346,6 +355,57 @@ class BackupJob:
         except Exception as exc:
             _log.error(
                 "size check of backup %s failed: %s", outcome.backup_log_id, one_line(redact(str(exc), self.secrets))
+            )
+
+    def _record_manifest(self, repo: BackupLog, log_id: str, tables: dict[str, tuple[int, int]]) -> None:
+        """The manifest goes on the row after the success is recorded: the backup is complete and
+        stays a success even when this write fails (a database not migrated yet: logged)."""
+        try:
+            repo.record_manifest(log_id, manifest.as_json(tables))
+        except Exception as exc:
+            _log.error(
+                "the manifest of backup %s was not recorded: %s", log_id, one_line(redact(str(exc), self.secrets))
+            )
+
+    def _check_shrink(self, repo: BackupLog, outcome: BackupOutcome) -> None:
+        """Tables that disappeared, were emptied or lost most of their rows since the previous
+        successful backup: recorded on the row, returned, and one warning e-mail listing them all.
+        Never a failure; nothing to compare with (a first backup, an older one without a
+        manifest) is no warning."""
+        if outcome.status != "success" or not outcome.backup_log_id:
+            return
+        s = self.settings
+        try:
+            previous = repo.previous_success(outcome.backup_log_id)
+            before = manifest.rows_of(previous.manifest) if previous else None
+            if previous is None or before is None:
+                return
+            after = {name: rows for name, (rows, _) in outcome.counts.items()}
+            found = manifest.shrunk(before, after, s.shrink_warning_percent, s.shrink_min_rows)
+            if not found:
+                return
+            now = self.clock()
+            when = manifest.since(previous.started_at or now, now, s.timezone)
+            outcome.warnings = [manifest.describe(shrink, when) for shrink in found]
+            for line in outcome.warnings:
+                _log.warning("backup %s: shrink warning: %s", outcome.backup_log_id, line)
+            repo.flag_shrink(outcome.backup_log_id, outcome.warnings)
+            email = messages.shrink_warning_email(
+                now,
+                s.timezone,
+                s.environment,
+                backup_id=outcome.backup_log_id,
+                file_name=outcome.file_name or "",
+                previous_file_name=previous.file_name or "",
+                lines=outcome.warnings,
+                threshold_percent=s.shrink_warning_percent,
+                min_rows=s.shrink_min_rows,
+                organization=s.organization,
+            )
+            self.alerter.deliver(email, repo.notification_email())
+        except Exception as exc:
+            _log.error(
+                "shrink check of backup %s failed: %s", outcome.backup_log_id, one_line(redact(str(exc), self.secrets))
             )
 
     def _reason(self, exc: BaseException) -> str:

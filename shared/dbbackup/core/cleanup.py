@@ -24,7 +24,7 @@ from typing import Any
 from dbbackup.core import health, messages, retention
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.ports import BackupLog, JobSettings, OpenLog, Storage, StoredFile, Target
-from dbbackup.errors import BackupError, LockBusy, StorageNotFound
+from dbbackup.errors import BackupError, LockBusy, StorageNotFound, StorageRetained
 from dbbackup.redact import one_line, redact
 
 log = logging.getLogger("dbbackup.cleanup")
@@ -39,6 +39,8 @@ class CleanupResult:
     cutoff: str  # files named before this instant are past retention
     retention_days: int
     keep_min: int
+    keep_weekly: int = 0
+    keep_monthly: int = 0
     examined: int = 0
     matched: int = 0
     ignored: int = 0
@@ -47,7 +49,13 @@ class CleanupResult:
     kept_future: list[str] = field(default_factory=list)
     kept_in_progress: list[str] = field(default_factory=list)
     kept_within_retention: int = 0
+    kept_weekly: list[str] = field(default_factory=list)
+    kept_monthly: list[str] = field(default_factory=list)
+    # Every kept file and why: daily, weekly, monthly, floor, in_progress or future.
+    kept: dict[str, str] = field(default_factory=dict)
     failed: list[dict[str, str]] = field(default_factory=list)
+    # Past our retention but still locked by the store (GCS retention policy, S3 Object Lock).
+    kept_retained: list[dict[str, str]] = field(default_factory=list)
     bytes_freed: int = 0
     backup_running: bool = False
     missed_run: bool = False
@@ -60,7 +68,10 @@ class CleanupResult:
         verb = "would delete" if self.dry_run else "deleted"
         return (
             f"examined {self.examined}, matched {self.matched}, {verb} {len(self.deleted)}, "
-            f"kept by the safety floor {len(self.kept_by_safety_floor)}, ignored {self.ignored}, "
+            f"kept by the safety floor {len(self.kept_by_safety_floor)}, "
+            + (f"weekly {len(self.kept_weekly)}, " if self.keep_weekly else "")
+            + (f"monthly {len(self.kept_monthly)}, " if self.keep_monthly else "")
+            + f"ignored {self.ignored}, "
             f"failed {len(self.failed)}, bytes freed {self.bytes_freed:,}"
         )
 
@@ -73,9 +84,12 @@ def delete_planned(
     plan: retention.Plan,
     record: Callable[[StoredFile], int],
     secrets: tuple[str, ...],
+    retained: list[dict[str, str]] | None = None,
 ) -> tuple[list[StoredFile], list[dict[str, str]]]:
     """Delete every file the plan marks, verify each is gone, record it; one failure never stops
-    the others. A file already gone counts as deleted (someone else removed it: the goal holds)."""
+    the others. A file already gone counts as deleted (someone else removed it: the goal holds).
+    A file the store itself still retains (a bucket retention policy, an Object Lock) goes to
+    ``retained``, not to the failures: that lock is the point of such a copy."""
     deleted: list[StoredFile] = []
     failed: list[dict[str, str]] = []
     for decision in plan.with_action(retention.DELETE):
@@ -89,6 +103,13 @@ def delete_planned(
                 pass
             else:
                 raise BackupError("the file is still there after the delete")
+        except StorageRetained as exc:
+            if retained is None:
+                raise
+            reason = one_line(redact(str(exc), secrets), 300)
+            log.info("cleanup: %s is still retained by its store: %s", f.name, reason)
+            retained.append({"file": f.name, "reason": reason})
+            continue
         except Exception as exc:
             reason = one_line(redact(str(exc) or type(exc).__name__, secrets), 300)
             log.error("cleanup: could not delete %s: %s", f.name, reason)
@@ -154,6 +175,8 @@ class CleanupJob:
             cutoff="",
             retention_days=s.retention_days,
             keep_min=s.keep_min,
+            keep_weekly=s.keep_weekly,
+            keep_monthly=s.keep_monthly,
         )
         several = len(self.targets) > 1
         for n, target in enumerate(self.targets):
@@ -217,10 +240,14 @@ class CleanupJob:
             tz=s.timezone,
             retention_days=s.retention_days,
             keep_min=s.keep_min,
+            keep_weekly=s.keep_weekly,
+            keep_monthly=s.keep_monthly,
             statuses={file_id: retention.row_status(found) for file_id, found in statuses.items()},
         )
         result.cutoff = plan.cutoff.isoformat()
-        deleted, failed = delete_planned(storage, plan, record, s.secrets)
+        retained: list[dict[str, str]] = []
+        deleted, failed = delete_planned(storage, plan, record, s.secrets, retained)
+        result.kept_retained += [{**r, "file": label(r["file"])} for r in retained]
         result.examined += len(files)
         result.matched += len(plan.decisions)
         result.ignored += len(plan.ignored)
@@ -230,6 +257,9 @@ class CleanupJob:
         result.kept_future += [label(d.file.name) for d in plan.with_reason(retention.FUTURE)]
         result.kept_in_progress += [label(d.file.name) for d in plan.with_reason(retention.IN_PROGRESS)]
         result.kept_within_retention += len(plan.with_reason(retention.WITHIN))
+        result.kept_weekly += [label(d.file.name) for d in plan.with_reason(retention.WEEKLY)]
+        result.kept_monthly += [label(d.file.name) for d in plan.with_reason(retention.MONTHLY)]
+        result.kept |= {label(d.file.name): retention.KEPT_AS[d.reason] for d in plan.with_action(retention.KEEP)}
         result.failed += [{**f, "file": label(f["file"])} for f in failed]
         if failed:
             result.status = "failed"

@@ -36,6 +36,14 @@ class Health:
     size_change_bytes: int | None
     size_change_percent: float | None
     last_size_warning: str | None
+    # The newest restore drill (verify_backup): which backup, its verdict, when, and how old that
+    # backup was then... and is now (hours).
+    last_verified_id: str | None = None
+    last_verified_file: str | None = None
+    last_verify_status: str | None = None  # passed | failed | skipped
+    last_verify_detail: str | None = None
+    last_verified_at: str | None = None
+    last_verified_backup_age_hours: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +61,7 @@ def build_health(facts: HealthFacts, now: datetime, max_age_hours: int) -> Healt
     prev_size = previous.file_size_bytes if previous else None
     change = size - prev_size if size is not None and prev_size is not None else None
     streak = facts.consecutive_failures
+    verified = facts.last_verified
     return Health(
         checked_at=now.isoformat(),
         healthy=age is not None and age <= max_age_hours and streak == 0,
@@ -74,6 +83,14 @@ def build_health(facts: HealthFacts, now: datetime, max_age_hours: int) -> Healt
         size_change_bytes=change,
         size_change_percent=round(100 * change / prev_size, 1) if change is not None and prev_size else None,
         last_size_warning=facts.last_size_warning,
+        last_verified_id=verified.id if verified else None,
+        last_verified_file=verified.file_name if verified else None,
+        last_verify_status=verified.verify_status if verified else None,
+        last_verify_detail=verified.verify_detail if verified else None,
+        last_verified_at=iso(verified.verified_at) if verified else None,
+        last_verified_backup_age_hours=(
+            round((now - verified.started_at).total_seconds() / 3600, 2) if verified and verified.started_at else None
+        ),
     )
 
 

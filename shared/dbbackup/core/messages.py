@@ -274,3 +274,88 @@ def size_warning_email(
         ],
         organization,
     )
+
+
+def shrink_warning_email(
+    when: datetime,
+    tz: ZoneInfo,
+    environment: str,
+    *,
+    backup_id: str,
+    file_name: str,
+    previous_file_name: str,
+    lines: list[str],
+    threshold_percent: int,
+    min_rows: int,
+    organization: str = DEFAULT_ORGANIZATION,
+) -> Email:
+    """One e-mail per backup, every table concerned listed."""
+    local = _local(when, tz)
+    count = f"{len(lines)} table{'s' if len(lines) != 1 else ''}"
+    return _render(
+        "shrink_warning",
+        "warning",
+        f"{PREFIX} Table Shrink Warning ({count}) - {local:%Y-%m-%d}",
+        "Database Backup Table Shrink Warning",
+        [
+            ("Date & Time", _when(when, tz)),
+            ("Task", "backup contents check"),
+            ("Status", f"Succeeded, but {count} shrank since the previous backup"),
+        ],
+        [
+            Section("Tables", tuple(lines)),
+            Section(
+                "Warning Details",
+                (
+                    "A table that disappeared, was emptied, or lost more than"
+                    f" {threshold_percent} % of its rows (having had at least {min_rows:,}).",
+                    "If this was not intended, restore the previous backup before it expires.",
+                ),
+            ),
+            Section(
+                "File Information",
+                items=(("File Name", file_name), ("Previous Successful Backup", previous_file_name)),
+            ),
+            Section("System Information", items=(("Environment", environment), ("Backup ID", backup_id))),
+        ],
+        organization,
+    )
+
+
+def drill_failure_email(
+    when: datetime,
+    tz: ZoneInfo,
+    environment: str,
+    *,
+    backup_id: str,
+    file_name: str,
+    target: str,
+    detail: str,
+    organization: str = DEFAULT_ORGANIZATION,
+) -> Email:
+    """The weekly restore drill found a backup that does not restore as recorded."""
+    local = _local(when, tz)
+    return _render(
+        "drill_failed",
+        "error",
+        f"{PREFIX} Restore Drill Failed - {local:%Y-%m-%d}",
+        "Database Backup Restore Drill Failed",
+        [
+            ("Date & Time", _when(when, tz)),
+            ("Task", "weekly restore drill (verify_backup)"),
+            ("Status", "Failed: the latest successful backup did not restore as recorded"),
+        ],
+        [
+            Section("Failure Details", (detail,)),
+            Section(
+                "What To Do",
+                (
+                    "Run `dbbackup verify <id> --restore-test` on this backup, and take a new backup now:"
+                    " until one passes, the backups may not be usable.",
+                ),
+            ),
+            Section("File Information", items=(("File Name", file_name), ("Restored Into", target))),
+            Section("System Information", items=(("Environment", environment), ("Backup ID", backup_id))),
+        ],
+        organization,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -100,7 +100,7 @@ class Copy:
 
 @dataclass(frozen=True)
 class Email:
-    kind: str  # backup_failed | cleanup_failed | missed_run | size_warning
+    kind: str  # backup_failed | cleanup_failed | missed_run | size_warning | shrink_warning | drill_failed
     severity: str  # error | warning
     subject: str
     text: str
@@ -154,6 +154,11 @@ class LogRow:
     sql_bytes: int | None = None
     size_warning: str | None = None
     schedule_time: datetime | None = None
+    manifest: dict[str, Any] | None = None
+    shrink_warnings: list[str] | None = None
+    verified_at: datetime | None = None
+    verify_status: str | None = None
+    verify_detail: str | None = None
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> LogRow:
@@ -185,6 +190,7 @@ class HealthFacts:
     successes_7d: int
     attempts_30d: int
     successes_30d: int
+    last_verified: LogRow | None = None
 
 
 class BackupLog(Protocol):
@@ -258,6 +264,26 @@ class BackupLog(Protocol):
 
     def flag_size_warning(self, log_id: str, text: str) -> None: ...
 
+    def record_manifest(self, log_id: str, manifest: dict[str, Any]) -> None:
+        """Store the attempt's manifest (``core.manifest.as_json``)."""
+        ...
+
+    def flag_shrink(self, log_id: str, lines: Sequence[str]) -> None:
+        """Record the attempt's shrink warnings, one line per table."""
+        ...
+
+    def previous_success(self, exclude_id: str) -> LogRow | None:
+        """The successful attempt started before ``exclude_id``, with its manifest."""
+        ...
+
+    def record_verification(self, log_id: str, status: str, detail: str) -> None:
+        """A restore drill's verdict on the attempt: ``passed``, ``failed`` or ``skipped``, now."""
+        ...
+
+    def last_verified(self) -> LogRow | None:
+        """The newest attempt a drill ran on (None also on a database migrated before 009)."""
+        ...
+
     def health_facts(self, now: datetime) -> HealthFacts: ...
 
     def row_statuses(self, files: Sequence[StoredFile]) -> dict[str, list[str]]:
@@ -290,6 +316,8 @@ class DumpStats:
     sql_bytes: int = 0  # SQL inside the file (what gunzip gives back)
     gz_bytes: int = 0  # bytes handed to storage: the gzip file, or the age file around it
     md5: str = ""  # of those bytes
+    # The manifest as counted on the SQL stream: schema.table -> (rows, bytes of its COPY data).
+    tables: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Dump(Protocol):
@@ -345,6 +373,14 @@ class JobSettings(Protocol):
     def organization(self) -> str: ...
     @property
     def size_warning_percent(self) -> int: ...
+    @property
+    def shrink_warning_percent(self) -> int: ...
+    @property
+    def shrink_min_rows(self) -> int: ...
+    @property
+    def keep_weekly(self) -> int: ...
+    @property
+    def keep_monthly(self) -> int: ...
     @property
     def retention_days(self) -> int: ...
     @property

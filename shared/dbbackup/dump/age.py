@@ -365,4 +365,6 @@ class EncryptedDump:
             md5.update(chunk)
             size += len(chunk)
             yield chunk
-        self._stats = ports.DumpStats(sql_bytes=self.inner.stats.sql_bytes, gz_bytes=size, md5=md5.hexdigest())
+        self._stats = ports.DumpStats(
+            sql_bytes=self.inner.stats.sql_bytes, gz_bytes=size, md5=md5.hexdigest(), tables=self.inner.stats.tables
+        )

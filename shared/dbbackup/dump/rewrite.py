@@ -28,6 +28,42 @@ _RUN_AS_OWNER = re.compile(rb", run_as_owner = \w+")
 Rule = Callable[[bytes], bytes]
 
 
+def copy_table(line: bytes) -> str | None:
+    """The table of a ``COPY schema.table (cols) FROM stdin;`` header as ``schema.table`` with
+    the identifiers unquoted (``"App Data"."Orders EU"`` -> ``App Data.Orders EU``); None when
+    the line is not one pg_dump writes."""
+    text = line.decode("utf-8", errors="replace")
+    if not text.startswith("COPY "):
+        return None
+    pos, names = 5, list[str]()
+    while len(names) < 2:
+        if text.startswith('"', pos):
+            end, name = pos + 1, list[str]()
+            while True:
+                quote = text.find('"', end)
+                if quote < 0:
+                    return None
+                name.append(text[end:quote])
+                if text.startswith('"', quote + 1):  # a doubled quote is one quote
+                    name.append('"')
+                    end = quote + 2
+                    continue
+                pos = quote + 1
+                break
+            names.append("".join(name))
+        else:
+            match = re.match(r"[^\s.\"(]+", text[pos:])
+            if not match:
+                return None
+            names.append(match.group(0))
+            pos += match.end()
+        if len(names) == 1:
+            if not text.startswith(".", pos):
+                return None
+            pos += 1
+    return f"{names[0]}.{names[1]}"
+
+
 def _comment_out(line: bytes, why: bytes) -> bytes:
     return b"-- " + line + b"  -- dbbackup: " + why
 
@@ -115,7 +151,11 @@ class DumpRewriter:
     sql_bytes: int = 0
     saw_marker: bool = False
     rewritten: dict[str, int] = field(default_factory=dict)
+    # The manifest: per table of a COPY block, [rows, bytes of its data lines] (exact: a COPY
+    # text row is one line, newlines inside values are escaped).
+    tables: dict[str, list[int]] = field(default_factory=dict)
     _pending: bytes = b""
+    _counts: list[int] | None = None  # the running COPY block's entry of ``tables``
     _in_copy: bool = False
     _copy_patch: tuple[int, dict[int, bytes]] | None = None
     _statement: list[bytes] | None = None  # a CREATE TABLE being collected
@@ -128,8 +168,10 @@ class DumpRewriter:
         if self._midline:  # inside a table-data line already known not to be the "\." terminator
             nl = data.find(b"\n")
             if nl < 0:
+                self._count(data, 0)
                 return data
             out, data = data[: nl + 1], data[nl + 1 :]
+            self._count(out, 1)
             self._midline = False
         buf = self._pending + data if self._pending else data
         cut = buf.rfind(b"\n") + 1
@@ -142,6 +184,7 @@ class DumpRewriter:
         pending = self._pending
         if self._in_copy and self._copy_patch is None and pending and (len(pending) > 2 or pending[:1] != b"\\"):
             out += pending
+            self._count(pending, 0)
             self._pending = b""
             self._midline = True
         return out
@@ -171,13 +214,16 @@ class DumpRewriter:
                     stop = -1 if found < 0 else found + 1
                 data_end = end if stop < 0 else stop
                 data = block[pos:data_end]
-                out.append(self._patch_copy(data) if self._copy_patch else data)
+                data = self._patch_copy(data) if self._copy_patch else data
+                self._count(data, data.count(b"\n"))
+                out.append(data)
                 if stop < 0:
                     return b"".join(out)
                 out.append(b"\\.\n")
                 pos = stop + 3
                 self._in_copy = False
                 self._copy_patch = None
+                self._counts = None
                 continue
             nl = block.find(b"\n", pos)
             line = block[pos:nl]
@@ -210,6 +256,9 @@ class DumpRewriter:
             self.saw_marker = False
         if line.startswith(b"COPY ") and line.endswith(b"FROM stdin;"):
             self._in_copy = True
+            table = copy_table(line)
+            if table is not None:
+                self._counts = self.tables.setdefault(table, [0, 0])
             match = _COPY_START.match(line)
             if self.own_row and match and match["table"] == self.own_row.table:
                 self._copy_patch = self._plan_patch(match["cols"])
@@ -225,6 +274,11 @@ class DumpRewriter:
             key = b" ".join(name).decode(errors="replace")
             self.rewritten[key] = self.rewritten.get(key, 0) + 1
         return line
+
+    def _count(self, data: bytes, rows: int) -> None:
+        if self._counts is not None:
+            self._counts[0] += rows
+            self._counts[1] += len(data)
 
     def _plan_patch(self, cols: bytes) -> tuple[int, dict[int, bytes]] | None:
         assert self.own_row is not None

@@ -86,6 +86,7 @@ class DumpStream:
         self._out += self._comp.flush()
         self.stats.sql_bytes = self._sql_out
         self.stats.rewritten = dict(self.rewriter.rewritten)
+        self.stats.tables = {name: (rows, size) for name, (rows, size) in self.rewriter.tables.items()}
         final = self._emit(self._out, self._md5)
         self.stats.md5 = self._md5.hexdigest()
         self.stats.seconds = time.monotonic() - started

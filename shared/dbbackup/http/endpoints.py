@@ -114,7 +114,10 @@ def run_backup(
     }
     if outcome.status == "success":
         log.info("backup %s succeeded: %s (%s bytes)", outcome.backup_log_id, outcome.path, outcome.file_size_bytes)
-        return result | {"file_id": outcome.file_id, "md5": outcome.md5, "seconds": outcome.seconds}, 200
+        for line in outcome.warnings:
+            log.warning("backup %s: %s", outcome.backup_log_id, line)
+        extra = {"file_id": outcome.file_id, "md5": outcome.md5, "seconds": outcome.seconds}
+        return result | extra | {"tables": outcome.tables, "warnings": outcome.warnings}, 200
     log.error("backup %s failed: %s", outcome.backup_log_id, outcome.reason)
     return {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}, 500
 
@@ -190,6 +193,23 @@ def _cleanup(req: HttpRequest, ctx: RequestContext) -> HttpReply:
     return HttpReply(result.as_dict(), 200 if result.status == "success" else 500)
 
 
+def _verify(req: HttpRequest, ctx: RequestContext) -> HttpReply:
+    try:
+        data = _object(req.body, "{}") if req.body.strip() else {}
+        unknown = set(data) - {"trigger"}  # one Scheduler body may serve every function
+        if unknown:
+            raise UsageError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    except UsageError as exc:
+        return HttpReply({"error": str(exc)}, exc.http_status)
+    require(ctx.caller, (SCHEDULER,), "run the restore drill")
+    log.info("restore drill requested by %s", ctx.caller.label)
+    try:
+        result = wiring.drill(ctx.settings).run()
+    except NOT_STARTED as exc:
+        return _not_started("restore drill", exc)
+    return HttpReply(result.as_dict(), 500 if result.status == "failed" else 200)
+
+
 def backup_endpoint(req: HttpRequest, env: Mapping[str, str] | None = None) -> HttpReply:
     """``database_backup``: POST (scheduled by the scheduler, manual by a manager), GET /status."""
     return serve(req, env, _backup, ("POST", "GET", "OPTIONS"), cors=True)
@@ -198,3 +218,8 @@ def backup_endpoint(req: HttpRequest, env: Mapping[str, str] | None = None) -> H
 def cleanup_endpoint(req: HttpRequest, env: Mapping[str, str] | None = None) -> HttpReply:
     """``cleanup_old_backups``: POST by the scheduler only; no browser ever calls it (no CORS)."""
     return serve(req, env, _cleanup, ("POST",), cors=False)
+
+
+def verify_endpoint(req: HttpRequest, env: Mapping[str, str] | None = None) -> HttpReply:
+    """``verify_backup``: POST by the scheduler only (the weekly restore drill); no CORS."""
+    return serve(req, env, _verify, ("POST",), cors=False)

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from dbbackup.core.backup import INTERRUPTED
 from dbbackup.core.ports import AlertContext, BackupConfig, Copy, HealthFacts, LogRow, OpenLog, StoredFile
@@ -267,6 +268,55 @@ class PgBackupLog:
     def flag_size_warning(self, log_id: str, text: str) -> None:
         self.conn.execute("UPDATE public.backup_logs SET size_warning = %s WHERE id = %s", (text, log_id))
 
+    def _needs_009(self, sql: str, params: Sequence[Any]) -> None:
+        try:
+            self.conn.execute(sql, params)
+        except psycopg.errors.UndefinedColumn:
+            raise ConfigError("backup_logs has no manifest/verify columns: run `dbbackup migrate`") from None
+
+    @_translated
+    def record_manifest(self, log_id: str, manifest: dict[str, Any]) -> None:
+        self._needs_009("UPDATE public.backup_logs SET manifest = %s WHERE id = %s", (Jsonb(manifest), log_id))
+
+    @_translated
+    def flag_shrink(self, log_id: str, lines: Sequence[str]) -> None:
+        self._needs_009(
+            "UPDATE public.backup_logs SET shrink_warnings = %s WHERE id = %s", (Jsonb(list(lines)), log_id)
+        )
+
+    @_translated
+    def record_verification(self, log_id: str, status: str, detail: str) -> None:
+        self._needs_009(
+            "UPDATE public.backup_logs SET verified_at = clock_timestamp(), verify_status = %s, verify_detail = %s"
+            " WHERE id = %s",
+            (status, detail, log_id),
+        )
+
+    @_translated
+    def previous_success(self, exclude_id: str) -> LogRow | None:
+        """The successful attempt before ``exclude_id`` (by start), with its manifest."""
+        try:
+            return self._row(
+                "SELECT id, started_at, completed_at, file_name, manifest FROM public.backup_logs"
+                " WHERE status = 'success' AND id::text <> %s AND started_at <="
+                " (SELECT started_at FROM public.backup_logs WHERE id::text = %s)"
+                " ORDER BY started_at DESC LIMIT 1",
+                (exclude_id, exclude_id),
+            )
+        except psycopg.errors.UndefinedColumn:
+            raise ConfigError("backup_logs has no manifest column: run `dbbackup migrate`") from None
+
+    @_translated
+    def last_verified(self) -> LogRow | None:
+        """The newest attempt a restore drill ran on (passed, failed or skipped)."""
+        try:
+            return self._row(
+                "SELECT id, file_name, started_at, verified_at, verify_status, verify_detail FROM public.backup_logs"
+                " WHERE verified_at IS NOT NULL ORDER BY verified_at DESC LIMIT 1"
+            )
+        except psycopg.errors.UndefinedColumn:
+            return None
+
     # --- reading ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -326,6 +376,19 @@ class PgBackupLog:
             ).fetchall()
 
     @_translated
+    def whole_row(self, log_id: str) -> dict[str, Any] | None:
+        """Every column of one row (``latest``: the newest successful, not deleted backup)."""
+        where = (
+            "status = 'success' AND deleted_at IS NULL ORDER BY started_at DESC LIMIT 1"
+            if log_id == "latest"
+            else "id = %s"
+        )
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                f"SELECT * FROM public.backup_logs WHERE {where}", () if log_id == "latest" else (log_id,)
+            ).fetchone()
+
+    @_translated
     def last_success(self, exclude_id: str | None = None) -> LogRow | None:
         """The newest successful attempt (deleted files included: its size and time still count)."""
         return self._row(
@@ -373,6 +436,7 @@ class PgBackupLog:
             successes_7d=ok_7,
             attempts_30d=attempts_30,
             successes_30d=ok_30,
+            last_verified=self.last_verified(),
         )
 
     # --- retention ------------------------------------------------------------------------

@@ -98,6 +98,14 @@ def tool(name: str) -> Path:
     return bundled_bin_dir() / name
 
 
+def has_server() -> bool:
+    """Whether the bundled binaries include the server (a deployed backup function's do not)."""
+    try:
+        return (bundled_bin_dir() / "initdb").is_file() and (bundled_bin_dir() / "postgres").is_file()
+    except ConfigError:
+        return False
+
+
 def pg_dump_path(override: str | None = None) -> Path:
     """The pg_dump to use: ``PG_DUMP_PATH`` when set, else the bundled one."""
     override = override or os.environ.get("PG_DUMP_PATH")

@@ -4,6 +4,7 @@ and the demo ask of a database; the SQL lives here with the rest of ours."""
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from dbbackup.pg import connect as db
 
@@ -70,6 +71,23 @@ def count_rows(url: str) -> tuple[int, int]:
         ).fetchall()
         rows = sum(int(conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for (t,) in tables)
     return len(tables), rows
+
+
+def exact_rows(url: str, secrets: tuple[str, ...] = ()) -> dict[str, int]:
+    """``schema.table`` (unquoted, as in a manifest) -> its exact row count, ``FROM ONLY`` (a
+    table's own rows, as its COPY block holds them, not its partitions' or children's)."""
+    with db.sql_errors(secrets), db.connect(url, attempts=1, secrets=secrets) as conn:
+        tables = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2"
+        ).fetchall()
+        counts: dict[str, int] = {}
+        for schema, name in tables:
+            query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+            row = conn.execute(query).fetchone()
+            counts[f"{schema}.{name}"] = int(row[0]) if row else 0
+    return counts
 
 
 def table_digests(url: str) -> dict[str, tuple[int, str]]:

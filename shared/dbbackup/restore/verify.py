@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from dbbackup.core.manifest import rows_of
 from dbbackup.dump.age import AgeError, Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.profiles import PROFILE_MARKER
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import BackupFailed
 from dbbackup.pg import catalog
-from dbbackup.pg.catalog import count_rows
+from dbbackup.pg.catalog import exact_rows
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.restore.reading import encrypted_without_identity, open_stored
 from dbbackup.restore.restorer import restore
@@ -33,8 +34,10 @@ class Check:
 class VerifyReport:
     source: str
     checks: list[Check] = field(default_factory=list)
-    tables: int | None = None
-    rows: int | None = None
+    table_count: int | None = None  # tables in the restored database
+    rows: int | None = None  # their rows, all together
+    # Per table of the manifest (or of the restore, when there is none): expected and restored rows.
+    tables: dict[str, dict[str, int | None]] | None = None
     seconds: float = 0.0
 
     @property
@@ -126,16 +129,53 @@ def verify(source: Source, restore_test: bool = False, identities: Identities | 
     return report
 
 
+def compare_with_manifest(
+    expected: dict[str, int] | None, restored: dict[str, int]
+) -> tuple[dict[str, dict[str, int | None]], Check]:
+    """Each manifest table's rows against the restored database's (a table missing there counts
+    as a difference); without a manifest only the restored counts are reported."""
+    if expected is None:
+        tables: dict[str, dict[str, int | None]] = {n: {"expected": None, "restored": r} for n, r in restored.items()}
+        return tables, Check("manifest", True, "no manifest recorded for this backup: row counts not compared", True)
+    tables = {n: {"expected": e, "restored": restored.get(n)} for n, e in sorted(expected.items())}
+    differ = [(n, t) for n, t in tables.items() if t["expected"] != t["restored"]]
+    if not differ:
+        total = sum(expected.values())
+        return tables, Check("manifest", True, f"all {len(tables)} tables restored with the recorded rows ({total:,})")
+
+    def restored_text(value: int | None) -> str:
+        return "none (table missing)" if value is None else f"{value:,}"
+
+    shown = "; ".join(
+        f"{n}: expected {t['expected']:,}, restored {restored_text(t['restored'])}" for n, t in differ[:10]
+    )
+    more = f" and {len(differ) - 10} more" if len(differ) > 10 else ""
+    return tables, Check("manifest", False, f"{len(differ)} table(s) differ from the manifest: {shown}{more}")
+
+
+def restore_and_compare(
+    source: Source, url: str, report: VerifyReport, identities: Identities | None, *, force: bool = False, where: str
+) -> None:
+    """Restore ``source`` into ``url`` and compare every table's rows with the manifest (and the
+    bytes read with the MD5 the row recorded)."""
+    try:
+        result = restore(source, url, identities=identities, force=force)
+    except BackupFailed as exc:
+        report.checks.append(Check("restore", False, str(exc)))
+        return
+    recorded = source.row.md5_checksum if source.row else None
+    if recorded:
+        report.checks.append(Check("md5", recorded == result.md5, f"recorded {recorded}, file {result.md5}"))
+    restored = exact_rows(url)
+    report.table_count, report.rows = len(restored), sum(restored.values())
+    report.checks.append(
+        Check("restore", True, f"restored into {where}: {report.table_count} tables, {report.rows:,} rows")
+    )
+    report.tables, check = compare_with_manifest(rows_of(source.row.manifest) if source.row else None, restored)
+    report.checks.append(check)
+
+
 def _restore_test(source: Source, report: VerifyReport, identities: Identities | None) -> None:
     with EmbeddedPostgres() as pg:
         catalog.create_databases(pg.url(), "restore_test")
-        url = pg.url("restore_test")
-        try:
-            restore(source, url, identities=identities)
-        except BackupFailed as exc:
-            report.checks.append(Check("restore", False, str(exc)))
-            return
-        report.tables, report.rows = count_rows(url)
-        report.checks.append(
-            Check("restore", True, f"restored into PostgreSQL 18: {report.tables} tables, {report.rows:,} rows")
-        )
+        restore_and_compare(source, pg.url("restore_test"), report, identities, where="PostgreSQL 18")

@@ -365,6 +365,44 @@
     $('st-rate').textContent = rate === null || rate === undefined
       ? 'no attempts'
       : `${rate} %${s.attempts_7d !== undefined ? ` of ${s.attempts_7d}` : ''}`;
+    // The weekly restore drill: its verdict, the backup it restored and how old that backup is.
+    if (s.last_verified_at) {
+      const days = s.last_verified_backup_age_hours === null ? '' : ` · backup ${(s.last_verified_backup_age_hours / 24).toFixed(1)} days old`;
+      $('st-drill').textContent = `${s.last_verify_status} ${formatDate(s.last_verified_at)} · ${s.last_verified_file || ''}${days}`;
+      $('st-drill').className = s.last_verify_status === 'failed' ? 'bad' : s.last_verify_status === 'passed' ? 'good' : '';
+    } else {
+      $('st-drill').textContent = 'never';
+    }
+    const r = s.retention;
+    if (r) {
+      const parts = [`${r.retention_days} days`, `newest ${r.keep_min} always`];
+      if (r.keep_weekly) parts.push(`${r.keep_weekly} weekly`);
+      if (r.keep_monthly) parts.push(`${r.keep_monthly} monthly`);
+      $('st-retention').textContent = parts.join(' · ');
+    }
+  }
+
+  async function showContents(row) {
+    const res = await apiJson(`api/backups/${encodeURIComponent(row.id)}`);
+    if (!res.ok) {
+      toast('error', `Could not read the contents of ${row.file_name}: ${messageOf(res.body, res.status)}`);
+      return;
+    }
+    const b = res.body;
+    const tables = (b.manifest && b.manifest.tables) || null;
+    const names = tables ? Object.keys(tables).sort() : [];
+    const total = names.reduce((sum, n) => sum + Number(tables[n].rows || 0), 0);
+    $('contents-title').textContent = `Contents of ${b.file_name}`;
+    $('contents-summary').textContent = tables
+      ? `${names.length} tables, ${total.toLocaleString()} rows`
+        + (b.verify_status ? ` · restore drill: ${b.verify_status} ${formatDate(b.verified_at)}` : '')
+      : 'No manifest: this backup was taken before contents were recorded.';
+    $('contents-warnings').replaceChildren(...(b.shrink_warnings || []).map((w) => el('li', { className: 'bad', text: w })));
+    $('contents-body').replaceChildren(...names.map((n) => el('tr', {},
+      el('td', { text: n }),
+      el('td', { className: 'size', text: Number(tables[n].rows).toLocaleString() }),
+      el('td', { className: 'size', text: Number(tables[n].bytes).toLocaleString() }))));
+    openDialog($('contents-dialog'), null);
   }
 
   // ---- dialogs -------------------------------------------------------------------------------
@@ -440,7 +478,19 @@
 
   function logRow(row) {
     const deleted = Boolean(row.deleted);
-    const status = el('td', { className: 'state' }, el('span', { className: `badge ${row.status}`, text: STATUS_TEXT[row.status] || row.status }));
+    const badge = el('span', { className: `badge ${row.status}`, text: STATUS_TEXT[row.status] || row.status });
+    let status;
+    if (row.status === 'success' && !deleted) {
+      // A backup that exists opens what it holds (its manifest) from its status.
+      const contents = el('button', {
+        type: 'button', className: 'link contents', title: 'Show what this backup holds',
+        'aria-label': `Contents of ${row.file_name}`,
+      }, badge);
+      contents.addEventListener('click', () => guarded(() => showContents(row)));
+      status = el('td', { className: 'state' }, contents);
+    } else {
+      status = el('td', { className: 'state' }, badge);
+    }
     if (deleted) status.append(el('span', { className: 'badge deleted', text: 'Deleted' }));
     if ((row.copies || []).length > 1) {
       // Several targets: where each copy is (a failed attempt may still hold complete copies).
@@ -482,12 +532,13 @@
       drive = el('td', { text: path || '—' });
     }
 
+    const size = el('td', { className: 'size', text: row.file_size_human || '—' });
     const cells = [
       el('td', { className: 'when', text: formatDate(row.started_at) }),
       el('td', { className: 'kind', text: TYPE_TEXT[row.backup_type] || row.backup_type }),
       status,
       file,
-      el('td', { className: 'size', text: row.file_size_human || '—' }),
+      size,
       drive,
       el('td', { className: 'reason', text: row.status === 'failed' ? (row.failure_reason || '') : '' }),
     ];
