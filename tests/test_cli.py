@@ -32,6 +32,14 @@ def test_usage_and_configuration_errors_exit_2_with_one_line(args: list[str], en
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_prints_the_installed_version(flag: str) -> None:
+    from importlib.metadata import version
+
+    proc = run_cli([flag], None)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"dbbackup {version('dbbackup')}\n", "")
+
+
 def test_a_failed_backup_exits_1(migrated_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = run_cli(["backup"], migrated_url, BACKUP_LOCAL_ROOT=str(tmp_path), PG_DUMP_PATH="/nonexistent/pg_dump")
     assert proc.returncode == 1 and "failed" in proc.stderr

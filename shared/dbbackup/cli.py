@@ -1,5 +1,6 @@
-"""The ``dbbackup`` command line. Exit codes, in one place: 0 success, 1 the backup failed,
-2 usage or configuration error (always one line on stderr, never a traceback)."""
+"""The ``dbbackup`` command line. Exit codes, in one place: 0 success, 1 the backup failed (or
+``status`` found the health not OK), 2 usage or configuration error (always one line on stderr,
+never a traceback)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ from dbbackup.redact import one_line, redact
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dbbackup")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"dbbackup: error: {message} (see dbbackup --help)", file=sys.stderr)
@@ -28,6 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dbbackup", description="Streaming PostgreSQL backups logged in backup_logs.")
+    parser.add_argument("-V", "--version", action="version", version=f"dbbackup {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("migrate", help="create or update backup_logs, settings rows and policies")
     backup = sub.add_parser("backup", help="dump DATABASE_URL to the configured storage")
@@ -55,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="delete backups older than BACKUP_RETENTION_DAYS (keeps a safety floor)")
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
     cleanup.add_argument("--json", action="store_true")
-    status = sub.add_parser("status", help="backup health: last success, failures in a row, success rates, size")
+    status = sub.add_parser(
+        "status",
+        help="backup health: last success, failures in a row, success rates, size (exit 1 when not OK)",
+    )
     status.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="run everything on a throwaway server with a sample database")
     demo.add_argument("--local-root", default=None, help="where backups go (default: BACKUP_LOCAL_ROOT or ./backups)")
@@ -237,9 +251,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dbbackup.settings import Settings
 
     health = wiring.health(Settings.from_env())
+    # Not OK exits 1 (as a failed backup does), so cron and monitoring can act on the exit code alone.
+    verdict = EXIT_OK if health.healthy else EXIT_FAILED
     if args.json:
         print(json.dumps(health.as_dict(), indent=2))
-        return EXIT_OK
+        return verdict
 
     def rate(value: float | None, attempts: int) -> str:
         return "no attempts" if value is None else f"{value:.1f} % of {attempts}"
@@ -259,7 +275,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"last backup size:     {size}")
     if health.last_size_warning:
         print(f"size warning:         {health.last_size_warning}")
-    return EXIT_OK
+    return verdict
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -61,7 +61,7 @@ class CleanupResult:
         return (
             f"examined {self.examined}, matched {self.matched}, {verb} {len(self.deleted)}, "
             f"kept by the safety floor {len(self.kept_by_safety_floor)}, ignored {self.ignored}, "
-            f"failed {len(self.failed)}, bytes freed {self.bytes_freed:,}"
+            f"failed {len(self.failed)}, {'would free' if self.dry_run else 'freed'} {self.bytes_freed:,} bytes"
         )
 
 
