@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from support.cli import run_cli
@@ -43,3 +44,22 @@ def test_version_prints_the_installed_version(flag: str) -> None:
 def test_a_failed_backup_exits_1(migrated_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = run_cli(["backup"], migrated_url, BACKUP_LOCAL_ROOT=str(tmp_path), PG_DUMP_PATH="/nonexistent/pg_dump")
     assert proc.returncode == 1 and "failed" in proc.stderr
+
+
+def test_logs_has_a_header_and_times_in_the_backup_timezone_with_their_offset(migrated_url: str) -> None:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO backup_logs (backup_type, status, file_name, started_at)"
+            " VALUES ('manual', 'failed', 'DB_Backup_x.sql.gz', '2025-03-01 20:00:00+00')"
+        )
+    proc = run_cli(["logs"], migrated_url, BACKUP_TIMEZONE="Asia/Kolkata")
+    assert proc.returncode == 0, proc.stderr
+    header, line = proc.stdout.splitlines()
+    assert header.split()[:4] == ["started", "status", "type", "size"]
+    assert line.startswith("2025-03-02 01:30:00+05:30  failed")
+
+
+def test_logs_says_when_no_backup_matches(migrated_url: str) -> None:
+    for args in (["logs"], ["logs", "--status", "success"]):
+        proc = run_cli(args, migrated_url)
+        assert proc.returncode == 0 and proc.stdout.startswith("no backups match"), proc.stdout

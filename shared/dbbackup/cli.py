@@ -160,17 +160,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be at least 1")
     settings = Settings.from_env()
     with db.connect(settings.database_url, secrets=settings.secrets) as conn:
-        rows = [
-            _row(r) for r in PgBackupLog(conn, settings.database_url, settings.secrets).recent(args.status, args.limit)
-        ]
+        rows = PgBackupLog(conn, settings.database_url, settings.secrets).recent(args.status, args.limit)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([_row(r) for r in rows], indent=2))
         return EXIT_OK
+    if not rows:
+        print("no backups match" + (f" (status {args.status})" if args.status else ""))
+        return EXIT_OK
+    # Times in BACKUP_TIMEZONE with their offset: the file names are in that zone too, so a row's
+    # time and its file's name read alike.
+    tz = settings.timezone
+    print(f"{'started':<25}  {'status':<11} {'type':<9} {'size (bytes)':>14}  file  id  reason")
     for r in rows:
+        started = r["started_at"].astimezone(tz).isoformat(sep=" ", timespec="seconds") if r["started_at"] else "-"
         size = f"{r['file_size_bytes']:,}" if r["file_size_bytes"] is not None else "-"
-        extra = r["failure_reason"] or ""
+        extra = one_line(r["failure_reason"] or "")
         print(
-            f"{r['started_at'][:19]}  {r['status']:<11} {r['backup_type']:<9} {size:>14}  "
+            f"{started:<25}  {r['status']:<11} {r['backup_type']:<9} {size:>14}  "
             f"{r['file_name']}  {r['id']}  {extra}".rstrip()
         )
     return EXIT_OK
