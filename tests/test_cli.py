@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from support.cli import run_cli
+from support.cli import pg_dump_that_fails, run_cli
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,9 @@ def test_version_prints_the_installed_version(flag: str) -> None:
 
 
 def test_a_failed_backup_exits_1(migrated_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    proc = run_cli(["backup"], migrated_url, BACKUP_LOCAL_ROOT=str(tmp_path), PG_DUMP_PATH="/nonexistent/pg_dump")
+    proc = run_cli(
+        ["backup"], migrated_url, BACKUP_LOCAL_ROOT=str(tmp_path), PG_DUMP_PATH=str(pg_dump_that_fails(tmp_path))
+    )
     assert proc.returncode == 1 and "failed" in proc.stderr
 
 

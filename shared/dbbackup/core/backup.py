@@ -107,6 +107,9 @@ class BackupJob:
                         path=done.google_drive_path,
                         reason=f"already done: the backup scheduled for {schedule_time.isoformat()} succeeded",
                     )
+                # A pg_dump that is missing, not executable or too old for this server is a
+                # configuration error: refused before an attempt's row exists, like a bad variable.
+                self.dumper.prepare()
                 outcome = self._locked(repo, config.folder_path, trigger, triggered_by, schedule_time)
                 self._check_size(repo, outcome)
                 return outcome
@@ -129,7 +132,6 @@ class BackupJob:
         stored: StoredFile | None = None
         try:
             folder_path.split(folder)
-            self.dumper.prepare()
             target = self.storage.ensure_folder(folder)
             self.storage.discard_incomplete(target)  # leftovers of a killed run; we hold the lock
             name = naming.free_name(moment, self.settings.timezone, (f.name for f in self.storage.list(target)))

@@ -277,8 +277,9 @@ class Dumper(Protocol):
         ...
 
     def prepare(self) -> None:
-        """Before anything is stored: the dump program can dump this server (ConfigError), or
-        the database cannot be asked (DatabaseUnavailable / DatabaseError)."""
+        """Before the attempt's row is written: the dump program exists, runs and can dump this
+        server (ConfigError), or the database cannot be asked (DatabaseUnavailable /
+        DatabaseError). Called holding the backup lock."""
         ...
 
     def dump(self, log_id: str) -> AbstractContextManager[Dump]:
