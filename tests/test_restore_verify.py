@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from support.cli import run_cli
-from support.db import DbFactory
+from support.db import DbFactory, with_params
 from support.paths import FIXTURES
 
 
@@ -67,6 +68,22 @@ def test_restore_refuses_a_target_with_tables(backed_up, make_db: DbFactory) -> 
     assert forced.returncode == 0, forced.stderr
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM precious").fetchone()[0] == 1  # never dropped
+
+
+def test_a_missing_target_database_offers_create_and_create_makes_it(backed_up, pg_admin_url: str) -> None:  # type: ignore[no-untyped-def]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    target = with_params(pg_admin_url, dbname=name)
+    proc = cli(["restore", "latest", "--target", target], backed_up)
+    assert proc.returncode == 2
+    assert f'"{name}" does not exist' in one_line(proc.stderr) and "--create" in proc.stderr
+    try:
+        created = cli(["restore", "latest", "--target", target, "--create"], backed_up)
+        assert created.returncode == 0, created.stderr
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 20000
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def rewrite(file: Path, change) -> Path:  # type: ignore[no-untyped-def]

@@ -50,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true")
     restore = sub.add_parser("restore", help="restore a backup into an empty database")
     restore.add_argument("source", help="a .sql.gz file, a backup_logs id, or 'latest'")
-    restore.add_argument("--target", required=True, help="URL of the (empty) database to restore into")
+    restore.add_argument(
+        "--target", required=True, help="URL of the (empty, existing unless --create) database to restore into"
+    )
     restore.add_argument("--force", action="store_true", help="restore even if the target holds tables")
+    restore.add_argument(
+        "--create", action="store_true", help="create the target database when it does not exist (needs CREATEDB)"
+    )
     restore.add_argument(
         "--no-single-transaction",
         dest="single_transaction",
@@ -188,7 +193,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _sigterm)
     result = restore(
-        resolve_source(args.source), args.target, single_transaction=args.single_transaction, force=args.force
+        resolve_source(args.source),
+        args.target,
+        single_transaction=args.single_transaction,
+        force=args.force,
+        create=args.create,
     )
     if args.json:
         print(json.dumps(result.__dict__, indent=2))

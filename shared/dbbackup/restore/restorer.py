@@ -22,7 +22,7 @@ from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
-from dbbackup.pg.catalog import user_tables
+from dbbackup.pg.catalog import create_database, missing_database, user_tables
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
@@ -42,10 +42,25 @@ class RestoreResult:
     single_transaction: bool
 
 
-def restore(source: Source, target_url: str, *, single_transaction: bool = True, force: bool = False) -> RestoreResult:
+def restore(
+    source: Source,
+    target_url: str,
+    *,
+    single_transaction: bool = True,
+    force: bool = False,
+    create: bool = False,
+) -> RestoreResult:
+    """``create``: when the target database does not exist, create it (else that is a UsageError
+    that says so)."""
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
+    if (missing := missing_database(target_url, secrets)) is not None:
+        if not create:
+            raise UsageError(
+                f'the target database "{missing}" does not exist: create it, or pass --create to create it'
+            )
+        create_database(target_url, missing, secrets)
     stats = ReadStats()
     blocks = gunzip(source.open(), stats)
     first = next(blocks, b"")
