@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 
-from support.cli import pg_dump_that_fails, run_cli
+from support.cli import cli_env, pg_dump_that_fails, run_cli
 
 
 @pytest.mark.parametrize(
@@ -65,3 +69,19 @@ def test_logs_says_when_no_backup_matches(migrated_url: str) -> None:
     for args in (["logs"], ["logs", "--status", "success"]):
         proc = run_cli(args, migrated_url)
         assert proc.returncode == 0 and proc.stdout.startswith("no backups match"), proc.stdout
+
+
+def test_the_demo_writes_into_a_folder_of_its_own(tmp_path: Path) -> None:
+    real = tmp_path / "real-backups"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dbbackup.cli", "demo"],
+        env=cli_env(None, BACKUP_LOCAL_ROOT=str(real)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not real.exists() and not (tmp_path / "backups").exists()
+    assert list((tmp_path / "demo-backups").rglob("DB_Backup_*.sql.gz"))

@@ -19,6 +19,7 @@ from dbbackup.pg.backup_log import STATUSES
 from dbbackup.redact import one_line, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEMO_ROOT = "demo-backups"
 
 
 def _version() -> str:
@@ -77,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="run everything on a throwaway server with a sample database")
-    demo.add_argument("--local-root", default=None, help="where backups go (default: BACKUP_LOCAL_ROOT or ./backups)")
+    demo.add_argument(
+        "--local-root",
+        default=None,
+        help=f"where the demo's backups go (default: ./{DEMO_ROOT}, never BACKUP_LOCAL_ROOT)",
+    )
     return parser
 
 
@@ -294,12 +299,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from dbbackup.demo import run_demo
 
-    return run_demo(Path(args.local_root or os.environ.get("BACKUP_LOCAL_ROOT") or "backups").absolute())
+    # A folder of its own: in BACKUP_LOCAL_ROOT the demo's files would sit among real backups and
+    # take slots of the retention's safety floor.
+    return run_demo(Path(args.local_root or DEMO_ROOT).absolute())
 
 
 COMMANDS = {
