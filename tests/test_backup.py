@@ -266,3 +266,12 @@ def test_a_pg_dump_still_running_without_its_lock_blocks_a_second_backup(populat
     # Once that session is gone, the next run proceeds and the orphan is labelled.
     assert backup_job(settings_for(populated, tmp_path)).run("scheduled").status == "success"
     assert row(populated, str(stale))["status"] == "failed"
+
+
+def test_a_database_migrated_before_008_still_backs_up_and_restores_latest(populated: str, tmp_path: Path) -> None:
+    with psycopg.connect(populated, autocommit=True) as conn:
+        conn.execute("ALTER TABLE backup_logs DROP COLUMN storage_backend")
+    outcome = backup_job(settings_for(populated, tmp_path)).run("manual")
+    assert outcome.status == "success", outcome.reason
+    proc = run_cli(["verify", "latest"], populated, BACKUP_LOCAL_ROOT=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -76,6 +76,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             "005_manual_rate_limit",
             "006_protect_settings",
             "007_backup_logs_schedule_time",
+            "008_backup_logs_storage_backend",
         ]
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")

@@ -59,6 +59,29 @@ def test_restore_by_latest_id_or_path(backed_up, make_db: DbFactory, source: str
         assert conn.execute("SELECT count(*), sum(amount) FROM invoices").fetchone() == (20000, 300015000)
 
 
+def test_latest_is_the_newest_backup_the_configured_storage_holds(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
+    url, _, file = backed_up
+    with psycopg.connect(url, autocommit=True) as conn:
+        local_id, backend = conn.execute("SELECT id, storage_backend FROM backup_logs").fetchone()
+        assert backend == "local"  # the row says which backend holds its file
+        # Newer successes the local storage does not hold: one on Drive (another machine's
+        # BACKUP_STORAGE), one from before the column existed whose file is elsewhere.
+        for backend, file_id in (("google_drive", "1AbCdriveFileId"), (None, "MyDrive/x/DB_Backup_gone.sql.gz")):
+            conn.execute(
+                "INSERT INTO backup_logs (backup_type, status, file_name, google_drive_file_id, storage_backend,"
+                " started_at, completed_at) VALUES ('manual', 'success', 'DB_Backup_other.sql.gz', %s, %s,"
+                " now() + interval '1 hour', now() + interval '1 hour')",
+                (file_id, backend),
+            )
+    proc = cli(["verify", "latest"], backed_up)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{file.name} ({local_id})" in proc.stdout
+    target = make_db()
+    assert cli(["restore", "latest", "--target", target], backed_up).returncode == 0
+    drive = run_cli(["verify", "latest"], url, BACKUP_STORAGE="local", BACKUP_LOCAL_ROOT=str(file.parent / "empty"))
+    assert drive.returncode == 2 and "configured storage" in one_line(drive.stderr)
+
+
 def test_restore_refuses_a_target_with_tables(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
     target = make_db(sql="CREATE TABLE precious (x int); INSERT INTO precious VALUES (1)")
     proc = cli(["restore", "latest", "--target", target], backed_up)

@@ -151,9 +151,9 @@ def health(settings: Settings, now: datetime | None = None) -> Health:
 def resolve_source(source: str, settings_loader: Callable[[], Settings] = Settings.from_env) -> Source:
     """A backup SOURCE (a file, a backup_logs id, ``latest``) with the configured log and storage."""
 
-    def log_and_storage() -> tuple[OpenLog, Callable[[], Storage]]:
+    def log_and_storage() -> tuple[OpenLog, Callable[[], Storage], str]:
         settings = settings_loader()
-        return open_log(settings), lambda: make_storage(settings)
+        return open_log(settings), lambda: make_storage(settings), settings.storage
 
     return resolve(source, log_and_storage)
 

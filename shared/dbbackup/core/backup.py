@@ -152,7 +152,13 @@ class BackupJob:
                 )
             path = f"{folder}/{name}"
             repo.succeed(
-                log_id, size=stored.size, file_id=stored.id, path=path, md5=stats.md5, sql_bytes=stats.sql_bytes
+                log_id,
+                size=stored.size,
+                file_id=stored.id,
+                path=path,
+                md5=stats.md5,
+                sql_bytes=stats.sql_bytes,
+                backend=self.settings.storage,
             )
             return BackupOutcome(
                 status="success",

@@ -132,6 +132,7 @@ class LogRow:
     sql_bytes: int | None = None
     size_warning: str | None = None
     schedule_time: datetime | None = None
+    storage_backend: str | None = None
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> LogRow:
@@ -204,8 +205,11 @@ class BackupLog(Protocol):
 
     def rename(self, log_id: str, file_name: str) -> None: ...
 
-    def succeed(self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int) -> None:
-        """Raises ConfigError when the row is no longer in_progress."""
+    def succeed(
+        self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int, backend: str
+    ) -> None:
+        """``backend``: the storage backend that holds the file (BACKUP_STORAGE). Raises
+        ConfigError when the row is no longer in_progress."""
         ...
 
     def fail(self, log_id: str, reason: str) -> None:
@@ -221,8 +225,8 @@ class BackupLog(Protocol):
 
     def get(self, log_id: str) -> LogRow | None: ...
 
-    def latest_success(self) -> LogRow | None:
-        """The newest successful backup whose file retention has not deleted."""
+    def latest_successes(self, limit: int) -> list[LogRow]:
+        """Up to ``limit`` successful backups whose files retention has not deleted, newest first."""
         ...
 
     def by_file_name(self, file_name: str) -> LogRow | None:
@@ -309,3 +313,7 @@ class JobSettings(Protocol):
     def max_age_hours(self) -> int: ...
     @property
     def secrets(self) -> tuple[str, ...]: ...
+    @property
+    def storage(self) -> str:
+        """The storage backend's name (BACKUP_STORAGE), recorded on each successful row."""
+        ...

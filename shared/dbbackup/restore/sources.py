@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,9 +13,13 @@ from dbbackup.errors import BackupError, StorageNotFound, UsageError
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 READ_CHUNK = 1 << 20
-# Where ids and ``latest`` are looked up: the backup log and the storage (``wiring`` builds both,
-# only when a SOURCE needs them: a file path needs no configuration at all).
-Lookup = Callable[[], tuple[OpenLog, Callable[[], Storage]]]
+# Where ids and ``latest`` are looked up: the backup log, the storage and its backend's name
+# (BACKUP_STORAGE); ``wiring`` builds them only when a SOURCE needs them: a file path needs no
+# configuration at all.
+Lookup = Callable[[], tuple[OpenLog, Callable[[], Storage], str]]
+# How many of the newest successful rows ``latest`` considers when looking for one whose file
+# the configured storage holds.
+LATEST_CANDIDATES = 50
 
 
 @dataclass
@@ -38,13 +43,13 @@ def resolve(source: str, lookup: Lookup) -> Source:
         return Source(str(path), lambda: _file_chunks(path), _row_for_file(path, lookup))
     if source != "latest" and not UUID_RE.match(source):
         raise UsageError(f"{source}: no such file, and not a backup_logs id or 'latest'")
-    open_log, make_storage = lookup()
+    open_log, make_storage, backend = lookup()
+    if source == "latest":
+        return _latest(open_log, make_storage(), backend)
     with open_log() as log:
-        row = log.latest_success() if source == "latest" else log.get(source)
+        row = log.get(source)
     if row is None:
-        raise UsageError(
-            "no successful backup in backup_logs" if source == "latest" else f"no backup_logs row {source}"
-        )
+        raise UsageError(f"no backup_logs row {source}")
     if row.status != "success":
         raise UsageError(f"backup {row.id} is {row.status}, not a successful backup")
     if row.deleted_at is not None:
@@ -60,10 +65,33 @@ def resolve(source: str, lookup: Lookup) -> Source:
     return Source(f"{row.file_name} ({row.id})", lambda: storage.open(file_id), row)
 
 
+def _latest(open_log: OpenLog, storage: Storage, backend: str) -> Source:
+    """The newest successful backup that ``storage`` holds: rows another backend wrote are passed
+    over, and so are rows (older than migration 008, or of another local folder) whose file this
+    storage does not have."""
+    with open_log() as log:
+        rows = log.latest_successes(LATEST_CANDIDATES)
+    if not rows:
+        raise UsageError("no successful backup in backup_logs")
+    for row in rows:
+        file_id = row.google_drive_file_id
+        if row.storage_backend not in (None, backend) or not file_id:
+            continue
+        try:
+            storage.stat(file_id)
+        except StorageNotFound:
+            continue
+        return Source(f"{row.file_name} ({row.id})", functools.partial(storage.open, file_id), row)
+    raise UsageError(
+        f"none of the {len(rows)} newest successful backups in backup_logs is in the configured storage"
+        f" (BACKUP_STORAGE={backend}); name one by id or file instead"
+    )
+
+
 def _row_for_file(path: Path, lookup: Lookup) -> LogRow | None:
     """The log row of a local file, by name, when a database is configured (best effort)."""
     try:
-        open_log, _ = lookup()
+        open_log, _, _ = lookup()
         with open_log(attempts=1) as log:
             return log.by_file_name(path.name)
     except BackupError:
