@@ -745,3 +745,49 @@ def test_static_files_are_typed_by_extension_and_only_plain_files_of_the_folder(
         )
     for name in ("notes.txt", "link.js", "sub", "sub/inner.js", "sub%2Finner.js"):
         assert client.get(f"/static/{name}").status_code == 404, name
+
+
+# --- hostile input: always a JSON 4xx with the security headers -----------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/logs", "/api/logs.csv"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("to=9999-12-31", "to"),
+        ("from=9999-12-31", "from"),
+        ("from=0000-01-01", "from"),
+        ("from=0001-01-01", "from"),
+        ("page=" + "9" * 20, "page"),
+        ("per_page=" + "1" * 20, "per_page"),
+    ],
+)
+def test_dates_and_numbers_past_the_calendar_are_a_json_400(
+    client: FlaskClient, manager: dict[str, str], path: str, query: str, field: str
+) -> None:
+    if path.endswith(".csv") and field in ("page", "per_page"):
+        field = field  # the export refuses paging parameters outright: still a 400 naming it
+    resp = client.get(f"{path}?{query}", headers=manager)
+    assert resp.status_code == 400 and resp.is_json, (path, query, resp.get_data(as_text=True)[:200])
+    assert resp.get_json()["field"] == field and "\n" not in resp.get_json()["error"]
+    assert_security_headers(resp)
+
+
+@pytest.mark.parametrize(
+    ("key", "body"),
+    [
+        ("backup_folder_path", b'{"value": "MyDrive/\\ud800"}'),
+        ("backup_folder_path", b'{"value": "MyDrive/\\udfff\\ud800x"}'),
+        ("backup_notification_email", b'{"value": "a@b.com\\u0000"}'),
+        ("backup_notification_email", b'{"value": "a\\ud800@b.com"}'),
+    ],
+)
+def test_settings_with_lone_surrogates_or_nul_are_a_json_400(
+    client: FlaskClient, manager: dict[str, str], secured: Secured, key: str, body: bytes
+) -> None:
+    before = config_value(secured.url, key)
+    resp = client.put(f"/api/config/{key}", data=body, headers=manager | {"Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.is_json, resp.get_data(as_text=True)[:200]
+    assert resp.get_json()["field"] == "value" and "\n" not in resp.get_json()["error"]
+    assert_security_headers(resp)
+    assert config_value(secured.url, key) == before

@@ -34,6 +34,7 @@ DATES = ("from", "to")  # YYYY-MM-DD, inclusive, in BACKUP_TIMEZONE
 PAGING = ("page", "per_page")
 FILTERS = (*CHOICES, *DATES)  # what /api/logs.csv accepts
 MAX_PER_PAGE, MAX_PAGE = 100, 1_000_000
+FIRST_DATE, LAST_DATE = date(1900, 1, 1), date(9999, 12, 30)
 CSV_BATCH = 500  # rows per fetch of the export's cursor, and per chunk sent
 DRIVE_URL = "https://drive.google.com/file/d/{}/view"
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -94,9 +95,14 @@ def _date(given: dict[str, str], name: str) -> date | None:
     try:
         if not _DATE.match(text):
             raise ValueError
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
-        raise QueryError(name, f"{name} must be a date YYYY-MM-DD") from None
+        day = None
+    # Bounded so that the day after (`to` is inclusive) and local midnight in any zone stay
+    # within what date and datetime can hold: 9999-12-31 would overflow into a 500.
+    if day is None or not FIRST_DATE <= day <= LAST_DATE:
+        raise QueryError(name, f"{name} must be a date YYYY-MM-DD from {FIRST_DATE} to {LAST_DATE}")
+    return day
 
 
 def _number(given: dict[str, str], name: str, default: int, low: int, high: int) -> int:

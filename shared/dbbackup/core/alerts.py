@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]{2,}$")
 
 
 def is_email(value: str) -> bool:
+    # Control characters (NUL among them: PostgreSQL text cannot hold it) and lone surrogates
+    # are never part of an address.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value.strip()):
+        return False
     return bool(_EMAIL.match(value.strip()))
 
 
