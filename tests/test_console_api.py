@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import random
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -791,3 +792,15 @@ def test_settings_with_lone_surrogates_or_nul_are_a_json_400(
     assert resp.get_json()["field"] == "value" and "\n" not in resp.get_json()["error"]
     assert_security_headers(resp)
     assert config_value(secured.url, key) == before
+
+
+def test_csv_neutralises_formulas_after_every_separator_a_spreadsheet_may_split_on(
+    client: FlaskClient, manager: dict[str, str], secured: Secured
+) -> None:
+    seed(secured.url, NOW, google_drive_path="MyDrive/x;=1+2;@SUM(1+1)", file_name="a,+b; -c.sql.gz")
+    seed(secured.url, NOW, status="failed", failure_reason="pg_dump failed;\t=cmd|' /C calc'!A0, @x")
+    text = client.get("/api/logs.csv", headers=manager).get_data(as_text=True)
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert "MyDrive/x;'=1+2;'@SUM(1+1)" in cells and "a,'+b; '-c.sql.gz" in cells
+    live = re.compile(r"(^|[;,]) *[=+\-@\t\r]")
+    assert [c for c in cells if live.search(c)] == []

@@ -155,12 +155,19 @@ def present(row: dict[str, Any], tz: ZoneInfo, drive: bool) -> dict[str, Any]:
     }
 
 
+# The start of the cell, and of every segment a spreadsheet may split the cell into when it
+# imports with ";" or "," as the separator (spaces after it may be trimmed), before a character
+# that would start a formula there.
+_FORMULA_START = re.compile(r"(^|[;,])( *)(?=[=+\-@\t\r])")
+
+
 def safe_cell(value: Any) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading quote."""
+    """A CSV cell a spreadsheet shows as text: wherever a segment starts like a formula (the
+    cell's start, or after a ";" or ","), a quote goes in front of it."""
     if value is None:
         return ""
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return _FORMULA_START.sub(r"\1\2'", text)
 
 
 def _csv_bytes(rows: list[tuple[Any, ...]]) -> bytes:
