@@ -804,3 +804,10 @@ def test_csv_neutralises_formulas_after_every_separator_a_spreadsheet_may_split_
     assert "MyDrive/x;'=1+2;'@SUM(1+1)" in cells and "a,'+b; '-c.sql.gz" in cells
     live = re.compile(r"(^|[;,]) *[=+\-@\t\r]")
     assert [c for c in cells if live.search(c)] == []
+
+
+@pytest.mark.parametrize("path", ["/x%0Ay", "/api/logs%0D%0A", "/favicon.ico", "/robots.txt"])
+def test_paths_flasks_router_cannot_match_get_the_consoles_json_404(client: FlaskClient, path: str) -> None:
+    resp = client.get(path)
+    assert resp.status_code == 404 and resp.is_json, resp.get_data(as_text=True)[:100]
+    assert_security_headers(resp)

@@ -6,9 +6,10 @@ import flask
 import functions_framework
 
 from dbbackup.http.endpoints import backup_endpoint
-from dbbackup.http.flask_app import configure_logging, request_of, response_of
+from dbbackup.http.flask_app import answer_every_request, configure_logging, request_of, response_of
 
 configure_logging()
+answer_every_request()
 
 
 @functions_framework.http

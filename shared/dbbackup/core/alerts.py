@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 

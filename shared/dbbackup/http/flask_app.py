@@ -7,10 +7,18 @@ from __future__ import annotations
 import logging
 
 import flask
+import werkzeug.exceptions
 
 from dbbackup.auth.config import MAX_BODY_LIMIT
 from dbbackup.http.types import HttpReply, HttpRequest
 from dbbackup.redact import install_log_redaction
+
+# An answer that is JSON and nothing else: never sniffed as a page, never framed, never cached.
+JSON_ONLY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
 
 
 def configure_logging() -> None:
@@ -18,6 +26,31 @@ def configure_logging() -> None:
     Flask, google-auth)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     install_log_redaction()
+
+
+def answer_every_request() -> None:
+    """Leave no request to Flask's own HTML pages. Its router cannot match a path holding a line
+    break (``/x%0Ay``), and it refuses /favicon.ico and /robots.txt itself: those requests go to
+    the function like any other path, whose routing answers them in JSON. An exception that
+    escaped anyway is a JSON 500 (its redacted one-line record is in the log), not
+    functions-framework's text page. Call it while functions-framework loads the source (in its
+    app's context); calling it again changes nothing."""
+    if not flask.has_app_context():
+        return
+    app = flask.current_app
+
+    def not_routed(exc: werkzeug.exceptions.NotFound) -> flask.Response:
+        # functions-framework's view of the deployed target (one source serves three functions).
+        answer: flask.Response = app.view_functions["run"](path="")
+        return answer
+
+    def crashed(exc: werkzeug.exceptions.InternalServerError) -> flask.Response:
+        response = flask.make_response(flask.jsonify({"error": "internal error", "status": "failed"}), 500)
+        response.headers.update(JSON_ONLY_HEADERS)
+        return response
+
+    app.register_error_handler(werkzeug.exceptions.NotFound, not_routed)
+    app.register_error_handler(werkzeug.exceptions.InternalServerError, crashed)
 
 
 def request_of(request: flask.Request) -> HttpRequest:
