@@ -41,8 +41,7 @@ def answer_every_request() -> None:
 
     def not_routed(exc: werkzeug.exceptions.NotFound) -> flask.Response:
         # functions-framework's view of the deployed target (one source serves three functions).
-        answer: flask.Response = app.view_functions["run"](path="")
-        return answer
+        return app.make_response(app.view_functions["run"](path=""))
 
     def crashed(exc: werkzeug.exceptions.InternalServerError) -> flask.Response:
         response = flask.make_response(flask.jsonify({"error": "internal error", "status": "failed"}), 500)
