@@ -40,6 +40,7 @@ NOT_SET_BY_TERRAFORM = {
     "GOOGLE_DRIVE_RETRY_DELAY_SECONDS": "tuning; the code's default",
     "GOOGLE_DRIVE_TIMEOUT_SECONDS": "tuning; the code's default",
     "MAX_BODY_BYTES": "tuning; the code's default (64 KiB)",
+    "REQUEST_READ_TIMEOUT_SECONDS": "tuning; the code's default (30 s)",
     "K_SERVICE": "set by the platform itself",
     "PGHOST": "libpq's own variable, only used to describe errors; DATABASE_URL carries the host",
     "PGPORT": "libpq's own variable; DATABASE_URL carries the port",
