@@ -36,12 +36,11 @@ def is_email(value: str) -> bool:
     return bool(_EMAIL.match(value.strip()))
 
 
-def log_alert(to: str, email: Email) -> None:
-    """An alert's full content in the log: where it goes when there is no notifier or it failed."""
+def log_alert(to: str, email: Email, why: str = "no SENDGRID_API_KEY") -> None:
+    """An alert's full content in the log: where it goes when there is no notifier, no recipient,
+    or delivery failed; ``why`` says which (a rejected key is not a missing one)."""
     level = logging.ERROR if email.severity == "error" else logging.WARNING
-    log.log(
-        level, "ALERT (log only, no SENDGRID_API_KEY) to %s: %s | %s", to, email.subject, one_line(email.text, 4000)
-    )
+    log.log(level, "ALERT (log only, %s) to %s: %s | %s", why, to, email.subject, one_line(email.text, 4000))
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ class Alerter:
         to = self.recipient(configured_recipient)
         notifier = self.notifier
         if to is None:
-            log_alert("(nobody)", email)
+            log_alert("(nobody)", email, "no valid recipient")
             return Delivery(False, "log", None, 0, "no valid recipient")
         attempts = 0
         while True:
@@ -125,7 +124,7 @@ class Alerter:
                     self.sleep(self.delays[attempts - 1])
                     continue
                 log.error("alert %r to %s NOT sent after %d attempt(s): %s", email.subject, to, attempts, error)
-                log_alert(to, email)  # at least the content reaches the log
+                log_alert(to, email, f"{notifier.name} did not deliver it")  # at least the content is logged
                 return Delivery(False, notifier.name, to, attempts, error)
             if notifier.name != "log":
                 log.info("alert %r sent to %s via %s", email.subject, to, notifier.name)
