@@ -13,6 +13,7 @@ import pytest
 from support.cli import run_cli
 from support.db import DbFactory, with_params
 from support.paths import FIXTURES
+from support.supabase_roles import ensure_api_roles
 
 
 @pytest.fixture
@@ -205,6 +206,7 @@ def test_a_supabase_backup_into_plain_postgresql_fails_clearly_then_works_with_t
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     source = make_db()
+    ensure_api_roles(pg_admin_url)
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute((FIXTURES / "supabase_auth.sql").read_text())
         conn.execute((FIXTURES / "supabase_app.sql").read_text())
