@@ -180,6 +180,7 @@ class MemoryDump:
 @dataclass
 class MemoryDumper:
     dump_: MemoryDump
+    suffix: str = ".sql.gz"
 
     def check_target(self) -> None:
         pass

@@ -52,3 +52,25 @@ def test_an_ambiguous_local_time_is_read_as_the_later_moment() -> None:
     assert naming.base_name(early, tz) == naming.base_name(late, tz) == "DB_Backup_2026-10-25_02-30.sql.gz"
     parsed = naming.parse("DB_Backup_2026-10-25_02-30.sql.gz", tz)
     assert parsed is not None and parsed.timestamp() == late.timestamp()  # (== is never true across zones here)
+
+
+def test_encrypted_backups_end_in_age_and_share_the_minute_numbering() -> None:
+    tz = ZoneInfo("UTC")
+    first = naming.free_name(MOMENT, tz, [], naming.ENCRYPTED_SUFFIX)
+    assert first == "DB_Backup_2026-03-29_00-30.sql.gz.age"
+    second = naming.free_name(MOMENT, tz, [first], naming.ENCRYPTED_SUFFIX)
+    assert second == "DB_Backup_2026-03-29_00-30_2.sql.gz.age"
+    # A plain file of the same minute takes the number too: one minute, one sequence.
+    assert naming.free_name(MOMENT, tz, ["DB_Backup_2026-03-29_00-30.sql.gz"], naming.ENCRYPTED_SUFFIX) == second
+    assert naming.free_name(MOMENT, tz, [first, second]) == "DB_Backup_2026-03-29_00-30_3.sql.gz"
+    for name in (first, second):
+        assert naming.parse(name, tz) == datetime(2026, 3, 29, 0, 30, tzinfo=tz)
+        assert naming.is_encrypted(name) and naming.media_type(name) == "application/octet-stream"
+    assert naming.media_type("DB_Backup_2026-03-29_00-30.sql.gz") == "application/gzip"
+    for name in (
+        "DB_Backup_2026-03-29_00-30.sql.gz.age.partial",
+        "DB_Backup_2026-03-29_00-30.sql.age",
+        "DB_Backup_2026-03-29_00-30.sql.gz.agex",
+        "DB_Backup_2026-03-29_00-30_1.sql.gz.age",
+    ):
+        assert naming.parse(name, tz) is None, name

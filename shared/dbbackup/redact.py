@@ -9,11 +9,13 @@ _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|
 MASK = "***"
 # Credentials recognised by their shape, whoever's they are (a token in an exception text, a key
 # pasted into the wrong variable): bearer tokens, JWTs (three base64url parts, header "eyJ"),
-# PEM private keys (also JSON-escaped, with literal \n), SendGrid keys (SG.<id>.<secret>).
+# PEM private keys (also JSON-escaped, with literal \n), SendGrid keys (SG.<id>.<secret>), age
+# identities (AGE-SECRET-KEY-1…).
 _BEARER = re.compile(r"(?P<head>\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
 _SENDGRID = re.compile(r"\bSG\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+_AGE_IDENTITY = re.compile(r"AGE-SECRET-KEY-1[0-9A-Za-z]+")
 _PGPASSWORD = re.compile(r"(?P<head>\bPGPASSWORD\s*[=:]\s*)\S+")
 
 
@@ -27,6 +29,7 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     text = _JWT.sub(MASK, text)
     text = _BEARER.sub(lambda m: m["head"] + MASK, text)
     text = _SENDGRID.sub(MASK, text)
+    text = _AGE_IDENTITY.sub(MASK, text)
     text = _PGPASSWORD.sub(lambda m: m["head"] + MASK, text)
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["tail"], text)
     return _KV_PASSWORD.sub(lambda m: m["head"] + MASK, text)

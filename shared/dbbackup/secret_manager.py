@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 
 from dbbackup.errors import ConfigError
 
-SECRET_VARIABLES = ("DATABASE_URL", "GOOGLE_DRIVE_CREDENTIALS", "SENDGRID_API_KEY", "SUPABASE_JWT_SECRET")
+SECRET_VARIABLES = (
+    "DATABASE_URL",
+    "GOOGLE_DRIVE_CREDENTIALS",
+    "SENDGRID_API_KEY",
+    "SUPABASE_JWT_SECRET",
+    "BACKUP_AGE_IDENTITY",  # only where a restore drill is deliberately allowed to decrypt
+)
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

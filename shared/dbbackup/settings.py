@@ -12,6 +12,7 @@ import psycopg.conninfo
 
 from dbbackup.auth.config import AuthConfig, auth_config_from_env
 from dbbackup.core.alerts import is_email  # the one address check, shared with the recipient read from the database
+from dbbackup.dump.age import RECIPIENTS_VARIABLE, parse_recipients
 from dbbackup.dump.profiles import DumpProfile, profile_from_env
 from dbbackup.errors import ConfigError
 from dbbackup.pg.conninfo import check_url
@@ -125,6 +126,8 @@ class Settings:
     auth: AuthConfig | None = field(default=None, repr=False)
     # BACKUP_PROFILE / BACKUP_EXCLUDE_TABLES (dump/profiles.py): what a backup holds.
     profile: DumpProfile = field(default_factory=DumpProfile)
+    # BACKUP_AGE_RECIPIENTS: age public keys every backup is encrypted to (none: plain .sql.gz).
+    age_recipients: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return (
@@ -179,4 +182,5 @@ class Settings:
             google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
+            age_recipients=parse_recipients(env.get(RECIPIENTS_VARIABLE, "")),
         )

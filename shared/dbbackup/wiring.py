@@ -15,6 +15,7 @@ from dbbackup.core.backup import BackupJob
 from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.health import Health, read_health
 from dbbackup.core.ports import Email, Notifier, OpenLog, Storage
+from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
 from dbbackup.errors import ConfigError
@@ -96,6 +97,24 @@ def environment(env: Mapping[str, str]) -> dict[str, str]:
     return resolve_secrets(env)
 
 
+IDENTITY_VARIABLE = "BACKUP_AGE_IDENTITY"
+
+
+def age_identities(path: str | None, env: Mapping[str, str]) -> Identities | None:
+    """The identities to decrypt with, where a person restores: ``--identity FILE``, else
+    BACKUP_AGE_IDENTITY (a file, or the key text itself), else BACKUP_AGE_IDENTITY_SECRET (read
+    from Secret Manager). None when none is given; the backup side never calls this."""
+    if path:
+        return load_identities(path, "--identity")
+    wanted = (IDENTITY_VARIABLE, f"{IDENTITY_VARIABLE}_SECRET", "SECRET_MANAGER_ENDPOINT")
+    value = environment({k: env[k] for k in wanted if k in env}).get(IDENTITY_VARIABLE, "").strip()
+    if not value:
+        return None
+    if "AGE-SECRET-KEY-" in value.upper():
+        return parse_identities(value, IDENTITY_VARIABLE)
+    return load_identities(value, IDENTITY_VARIABLE)
+
+
 def open_log(settings: Settings) -> OpenLog:
     return backup_log.opener(settings.database_url, settings.connect_attempts, settings.secrets)
 
@@ -115,6 +134,7 @@ def backup_job(
         secrets=settings.secrets,
         progress=progress,
         connect_attempts=settings.connect_attempts,
+        age_recipients=settings.age_recipients,
     )
     return BackupJob(
         settings,

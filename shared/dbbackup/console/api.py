@@ -20,6 +20,7 @@ from dbbackup.auth.authenticator import USER, require
 from dbbackup.auth.config import auth_config_from_env, trusted_url
 from dbbackup.console.logs import CsvExport, parse_query, read_page
 from dbbackup.console.settings import SETTINGS, parse_value, read_config, write_setting
+from dbbackup.core import naming
 from dbbackup.errors import ConfigError, InvalidInput, StorageError, StorageNotFound
 from dbbackup.http.endpoints import start_backup, status_reply
 from dbbackup.http.guard import Job, RequestContext, serve
@@ -204,7 +205,7 @@ def _download(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpReply:
     headers = {"Content-Disposition": _attachment(name)}
     if stored.size <= CONTENT_LENGTH_LIMIT:
         headers["Content-Length"] = str(stored.size)
-    return HttpReply({}, 200, headers, stream=_Download(chunks, name), content_type="application/gzip")
+    return HttpReply({}, 200, headers, stream=_Download(chunks, name), content_type=naming.media_type(name))
 
 
 def _config(req: HttpRequest, ctx: RequestContext) -> HttpReply:

@@ -127,14 +127,16 @@ class BackupJob:
     ) -> BackupOutcome:
         started = time.monotonic()
         moment = self.clock()
-        name = naming.base_name(moment, self.settings.timezone)
+        name = naming.base_name(moment, self.settings.timezone, self.dumper.suffix)
         log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
         stored: StoredFile | None = None
         try:
             folder_path.split(folder)
             target = self.storage.ensure_folder(folder)
             self.storage.discard_incomplete(target)  # leftovers of a killed run; we hold the lock
-            name = naming.free_name(moment, self.settings.timezone, (f.name for f in self.storage.list(target)))
+            name = naming.free_name(
+                moment, self.settings.timezone, (f.name for f in self.storage.list(target)), self.dumper.suffix
+            )
             repo.rename(log_id, name)
             with self.dumper.dump(log_id) as dump:
                 chunks = iter(dump)

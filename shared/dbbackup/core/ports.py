@@ -259,9 +259,9 @@ class OpenLog(Protocol):
 
 @dataclass
 class DumpStats:
-    sql_bytes: int = 0
-    gz_bytes: int = 0
-    md5: str = ""
+    sql_bytes: int = 0  # SQL inside the file (what gunzip gives back)
+    gz_bytes: int = 0  # bytes handed to storage: the gzip file, or the age file around it
+    md5: str = ""  # of those bytes
 
 
 class Dump(Protocol):
@@ -276,6 +276,12 @@ class Dump(Protocol):
 
 
 class Dumper(Protocol):
+    @property
+    def suffix(self) -> str:
+        """The file name's suffix for what ``dump`` writes: ``.sql.gz``, or ``.sql.gz.age`` when
+        it encrypts (``core.naming``)."""
+        ...
+
     def check_target(self) -> None:
         """ConfigError when the database URL cannot be dumped (a transaction pooler)."""
         ...

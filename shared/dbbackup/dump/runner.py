@@ -1,6 +1,6 @@
 """The ``Dumper`` the backup job uses: pg_dump (and, for the supabase profile, pg_dumpall and a
-second pg_dump on one exported snapshot) -> rewrite -> gzip, with the checks that must pass
-before a byte is written."""
+second pg_dump on one exported snapshot) -> rewrite -> gzip (-> age, when recipients are
+configured), with the checks that must pass before a byte is written."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 import psycopg
 import psycopg.conninfo
 
+from dbbackup.core import naming, ports
+from dbbackup.dump.age import EncryptedDump
 from dbbackup.dump.profiles import DumpProfile, Section, check_readable, dump_sections, roles_rules, supabase_rules
 from dbbackup.dump.rewrite import DumpRewriter, OwnRowPatch, rules_for
 from dbbackup.dump.stream import DumpStream, Progress
@@ -59,11 +61,18 @@ class PgDumper:
         secrets: tuple[str, ...] = (),
         progress: Progress | None = None,
         connect_attempts: int = 3,
+        age_recipients: tuple[str, ...] = (),
     ) -> None:
         self.url, self.profile, self.pg_dump_path = url, profile, pg_dump_path
+        # Public keys only: this side can encrypt, never decrypt (README: Encryption).
+        self.age_recipients = age_recipients
         self.gzip_level, self.secrets, self.progress = gzip_level, secrets, progress
         self.connect_attempts = connect_attempts
         self._target: _Target | None = None
+
+    @property
+    def suffix(self) -> str:
+        return naming.ENCRYPTED_SUFFIX if self.age_recipients else naming.SUFFIX
 
     def check_target(self) -> None:
         check_dump_url(self.url)  # pg_dump cannot work through a transaction pooler
@@ -87,7 +96,7 @@ class PgDumper:
         self._target = _Target(server_major, role, str(dump_path))
 
     @contextlib.contextmanager
-    def dump(self, log_id: str) -> Iterator[DumpStream]:
+    def dump(self, log_id: str) -> Iterator[ports.Dump]:
         target = self._target
         if target is None:
             raise RuntimeError("PgDumper.dump before prepare")  # a programming error, not a backup failure
@@ -102,7 +111,8 @@ class PgDumper:
         )
         with self._snapshot(supabase) as snapshot:
             sections, env = pg_dump_command(self.url, self.profile, target.pg_dump, snapshot)
-            yield DumpStream(sections, env, rewriter, self.gzip_level, self.secrets, self.progress)
+            stream = DumpStream(sections, env, rewriter, self.gzip_level, self.secrets, self.progress)
+            yield EncryptedDump(stream, self.age_recipients) if self.age_recipients else stream
 
     @contextlib.contextmanager
     def _snapshot(self, needed: bool) -> Iterator[str | None]:

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from dbbackup.dump import profiles
+from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
@@ -26,6 +27,7 @@ from dbbackup.pg.catalog import create_database, missing_database, user_tables
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
+from dbbackup.restore.reading import open_stored
 from dbbackup.restore.sources import Source
 
 _PSQL_ERROR = re.compile(r"^psql:[^:]*:(?P<line>\d+): (?:ERROR|FATAL):\s+(?P<msg>.*)$")
@@ -37,9 +39,10 @@ class RestoreResult:
     source: str
     gz_bytes: int
     sql_bytes: int
-    md5: str
+    md5: str  # of the file as stored (the age file when encrypted)
     seconds: float
     single_transaction: bool
+    encrypted: bool = False
 
 
 def restore(
@@ -49,21 +52,25 @@ def restore(
     single_transaction: bool = True,
     force: bool = False,
     create: bool = False,
+    identities: Identities | None = None,
 ) -> RestoreResult:
-    """``create``: when the target database does not exist, create it (else that is a UsageError
-    that says so)."""
+    """An age-encrypted backup needs ``identities`` (UsageError before anything is touched);
+    its pieces are authenticated as they stream, and a damaged one stops psql uncommitted.
+    ``create``: when the target database does not exist, create it (else that is a UsageError
+    that says so), once the backup could be opened."""
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
+    stats = ReadStats()
+    opened = open_stored(source)
+    blocks = gunzip(opened.gzip(identities, source.label, "restore"), stats)
+    first = next(blocks, b"")
     if (missing := missing_database(target_url, secrets)) is not None:
         if not create:
             raise UsageError(
                 f'the target database "{missing}" does not exist: create it, or pass --create to create it'
             )
         create_database(target_url, missing, secrets)
-    stats = ReadStats()
-    blocks = gunzip(source.open(), stats)
-    first = next(blocks, b"")
     existing = user_tables(target_url, secrets)
     if profiles.is_supabase_dump(first):
         # A fresh Supabase project already holds its managed schemas; this backup leaves them out.
@@ -120,9 +127,10 @@ def restore(
         source.label,
         stats.gz_bytes,
         stats.sql_bytes,
-        stats.md5,
+        opened.stored.md5,
         round(time.monotonic() - started, 3),
         single_transaction,
+        opened.stored.encrypted,
     )
 
 

@@ -35,7 +35,7 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest, MediaIoBaseDownload, MediaUpload
 
-from dbbackup.core import folder_path
+from dbbackup.core import folder_path, naming
 from dbbackup.core.ports import Folder, StoredFile
 from dbbackup.errors import ConfigError, StorageError, StorageExists, StorageNotFound
 from dbbackup.redact import MASK, redact
@@ -67,8 +67,9 @@ class _StreamingMedia(MediaUpload):
     ``size()`` stays unknown (``*``) until the source is exhausted: the upload is finalised only
     after the dump stream ended without raising (pg_dump exited 0, marker seen)."""
 
-    def __init__(self, chunks: Iterable[bytes], chunk_size: int) -> None:
+    def __init__(self, chunks: Iterable[bytes], chunk_size: int, media_type: str = "application/gzip") -> None:
         super().__init__()
+        self._media_type = media_type
         self._chunks = iter(chunks)
         self._chunk_size = chunk_size
         self._buffer = bytearray()
@@ -87,7 +88,7 @@ class _StreamingMedia(MediaUpload):
         return self._chunk_size
 
     def mimetype(self) -> str:
-        return "application/gzip"
+        return self._media_type
 
     def size(self) -> int | None:
         return self.total if self.exhausted else None
@@ -442,9 +443,9 @@ class DriveStorage:
             raise StorageError(f"invalid file name {name!r}")
         if self._children(folder.id, self._drive_id(folder.id), f"name = {quote(name)}", "id"):
             raise StorageExists(f"{folder.path}/{name} already exists on Google Drive")
-        media = _StreamingMedia(chunks, self.config.chunk_size)
+        media = _StreamingMedia(chunks, self.config.chunk_size, naming.media_type(name))
         request = self._files.create(
-            body={"name": name, "parents": [folder.id], "mimeType": "application/gzip"},
+            body={"name": name, "parents": [folder.id], "mimeType": media.mimetype()},
             media_body=media,
             fields=FILE_FIELDS,
             supportsAllDrives=True,
