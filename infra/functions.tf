@@ -6,6 +6,7 @@ locals {
     BACKUP_TIMEZONE                = var.time_zone
     BACKUP_PROFILE                 = var.backup_profile
     BACKUP_EXCLUDE_TABLES          = var.backup_exclude_tables
+    BACKUP_AGE_RECIPIENTS          = join(",", var.age_recipients) # public keys only: no function can decrypt
     BACKUP_GZIP_LEVEL              = tostring(var.gzip_level)
     BACKUP_RETENTION_DAYS          = tostring(var.retention_days)
     BACKUP_KEEP_MIN                = tostring(var.keep_min)
@@ -15,6 +16,9 @@ locals {
     GOOGLE_DRIVE_SUBJECT           = var.drive_subject
     ALERT_FROM_EMAIL               = var.alert_from_email
     ALERT_FALLBACK_EMAIL           = var.alert_fallback_email
+    ALERT_ORGANIZATION             = var.alert_organization
+    BACKUP_NOTIFICATION_EMAIL      = var.notification_email
+    GOOGLE_CLOUD_PROJECT           = var.project_id # the trace field of the JSON log lines
     SENDGRID_API_HOST              = var.sendgrid_api_host
     SUPABASE_JWKS_URL              = var.supabase_jwks_url
     SUPABASE_JWT_ISSUER            = var.supabase_jwt_issuer

@@ -12,12 +12,16 @@ resource "google_project_service" "api" {
     "artifactregistry.googleapis.com", # the functions' container images
     "cloudbuild.googleapis.com",       # builds the functions from source
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com", # Terraform reads the project (data.google_project)
     "cloudscheduler.googleapis.com",
     "drive.googleapis.com", # the backups' storage (called with the Drive identity's credentials)
     "iam.googleapis.com",
-    "run.googleapis.com", # gen2 functions are Cloud Run services
+    "logging.googleapis.com",    # log-based metrics (monitoring.tf)
+    "monitoring.googleapis.com", # alert policies and the e-mail channel (monitoring.tf)
+    "run.googleapis.com",        # gen2 functions are Cloud Run services
     "secretmanager.googleapis.com",
-    "storage.googleapis.com", # the source bucket
+    "serviceusage.googleapis.com", # enabling the others; enable it and cloudresourcemanager by hand first (docs/deployment.md)
+    "storage.googleapis.com",      # the source bucket
   ])
   project            = var.project_id
   service            = each.value

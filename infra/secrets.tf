@@ -8,6 +8,7 @@ locals {
     GOOGLE_DRIVE_CREDENTIALS = var.drive_credentials_secret_id
     SENDGRID_API_KEY         = var.sendgrid_api_key_secret_id
     SUPABASE_JWT_SECRET      = var.supabase_jwt_secret_secret_id
+    ALERT_WEBHOOK_URL        = var.alert_webhook_url_secret_id
   } : name => id if id != "" }
 }
 

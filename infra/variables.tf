@@ -96,6 +96,38 @@ variable "manual_backup_interval_seconds" {
 
 # --- alerts
 
+variable "ops_alert_email" {
+  description = "Receives Cloud Monitoring's alerts (monitoring.tf): failed backups, no success for max_age_hours, function crashes. Independent of SendGrid and of the code."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.ops_alert_email))
+    error_message = "ops_alert_email must be an e-mail address."
+  }
+}
+
+variable "notification_email" {
+  description = "Who gets the code's alert e-mails (BACKUP_NOTIFICATION_EMAIL): replaces the spec's default backup_notification_email at the first run, so a new deployment's failure details never go to that address. A manager may change it later in the console."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.notification_email)) && lower(var.notification_email) != "pega2023test@gmail.com"
+    error_message = "notification_email must be an e-mail address of this deployment's operators (not the spec's default)."
+  }
+}
+
+variable "alert_organization" {
+  description = "The portal's name in the alerts' closing line (ALERT_ORGANIZATION)."
+  type        = string
+  default     = "Aamodha Operations Portal"
+}
+
+variable "alert_webhook_url_secret_id" {
+  description = "Secret holding ALERT_WEBHOOK_URL (a Slack/Google Chat/Teams incoming-webhook URL; its path is a token); empty: no webhook channel."
+  type        = string
+  default     = ""
+}
+
 variable "alert_from_email" {
   description = "SendGrid-verified sender of alerts (ALERT_FROM_EMAIL); required with a SendGrid key."
   type        = string
@@ -155,6 +187,16 @@ variable "backup_exclude_tables" {
   description = "Comma-separated schema.table (* allowed) left out of the backup (BACKUP_EXCLUDE_TABLES)."
   type        = string
   default     = ""
+}
+
+variable "age_recipients" {
+  description = "age public keys (age1…) every backup is encrypted to (BACKUP_AGE_RECIPIENTS); empty: plain .sql.gz. Never an identity: the functions must not be able to decrypt."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for r in var.age_recipients : can(regex("^age1[02-9ac-hj-np-z]{58}$", r))])
+    error_message = "Each age_recipients entry must be an age X25519 public key (age1 followed by 58 characters), never an AGE-SECRET-KEY identity."
+  }
 }
 
 variable "drive_subject" {

@@ -20,11 +20,14 @@ from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.embedded import EmbeddedPostgres
 from dbbackup.settings import Settings
 from dbbackup.wiring import alerter_for, backup_job
+from fakes._http import DROPPED
 from fakes.sendgrid_fake import FakeSendGrid
+from fakes.webhook_fake import TOKEN, FakeWebhook
 from support.cli import run_cli
 from support.db import OwnerDb
+from support.dumps import failing_pg_dump
 
-pytest_plugins = ["fakes.fixtures"]  # sendgrid
+pytest_plugins = ["fakes.fixtures"]  # sendgrid, webhook
 
 MOMENT = datetime(2026, 11, 25, 1, 0, 30, tzinfo=UTC)  # 02:00:30 in Berlin
 FOLDER = "MyDrive/DatabaseBackups"
@@ -41,20 +44,6 @@ def alert_env(fake: FakeSendGrid, **extra: str) -> dict[str, str]:
         "BACKUP_TIMEZONE": "Europe/Berlin",
         **extra,
     }
-
-
-def failing_pg_dump(tmp_path: Path) -> Path:
-    """A pg_dump that fails the way a broken connection does, echoing its connection string and
-    password: the raw error holds the secret, the alert must not."""
-    real = pgbin.tool("pg_dump")
-    script = tmp_path / "pg_dump"
-    script.write_text(
-        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{real}" --version; fi\n'
-        'echo "pg_dump: error: connection to postgresql://app:$PGPASSWORD@db.example.com:5432/postgres failed:'
-        ' FATAL: password=$PGPASSWORD rejected" >&2\nexit 1\n'
-    )
-    script.chmod(0o755)
-    return script
 
 
 @pytest.fixture
@@ -97,33 +86,69 @@ def test_a_failed_backup_sends_the_spec_email_field_for_field(app_db: OwnerDb, t
     assert mail.subject == "[Database Backup] Backup Failed - 2026-11-25"
     name = "DB_Backup_2026-11-25_02-00.sql.gz"
     assert outcome.file_name == name and "***" in outcome.reason
-    assert mail.text == (
-        "A database backup has failed.\n"
+    # The spec's template (database-backup-spec.md, section 10.2), copied here line for line with
+    # its placeholders in brackets; each placeholder becomes this backup's value.
+    spec_template = (
+        "Database Backup Failure Alert\n"
         "\n"
-        "Date and time: 2026-11-25 02:00:30 Europe/Berlin\n"
-        "Type: Automatic\n"
+        "Date & Time: [backup_date] [backup_time]\n"
+        "Backup Type: [automatic/manual]\n"
         "Status: Failed\n"
-        f"Failure details: {outcome.reason}\n"
-        f"File name: {name}\n"
-        "Expected size: about 120.6 KB (123,456 bytes) (the last successful backup)\n"
-        f"Drive path: {FOLDER}/{name}\n"
-        "Environment: staging\n"
-        f"Backup ID: {outcome.backup_log_id}\n"
         "\n"
-        "Please check the backup system and run a manual backup once the problem is fixed.\n"
-        "This is an automated message from the Database Backup System. Please do not reply.\n"
+        "Failure Details:\n"
+        "[detailed_error_message]\n"
+        "\n"
+        "File Information:\n"
+        "- File Name: [file_name]\n"
+        "- Expected Size: [file_size]\n"
+        "- Google Drive Path: [drive_path]\n"
+        "\n"
+        "System Information:\n"
+        "- Environment: [production/staging]\n"
+        "- Backup ID: [backup_log_id]\n"
+        "\n"
+        "Please investigate and ensure backups are functioning correctly.\n"
+        "\n"
+        "---\n"
+        "This is an automated message from Aamodha Operations Portal.\n"
     )
+    values = {
+        "[backup_date] [backup_time]": "2026-11-25 02:00:30 Europe/Berlin",
+        "[automatic/manual]": "automatic",
+        "[detailed_error_message]": outcome.reason,
+        "[file_name]": name,
+        "[file_size]": "about 120.6 KB (123,456 bytes) (the last successful backup)",
+        "[drive_path]": f"{FOLDER}/{name}",
+        "[production/staging]": "staging",
+        "[backup_log_id]": str(outcome.backup_log_id),
+    }
+    expected = spec_template
+    for placeholder, value in values.items():
+        expected = expected.replace(placeholder, value)
+    assert mail.text == expected
+    assert mail.html.startswith("<!DOCTYPE html>") and "<h2>Database Backup Failure Alert</h2>" in mail.html
+    for heading in ("Failure Details:", "File Information:", "System Information:"):
+        assert f"<h3>{heading}</h3>" in mail.html
     for label, value in [
-        ("Date and time", "2026-11-25 02:00:30 Europe/Berlin"),
-        ("Type", "Automatic"),
-        ("Failure details", outcome.reason.replace("'", "&#x27;").replace('"', "&quot;")),
-        ("File name", name),
-        ("Drive path", f"{FOLDER}/{name}"),
+        ("Date &amp; Time", "2026-11-25 02:00:30 Europe/Berlin"),
+        ("Backup Type", "automatic"),
+        ("File Name", name),
+        ("Google Drive Path", f"{FOLDER}/{name}"),
         ("Environment", "staging"),
         ("Backup ID", outcome.backup_log_id),
     ]:
-        assert "<th" in mail.html and f">{label}</th><td>{value}</td>" in mail.html, label
-    assert mail.html.startswith("<!DOCTYPE html>") and "Please do not reply." in mail.html
+        assert f"<b>{label}:</b> {value}<" in mail.html, label
+    assert "This is an automated message from Aamodha Operations Portal." in mail.html
+
+
+def test_the_portal_name_in_every_alert_is_alert_organization(app_db: OwnerDb, tmp_path: Path, sendgrid) -> None:  # type: ignore[no-untyped-def]
+    job = make_job(
+        app_db.url, tmp_path, sendgrid, PG_DUMP_PATH=str(failing_pg_dump(tmp_path)), ALERT_ORGANIZATION="Acme  Ops"
+    )
+    assert job.run("scheduled").status == "failed"
+    [mail] = sendgrid.sent
+    assert mail.text.endswith("\n---\nThis is an automated message from Acme Ops.\n")
+    assert "Aamodha" not in mail.text + mail.html
 
 
 def test_no_password_or_key_reaches_the_email_the_logs_or_the_answer(
@@ -303,8 +328,8 @@ def test_a_run_killed_before_it_could_report_is_alerted_by_the_next_run(
     outcome = make_job(app_db.url, tmp_path, sendgrid).run("scheduled")
     assert outcome.status == "success", outcome.reason
     [mail] = sendgrid.sent
-    assert f"Backup ID: {stale}\n" in mail.text and "Failure details: interrupted:" in mail.text
-    assert "Type: Manual\n" in mail.text
+    assert f"- Backup ID: {stale}\n" in mail.text and "Failure Details:\ninterrupted:" in mail.text
+    assert "Backup Type: manual\n" in mail.text
 
 
 def test_a_backup_much_smaller_than_the_previous_is_flagged_and_warned(
@@ -320,7 +345,8 @@ def test_a_backup_much_smaller_than_the_previous_is_flagged_and_warned(
     assert warning[0].startswith(f"{outcome.file_size_bytes:,} bytes is ") and "50,000,000 bytes" in warning[0]
     [mail] = sendgrid.sent
     assert mail.subject == "[Database Backup] Backup Size Warning - 2026-11-25"
-    assert f"Backup ID: {outcome.backup_log_id}\n" in mail.text
+    assert f"- Backup ID: {outcome.backup_log_id}\n" in mail.text
+    assert mail.text.startswith("Database Backup Size Warning\n")
     # A normal-sized next backup is not flagged.
     again = make_job(app_db.url, tmp_path, sendgrid).run("scheduled")
     with psycopg.connect(app_db.url) as conn:
@@ -344,8 +370,8 @@ def test_a_wrong_database_password_alerts_the_fallback_address_without_the_passw
         backup_job(settings, clock=lambda: MOMENT, alerter=alerter_for(settings, sleep=lambda _: None)).run("scheduled")
     [mail] = sendgrid.sent
     assert mail.to == ["oncall@example.com"] and mail.subject == "[Database Backup] Backup Failed - 2026-11-25"
-    assert "Failure details: " in mail.text and "password authentication failed" in mail.text
-    assert "Backup ID: none (the backup could not start)" in mail.text
+    assert "Failure Details:\n" in mail.text and "password authentication failed" in mail.text
+    assert "- Backup ID: none (the backup could not start)" in mail.text
     assert bad not in json.dumps([r.body for r in sendgrid.requests])
 
 
@@ -369,3 +395,162 @@ def test_alert_settings_are_validated_naming_the_variable() -> None:
     defaults = Settings.from_env(base)
     assert (defaults.retention_days, defaults.keep_min, defaults.max_age_hours) == (15, 3, 26)
     assert (defaults.size_warning_percent, defaults.environment, defaults.sendgrid_api_key) == (50, "production", None)
+
+
+# --- the webhook channel (ALERT_WEBHOOK_URL) ------------------------------------------------------
+
+
+def test_every_alert_the_email_gets_reaches_the_webhook_as_json_text(
+    app_db: OwnerDb,
+    tmp_path: Path,
+    sendgrid: FakeSendGrid,
+    webhook: FakeWebhook,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = make_job(
+        app_db.url, tmp_path, sendgrid, PG_DUMP_PATH=str(failing_pg_dump(tmp_path)), ALERT_WEBHOOK_URL=webhook.hook_url
+    )
+    with caplog.at_level(logging.DEBUG):
+        assert job.run("scheduled").status == "failed"
+    [mail] = sendgrid.sent
+    assert webhook.texts == [f"{mail.subject}\n\n{mail.text}"]
+    [exchange] = webhook.exchanges
+    assert exchange.method == "POST" and exchange.header("Content-Type") == "application/json"
+    assert set(exchange.json()) == {"text"} and "Backup Failed" in webhook.texts[0]
+    assert "failed" in webhook.texts[0] and "***" in webhook.texts[0]
+    for secret in (app_db.password, sendgrid.api_key, TOKEN):
+        assert secret not in webhook.texts[0] and secret not in caplog.text
+    assert "sent to the webhook via webhook" in caplog.text
+
+
+def test_the_webhook_gets_the_alert_without_sendgrid_or_a_recipient(
+    app_db: OwnerDb, tmp_path: Path, webhook: FakeWebhook
+) -> None:
+    with psycopg.connect(app_db.url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE invoice_configurations SET config_value = '' WHERE config_key = 'backup_notification_email'"
+        )
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": app_db.url,
+            "BACKUP_LOCAL_ROOT": str(tmp_path),
+            "PG_DUMP_PATH": str(failing_pg_dump(tmp_path)),
+            "ALERT_WEBHOOK_URL": webhook.hook_url,
+        }
+    )
+    body, status = run_backup(settings, "manual")
+    assert status == 500 and body["status"] == "failed"
+    [text] = webhook.texts
+    assert text.startswith("[Database Backup] Backup Failed - ") and "Backup Type: manual" in text
+
+
+@pytest.mark.parametrize(
+    ("statuses", "attempts", "delivered"),
+    [
+        ((429,), 2, True),  # rate limited: retried, then accepted
+        ((DROPPED, 503), 3, True),  # a cut connection and a 5xx are retried too
+        ((500, 502, 503), 3, False),  # retries exhausted: logged, the backup's failure stands
+        ((403,), 1, False),  # a revoked or wrong token does not get better by retrying
+    ],
+)
+def test_webhook_errors_are_retried_when_a_retry_can_help_and_never_fail_the_backup(
+    app_db: OwnerDb,
+    tmp_path: Path,
+    sendgrid: FakeSendGrid,
+    webhook: FakeWebhook,
+    caplog: pytest.LogCaptureFixture,
+    statuses: tuple[int, ...],
+    attempts: int,
+    delivered: bool,
+) -> None:
+    webhook.fail_next(*statuses)
+    job = make_job(
+        app_db.url, tmp_path, sendgrid, PG_DUMP_PATH=str(failing_pg_dump(tmp_path)), ALERT_WEBHOOK_URL=webhook.hook_url
+    )
+    with caplog.at_level(logging.INFO):
+        outcome = job.run("scheduled")
+    assert outcome.status == "failed" and outcome.reason.startswith("pg_dump")
+    assert len(webhook.exchanges) == attempts and len(webhook.texts) == (1 if delivered else 0)
+    assert len(sendgrid.sent) == 1  # the e-mail goes out whatever the webhook does
+    if not delivered:
+        assert f"to the webhook NOT sent after {attempts} attempt(s): webhook answered" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_an_unreachable_webhook_is_logged_without_its_url(
+    app_db: OwnerDb, tmp_path: Path, sendgrid: FakeSendGrid, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = FakeWebhook()
+    url = gone.hook_url
+    gone.stop()  # the port is closed: connection refused
+    job = make_job(app_db.url, tmp_path, sendgrid, PG_DUMP_PATH=str(failing_pg_dump(tmp_path)), ALERT_WEBHOOK_URL=url)
+    with caplog.at_level(logging.WARNING):
+        assert job.run("scheduled").status == "failed"
+    assert caplog.text.count("webhook unreachable (ConnectionError)") == 3
+    assert TOKEN not in caplog.text and len(sendgrid.sent) == 1
+
+
+def test_the_webhook_url_must_be_https_except_for_localhost() -> None:
+    from dbbackup.errors import ConfigError
+
+    base = {"DATABASE_URL": "postgresql://u@localhost/db"}
+    for bad in ("http://hooks.example.com/services/x", "ftp://hooks.example.com/x", "hooks.example.com/x", "https://"):
+        with pytest.raises(ConfigError, match="ALERT_WEBHOOK_URL") as raised:
+            Settings.from_env(base | {"ALERT_WEBHOOK_URL": bad})
+        assert "services/x" not in str(raised.value)  # the URL's path may hold its token
+    for good in ("https://hooks.slack.com/services/T/B/secret", "http://127.0.0.1:8080/hook", "http://localhost/h"):
+        settings = Settings.from_env(base | {"ALERT_WEBHOOK_URL": good})
+        assert settings.webhook_url == good and good in settings.secrets and good not in repr(settings)
+
+
+# --- the spec's default recipient is replaced at deploy time (BACKUP_NOTIFICATION_EMAIL) ------------
+
+
+def notification_email(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT config_value FROM invoice_configurations WHERE config_key = 'backup_notification_email'"
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_new_deployments_first_run_replaces_the_specs_default_recipient(
+    owner_db: OwnerDb, tmp_path: Path, sendgrid: FakeSendGrid
+) -> None:
+    run_cli(["migrate"], owner_db.url, check=True)
+    assert notification_email(owner_db.url) == "pega2023test@gmail.com"  # the spec's default, as migrated
+    job = make_job(
+        owner_db.url,
+        tmp_path,
+        sendgrid,
+        PG_DUMP_PATH=str(failing_pg_dump(tmp_path)),
+        BACKUP_NOTIFICATION_EMAIL="oncall@example.com",
+    )
+    assert job.run("scheduled").status == "failed"
+    assert [m.to for m in sendgrid.sent] == [["oncall@example.com"]]
+    assert notification_email(owner_db.url) == "oncall@example.com"
+
+
+def test_an_address_a_manager_chose_is_never_overwritten(
+    app_db: OwnerDb, tmp_path: Path, sendgrid: FakeSendGrid
+) -> None:
+    job = make_job(
+        app_db.url,
+        tmp_path,
+        sendgrid,
+        PG_DUMP_PATH=str(failing_pg_dump(tmp_path)),
+        BACKUP_NOTIFICATION_EMAIL="oncall@example.com",
+    )
+    job.run("scheduled")
+    assert [m.to for m in sendgrid.sent] == [[OPS]] and notification_email(app_db.url) == OPS
+    migrated = run_cli(["migrate"], app_db.url, check=True, BACKUP_NOTIFICATION_EMAIL="oncall@example.com")
+    assert "backup_notification_email set" not in migrated.stdout and notification_email(app_db.url) == OPS
+
+
+def test_migrate_applies_the_deployments_recipient(owner_db: OwnerDb) -> None:
+    out = run_cli(["migrate"], owner_db.url, check=True, BACKUP_NOTIFICATION_EMAIL="oncall@example.com").stdout
+    assert "backup_notification_email set to oncall@example.com (BACKUP_NOTIFICATION_EMAIL)" in out
+    assert notification_email(owner_db.url) == "oncall@example.com"
+    bad = run_cli(["migrate"], owner_db.url, BACKUP_NOTIFICATION_EMAIL="not an address")
+    assert bad.returncode == 2 and "BACKUP_NOTIFICATION_EMAIL" in bad.stderr

@@ -193,6 +193,8 @@ def deployment(
             "supabase_jwt_secret_secret_id": "dbbackup-supabase-jwt-secret",
             "allowed_origins": [ORIGIN],
             "alert_from_email": "backups@example.com",
+            "ops_alert_email": "ops@example.com",
+            "notification_email": "oncall@example.com",
             "keep_min": 1,  # so that the cleanup below has an old backup to delete
         }
         inputs = infra.module_inputs(
@@ -265,7 +267,14 @@ def test_the_deployed_functions_back_up_dedupe_retries_serve_managers_and_clean_
     assert (row["backup_type"], row["triggered_by"], row["status"]) == ("automatic", SCHEDULER_SA, "success")
     assert row["schedule_time"] is not None
     # pg_dump came from the archive's slim tarball, unpacked into the cache directory.
-    assert list((tmp_path / "cache").glob("postgresql-*-pgdump/bin/pg_dump"))
+    (pg_dump,) = (tmp_path / "cache").glob("postgresql-*-client/bin/pg_dump")
+    # It needs nothing from the environment (no LD_LIBRARY_PATH, no PATH): its libraries are its own.
+    alone = subprocess.run([str(pg_dump), f"--dbname={d.db_url}"], env={}, capture_output=True, text=True, check=False)
+    assert alone.returncode == 0 and "-- PostgreSQL database dump complete" in alone.stdout, alone.stderr
+    # K_SERVICE is set: our log lines are JSON objects Cloud Logging reads severity and labels from.
+    ours = [json.loads(line) for line in backup.log.read_text().splitlines() if '"logger": "dbbackup' in line]
+    assert any(e["severity"] == "INFO" and " succeeded: " in e["message"] for e in ours)
+    assert all(e["logging.googleapis.com/labels"]["function"] == "database_backup" for e in ours)
     # The secrets were read from Secret Manager by the code, with the names Terraform set.
     assert any("dbbackup-database-url" in a for a in d.secrets.accesses)
     peak_mib = _tree_peak_rss_kib(backup.process.pid) / 1024

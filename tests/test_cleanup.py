@@ -150,4 +150,4 @@ def test_a_missed_run_emails_no_successful_backup_since(
     since = naming.parse(name, UTC_ZONE)
     assert since is not None
     assert mail.subject.startswith(f"[Database Backup] No Successful Backup Since {since:%Y-%m-%d %H:%M}")
-    assert "Allowed age: 26 hours (BACKUP_MAX_AGE_HOURS)" in mail.text
+    assert "- Allowed Age: 26 hours (BACKUP_MAX_AGE_HOURS)" in mail.text

@@ -305,7 +305,10 @@ def test_logs_default_to_newest_first_twenty_a_page(
         "deleted_at",
         "deleted",
         "downloadable",
+        "encrypted",
+        "decrypt_command",
     }
+    assert evening["encrypted"] is False and evening["decrypt_command"] is None
 
 
 @pytest.mark.parametrize(
@@ -486,6 +489,21 @@ def test_download_streams_the_file_with_its_length_and_name(
     assert_security_headers(resp)
     assert b"".join(resp.response) == PAYLOAD
     resp.close()
+
+
+def test_an_encrypted_backup_is_listed_with_its_decrypt_command_and_downloads_as_the_age_file(
+    client: FlaskClient, manager: dict[str, str], secured: Secured
+) -> None:
+    name = "DB_Backup_2026-11-24_01-00.sql.gz.age"
+    sealed = b"age-encryption.org/v1\n" + PAYLOAD  # the bytes as stored; the console never decrypts
+    log_id = seed(secured.url, NOW, file_name=name, google_drive_file_id=stored_locally(secured, name, sealed))
+    [row] = [r for r in client.get("/api/logs", headers=manager).get_json()["items"] if r["id"] == log_id]
+    assert row["encrypted"] is True and row["downloadable"] is True
+    assert row["decrypt_command"] == f"age -d -i key.txt {name} | gunzip | psql -X -v ON_ERROR_STOP=1 -d EMPTY_DB_URL"
+    resp = client.get(f"/api/backups/{log_id}/download", headers=manager)
+    assert resp.status_code == 200 and resp.data == sealed
+    assert resp.headers["Content-Type"] == "application/octet-stream"
+    assert resp.headers["Content-Disposition"] == f'attachment; filename="{name}"'
 
 
 def test_a_download_over_cloud_runs_http1_limit_goes_without_content_length(

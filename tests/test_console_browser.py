@@ -88,6 +88,9 @@ class Console:
         return self.rows("SELECT config_value FROM invoice_configurations WHERE config_key = %s", (key,))[0][0]
 
 
+ENCRYPTED_SEED = 1  # an age-encrypted backup among the seeded rows
+
+
 def _seed(url: str, today: datetime) -> dict[int, str]:
     """Row i started i+1 days ago at 02:00 UTC: one failure a week (one reason is a spreadsheet
     formula), one stuck attempt, a third manual, growing sizes, the oldest files deleted."""
@@ -96,6 +99,7 @@ def _seed(url: str, today: datetime) -> dict[int, str]:
         for i in range(SEEDED):
             started = (today - timedelta(days=i + 1)).replace(hour=2, minute=0, second=0, microsecond=0)
             name = started.astimezone(TZ).strftime("DB_Backup_%Y-%m-%d_%H-%M.sql.gz")
+            name += ".age" if i == ENCRYPTED_SEED else ""
             status = "failed" if i % 7 == 3 else "in_progress" if i == 20 else "success"
             ok = status == "success"
             reason = (
@@ -366,6 +370,24 @@ def test_deleted_backups_are_shown_marked_and_not_downloadable(visit: Any, conso
     expect(deleted.locator("td").nth(2)).to_have_text("SuccessDeleted")
     expect(deleted.get_by_role("button")).to_have_count(0)
     expect(deleted.get_by_role("link")).to_have_count(0)
+
+
+def test_an_encrypted_backup_shows_a_lock_and_the_command_that_decrypts_its_download(
+    visit: Any, console: Console
+) -> None:
+    page = visit()
+    sign_in_manager(page, console)
+    open_logs(page)
+    cell = page.locator(f"#logs-body tr[data-id='{console.seeded[ENCRYPTED_SEED]}'] td").nth(3)
+    expect(cell.get_by_label("Encrypted with age")).to_have_count(1)
+    name = cell.get_by_role("button").inner_text()
+    assert name.endswith(".sql.gz.age")
+    expect(cell.locator("code.decrypt")).to_have_text(
+        f"age -d -i key.txt {name} | gunzip | psql -X -v ON_ERROR_STOP=1 -d EMPTY_DB_URL"
+    )
+    plain = page.locator(f"#logs-body tr[data-id='{console.seeded[0]}'] td").nth(3)
+    expect(plain.get_by_label("Encrypted with age")).to_have_count(0)
+    expect(plain.locator("code.decrypt")).to_have_count(0)
 
 
 def test_sorting_by_size_puts_the_largest_backup_first_then_the_smallest(visit: Any, console: Console) -> None:

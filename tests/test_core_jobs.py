@@ -39,6 +39,7 @@ FOLDER = "MyDrive/DatabaseBackups"
 class Policy:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     environment: str = "test"
+    organization: str = "Test Portal"
     size_warning_percent: int = 50
     retention_days: int = 15
     keep_min: int = 3

@@ -31,7 +31,9 @@ NOT_SET_BY_TERRAFORM = {
     "GOOGLE_DRIVE_CREDENTIALS": "given as GOOGLE_DRIVE_CREDENTIALS_SECRET",
     "SENDGRID_API_KEY": "given as SENDGRID_API_KEY_SECRET",
     "SUPABASE_JWT_SECRET": "given as SUPABASE_JWT_SECRET_SECRET",
+    "ALERT_WEBHOOK_URL": "given as ALERT_WEBHOOK_URL_SECRET (its path is a token)",
     "DBBACKUP_EMBEDDED_USER": "throwaway test and demo servers only",
+    "BACKUP_AGE_IDENTITY": "decrypting is for a person restoring (CLI); the functions hold only the recipients",
     "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
     "SECRET_MANAGER_ENDPOINT": "Google's endpoint is the default; tests point it at a fake",
@@ -42,6 +44,8 @@ NOT_SET_BY_TERRAFORM = {
     "MAX_BODY_BYTES": "tuning; the code's default (64 KiB)",
     "REQUEST_READ_TIMEOUT_SECONDS": "tuning; the code's default (30 s)",
     "K_SERVICE": "set by the platform itself",
+    "FUNCTION_TARGET": "set by the platform itself (the entry point, a label of the JSON log lines)",
+    "LOG_FORMAT": "JSON lines already, because K_SERVICE is set; text is for a terminal",
     "PGHOST": "libpq's own variable, only used to describe errors; DATABASE_URL carries the host",
     "PGPORT": "libpq's own variable; DATABASE_URL carries the port",
     "PGSSLMODE": "libpq's own variable; DATABASE_URL carries sslmode",
@@ -50,6 +54,8 @@ NOT_SET_BY_TERRAFORM = {
     "XDG_CACHE_HOME": "DBBACKUP_CACHE_DIR is set and wins",
 }
 SCHEDULED = {"database_backup", "cleanup_old_backups"}
+# Variables without a default: the operator must choose them (README "Deployment").
+REQUIRED_VARIABLES = {"project_id", "ops_alert_email", "notification_email"}
 
 
 def test_every_tf_file_parses() -> None:
@@ -60,7 +66,9 @@ def test_every_tf_file_parses() -> None:
     example = INFRA / "terraform.tfvars.example"
     with example.open() as f:
         values = hcl2.load(f)
-    assert set(values) - {"__comments__"} <= set(variable_defaults()) | {"project_id"}, "unknown variable in example"
+    assert set(values) - {"__comments__"} <= set(variable_defaults()) | REQUIRED_VARIABLES, (
+        "unknown variable in example"
+    )
 
 
 def test_each_function_entry_point_exists_in_its_main() -> None:
@@ -206,7 +214,7 @@ def test_the_archive_holds_the_entry_points_the_package_and_pg_dump(source: Path
     main = (source / "main.py").read_text()
     for name in locals_(INFRA / "functions.tf")["functions"]:
         assert f"import {name}\n" in main
-    (tarball,) = (source / "dbbackup" / "_bundled").glob("postgresql-*-pgdump.tar.gz")
+    (tarball,) = (source / "dbbackup" / "_bundled").glob("postgresql-*-client.tar.gz")
     with tarfile.open(tarball) as tar:
         members = {m.name.split("/", 1)[1]: m for m in tar.getmembers()}
     assert members["bin/pg_dump"].mode & stat.S_IXUSR and members["bin/pg_dumpall"].mode & stat.S_IXUSR
@@ -220,7 +228,7 @@ def test_the_archive_excludes_tests_venvs_local_backups_and_caches(source: Path)
         parts = path.relative_to(source).parts
         assert parts[0] not in ("tests", ".venv", ".venv-checkov", "backups", "build", "infra", ".cache", "docs")
         assert "__pycache__" not in parts and path.suffix != ".pyc"
-        assert path.suffix != ".gz" or path.name.endswith("-pgdump.tar.gz")
+        assert path.suffix != ".gz" or path.name.endswith("-client.tar.gz")
         assert not path.name.startswith("DB_Backup_")
 
 
@@ -240,7 +248,7 @@ def test_the_deployed_package_finds_its_bundled_pg_dump(source: Path, tmp_path: 
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=source)
     module, dump, major = out.stdout.split()
     assert Path(module).is_relative_to(source)
-    assert Path(dump).is_relative_to(tmp_path / "cache") and "pgdump" in dump and major == "18"
+    assert Path(dump).is_relative_to(tmp_path / "cache") and "-client/" in dump and major == "18"
 
 
 def test_the_package_is_reproducible(source: Path, tmp_path: Path) -> None:
@@ -255,3 +263,27 @@ def test_cloudbuild_tests_before_it_deploys() -> None:
     steps = [m.group(1) for m in re.finditer(r"^\s+- id: ([\w-]+)", text, re.MULTILINE)]
     assert steps.index("test") < steps.index("plan") < steps.index("apply")
     assert "make test" in text and "_TF_STATE_BUCKET" in text and "python:3.12" in text
+
+
+def test_required_variables_are_exactly_those_an_operator_must_choose() -> None:
+    declared = {unq(name) for path, block in blocks("variable") if path.parent == INFRA for name in block}
+    assert declared - set(variable_defaults()) == REQUIRED_VARIABLES
+    example = hcl2.load((INFRA / "terraform.tfvars.example").open())
+    assert set(example) >= REQUIRED_VARIABLES
+
+
+def test_terraform_tfvars_may_be_committed_and_is_uploaded_by_gcloud_builds_submit() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "infra/terraform.tfvars"], cwd=ROOT, capture_output=True, check=False
+    )
+    assert ignored.returncode == 1, ".gitignore must not exclude infra/terraform.tfvars (README says commit it)"
+    gcloudignore = (ROOT / ".gcloudignore").read_text().splitlines()
+    rules = [line.strip() for line in gcloudignore if line.strip() and not line.startswith("#")]
+    assert not any("tfvars" in rule for rule in rules) and "/infra/*.tfstate*" in rules and ".venv/" in rules
+
+
+def test_cloudbuild_runs_the_browser_tests_with_chromium_installed() -> None:
+    text = (ROOT / "cloudbuild.yaml").read_text()
+    test_step = text[text.index("- id: test") : text.index("- id: package")]
+    assert "apt-get install" in test_step and "chromium" in test_step
+    assert "DBBACKUP_REQUIRE_BROWSER=1" in test_step and "make test" in test_step

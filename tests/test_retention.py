@@ -32,8 +32,8 @@ NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 FOLDER = "MyDrive/DatabaseBackups"
 
 
-def name_at(moment: datetime, tz: ZoneInfo = BERLIN, seq: int = 1) -> str:
-    return naming.with_sequence(naming.base_name(moment, tz), seq)
+def name_at(moment: datetime, tz: ZoneInfo = BERLIN, seq: int = 1, suffix: str = naming.SUFFIX) -> str:
+    return naming.with_sequence(naming.base_name(moment, tz, suffix), seq)
 
 
 def stored(name: str, size: int = 100) -> StoredFile:
@@ -187,9 +187,17 @@ class World:
         alerter = alerter_for(settings, notifier=LogNotifier(), sleep=lambda _: None)
         return cleanup_job(settings, storage=storage or self.backend.storage, alerter=alerter, clock=lambda: NOW)
 
-    def put(self, moment: datetime, status: str = "success", size: int = 1000, seq: int = 1, row: str = "id") -> str:
+    def put(
+        self,
+        moment: datetime,
+        status: str = "success",
+        size: int = 1000,
+        seq: int = 1,
+        row: str = "id",
+        suffix: str = naming.SUFFIX,
+    ) -> str:
         """A backup file in storage plus its backup_logs row (matched by file id, by name only, or none)."""
-        name = name_at(moment, seq=seq)
+        name = name_at(moment, seq=seq, suffix=suffix)
         f = self.backend.storage.put(self.folder, name, [b"x" * size])
         if row != "none":
             with psycopg.connect(self.url, autocommit=True) as conn:
@@ -231,6 +239,22 @@ def test_cleanup_deletes_expired_backups_records_them_and_counts_bytes_freed(wor
     for name in (by_id, by_name):
         assert all(world.deleted_at(name)), name
     assert not any(world.deleted_at(keep[0]))
+
+
+def test_encrypted_backups_are_pruned_and_floored_like_plain_ones(world: World) -> None:
+    # Encryption was switched on ten days ago: the history holds both kinds of file.
+    age = naming.ENCRYPTED_SUFFIX
+    recent = [world.put(NOW - timedelta(days=d), suffix=age) for d in (0.1, 1, 9)]
+    plain_recent = world.put(NOW - timedelta(days=11))
+    expired = [world.put(NOW - timedelta(days=16), suffix=age), world.put(NOW - timedelta(days=17))]
+    result = world.job().run()
+    assert sorted(result.deleted) == sorted(expired) and result.failed == []
+    assert world.names() == {*recent, plain_recent}
+    assert all(world.deleted_at(expired[0]))
+    # With only old encrypted copies left, the floor keeps the newest of them.
+    floor = [world.put(NOW - timedelta(days=d), suffix=age) for d in (40, 41)]
+    kept = world.job(BACKUP_RETENTION_DAYS="30", BACKUP_KEEP_MIN="5").run()  # 4 recent + the newest old one
+    assert kept.kept_by_safety_floor == [floor[0]] and kept.deleted == [floor[1]]
 
 
 def test_the_safety_floor_keeps_the_last_good_copies_when_backups_stopped(world: World) -> None:

@@ -13,10 +13,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from dbbackup import structured_log
 from dbbackup.core.health import iso
 from dbbackup.errors import BackupError, UsageError
 from dbbackup.pg.backup_log import STATUSES
 from dbbackup.redact import one_line, redact
+from dbbackup.structured_log import error_line, json_wanted
 
 if TYPE_CHECKING:
     from dbbackup.dump.age import Identities
@@ -40,7 +42,7 @@ def _version() -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"dbbackup: error: {message} (see dbbackup --help)", file=sys.stderr)
+        error_line(f"dbbackup: error: {message} (see dbbackup --help)")
         sys.exit(EXIT_USAGE)
 
 
@@ -101,7 +103,7 @@ class _Progress:
     def __init__(self) -> None:
         self.start = time.monotonic()
         self.last = 0.0
-        self.active = sys.stderr.isatty()
+        self.active = sys.stderr.isatty() and not json_wanted()  # a progress bar is no log line
 
     def __call__(self, sql_bytes: int, gz_bytes: int) -> None:
         now = time.monotonic()
@@ -127,12 +129,15 @@ def _sigterm(signum: int, frame: object) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from dbbackup.pg import connect as db
+    from dbbackup.pg.app_settings import adopt_notification_email
     from dbbackup.pg.migrate import migrate
     from dbbackup.settings import Settings
 
     settings = Settings.from_env()
     with db.connect(settings.database_url, secrets=settings.secrets) as conn:
         report = migrate(conn)
+        if settings.notification_email and adopt_notification_email(conn, settings.notification_email):
+            print(f"backup_notification_email set to {settings.notification_email} (BACKUP_NOTIFICATION_EMAIL)")
     for version in report.applied:
         print(f"applied {version}")
     if report.already:
@@ -162,7 +167,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     elif outcome.status == "skipped":
         print(f"backup skipped: {outcome.reason}")
     else:
-        print(f"backup {outcome.backup_log_id} failed: {outcome.reason}", file=sys.stderr)
+        error_line(f"backup {outcome.backup_log_id} failed: {outcome.reason}")
     return EXIT_FAILED if outcome.status == "failed" else EXIT_OK
 
 
@@ -282,9 +287,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         for name in result.kept_in_progress:
             print(f"kept {name} (its backup_logs row is in_progress)")
         for failure in result.failed:
-            print(f"FAILED {failure['file']}: {failure['reason']}", file=sys.stderr)
+            error_line(f"FAILED {failure['file']}: {failure['reason']}")
         if result.missed_run:
-            print("warning: no successful backup within BACKUP_MAX_AGE_HOURS", file=sys.stderr)
+            error_line("warning: no successful backup within BACKUP_MAX_AGE_HOURS", level=logging.WARNING)
         print(f"cleanup {result.status}{' (dry run)' if result.dry_run else ''}: {result.summary()}")
     return EXIT_OK if result.status == "success" else EXIT_FAILED
 
@@ -345,24 +350,27 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # The CLI's stderr is one line per error, printed here; log records (alert delivery notes,
-    # log-only alerts) would otherwise reach stderr through logging's last-resort handler.
-    logging.getLogger("dbbackup").addHandler(logging.NullHandler())
+    if json_wanted():
+        # For a log collector (LOG_FORMAT=json, Cloud Run): the records too, one JSON object a line.
+        structured_log.configure(logging.INFO)
+    else:
+        # On a terminal, stderr is one line per error, printed here; log records (alert delivery
+        # notes, log-only alerts) would otherwise reach stderr through logging's last-resort handler.
+        logging.getLogger("dbbackup").addHandler(logging.NullHandler())
     try:
         return COMMANDS[args.command](args)
     except BackupError as exc:  # the class says the exit code and the word (error / busy / failed)
-        print(f"dbbackup: {exc.cli_label}: {one_line(str(exc))}", file=sys.stderr)
+        error_line(f"dbbackup: {exc.cli_label}: {one_line(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("dbbackup: interrupted", file=sys.stderr)
+        error_line("dbbackup: interrupted")
         return 130
     except Exception as exc:  # last resort: still one redacted line, never a traceback
         import os
 
-        print(
+        error_line(
             f"dbbackup: unexpected error: {type(exc).__name__}: "
-            f"{one_line(redact(str(exc), [os.environ.get('DATABASE_URL', '')]))}",
-            file=sys.stderr,
+            f"{one_line(redact(str(exc), [os.environ.get('DATABASE_URL', '')]))}"
         )
         return EXIT_FAILED
 

@@ -60,6 +60,11 @@ def remember_secrets(secrets: tuple[str, ...] | list[str]) -> None:
     _known.update(s for s in secrets if s and len(s) >= 3)
 
 
+def known_secrets() -> tuple[str, ...]:
+    """The values ``remember_secrets`` was given."""
+    return tuple(_known)
+
+
 def install_log_redaction() -> None:
     """Redact every log record at creation, whatever logger or handler it goes to (a handler
     filter would miss handlers added later, such as a test's capture). Idempotent."""

@@ -20,7 +20,7 @@ SECRET_VARIABLES = (
     "GOOGLE_DRIVE_CREDENTIALS",
     "SENDGRID_API_KEY",
     "SUPABASE_JWT_SECRET",
-    "BACKUP_AGE_IDENTITY",  # only where a restore drill is deliberately allowed to decrypt
+    "ALERT_WEBHOOK_URL",
 )
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -63,10 +63,12 @@ def secret_manager_fetch(endpoint: str | None) -> Fetch:
     return fetch
 
 
-def resolve_secrets(env: Mapping[str, str], fetch: Fetch | None = None) -> dict[str, str]:
-    """``env`` with every ``<VARIABLE>_SECRET`` replaced by the secret's value under ``<VARIABLE>``.
-    Each version is read once per instance (cached by resource name)."""
-    wanted = {var: env[f"{var}_SECRET"].strip() for var in SECRET_VARIABLES if env.get(f"{var}_SECRET", "").strip()}
+def resolve_secrets(
+    env: Mapping[str, str], fetch: Fetch | None = None, variables: tuple[str, ...] = SECRET_VARIABLES
+) -> dict[str, str]:
+    """``env`` with every ``<VARIABLE>_SECRET`` of ``variables`` replaced by the secret's value
+    under ``<VARIABLE>``. Each version is read once per instance (cached by resource name)."""
+    wanted = {var: env[f"{var}_SECRET"].strip() for var in variables if env.get(f"{var}_SECRET", "").strip()}
     if not wanted:
         return dict(env)
     out = dict(env)

@@ -6,13 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg.conninfo
 
 from dbbackup.auth.config import AuthConfig, auth_config_from_env
 from dbbackup.core.alerts import is_email  # the one address check, shared with the recipient read from the database
-from dbbackup.dump.age import RECIPIENTS_VARIABLE, parse_recipients
+from dbbackup.core.messages import DEFAULT_ORGANIZATION
+from dbbackup.dump.age import parse_recipients
 from dbbackup.dump.profiles import DumpProfile, profile_from_env
 from dbbackup.errors import ConfigError
 from dbbackup.pg.conninfo import check_url
@@ -73,6 +75,27 @@ class _Alerting:
     sendgrid_host: str | None
     alert_from_email: str | None
     alert_fallback_email: str | None
+    organization: str
+    webhook_url: str | None
+
+
+def _webhook_url(env: Mapping[str, str]) -> str | None:
+    """ALERT_WEBHOOK_URL: https, or http to this machine only (a local relay or a test's fake);
+    its path usually holds a token, so it is a secret and never printed."""
+    url = env.get("ALERT_WEBHOOK_URL", "").strip() or None
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        host = None
+    if not host or parts.scheme not in ("https", "http"):
+        raise ConfigError("ALERT_WEBHOOK_URL is not an http(s):// URL")
+    if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+        raise ConfigError("ALERT_WEBHOOK_URL must be https:// (http:// only for localhost)")
+    return url
 
 
 def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
@@ -88,6 +111,9 @@ def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
     environment = " ".join(env.get("BACKUP_ENVIRONMENT", "").split()) or "production"
     if len(environment) > 100:
         raise ConfigError("BACKUP_ENVIRONMENT is longer than 100 characters")
+    organization = " ".join(env.get("ALERT_ORGANIZATION", "").split()) or DEFAULT_ORGANIZATION
+    if len(organization) > 100:
+        raise ConfigError("ALERT_ORGANIZATION is longer than 100 characters")
     return _Alerting(
         retention_days=_positive_int(env, "BACKUP_RETENTION_DAYS", 15, high=36_500),
         keep_min=_positive_int(env, "BACKUP_KEEP_MIN", 3, high=10_000),
@@ -98,6 +124,8 @@ def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
         sendgrid_host=host,
         alert_from_email=sender,
         alert_fallback_email=_email(env, "ALERT_FALLBACK_EMAIL"),
+        organization=organization,
+        webhook_url=_webhook_url(env),
     )
 
 
@@ -120,6 +148,9 @@ class Settings:
     sendgrid_host: str | None = None
     alert_from_email: str | None = None
     alert_fallback_email: str | None = None
+    organization: str = DEFAULT_ORGANIZATION
+    notification_email: str | None = None  # BACKUP_NOTIFICATION_EMAIL: replaces the spec's default recipient
+    webhook_url: str | None = field(default=None, repr=False)
     # GOOGLE_DRIVE_* (storage/drive_config.py), set when storage is google_drive; holds keys.
     google_drive: DriveConfig | None = field(default=None, repr=False)
     # AUTH_MODE, SCHEDULER_*, SUPABASE_*, ALLOWED_ORIGINS... (auth/config.py); holds the JWT secret.
@@ -145,6 +176,7 @@ class Settings:
             password = None
         found: tuple[str, ...] = (str(password),) if password else ()
         found += (self.sendgrid_api_key,) if self.sendgrid_api_key else ()
+        found += (self.webhook_url,) if self.webhook_url else ()
         found += self.auth.secrets if self.auth else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
@@ -179,8 +211,11 @@ class Settings:
             sendgrid_host=alerting.sendgrid_host,
             alert_from_email=alerting.alert_from_email,
             alert_fallback_email=alerting.alert_fallback_email,
+            organization=alerting.organization,
+            notification_email=_email(env, "BACKUP_NOTIFICATION_EMAIL"),
+            webhook_url=alerting.webhook_url,
             google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
-            age_recipients=parse_recipients(env.get(RECIPIENTS_VARIABLE, "")),
+            age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),
         )

@@ -21,6 +21,7 @@ from dbbackup.dump.stream import Progress
 from dbbackup.errors import ConfigError
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
+from dbbackup.redact import remember_secrets
 from dbbackup.restore.sources import Source, resolve
 from dbbackup.secret_manager import resolve_secrets
 from dbbackup.settings import Settings
@@ -56,6 +57,15 @@ def make_notifier(settings: Settings) -> Notifier:
     return SendGridNotifier(settings.sendgrid_api_key, settings.alert_from_email, host=settings.sendgrid_host)
 
 
+def make_webhook(settings: Settings) -> Notifier | None:
+    """The second alert channel, ALERT_WEBHOOK_URL, when set."""
+    if not settings.webhook_url:
+        return None
+    from dbbackup.notify.webhook import WebhookNotifier
+
+    return WebhookNotifier(settings.webhook_url)
+
+
 class _LazyNotifier:
     """Builds the configured notifier at the first alert, as most runs send none: a backup never
     waits for (or fails on) a mail client it does not use."""
@@ -89,6 +99,7 @@ def alerter_for(
         secrets=settings.secrets,
         sleep=sleep,
         delays=delays,
+        webhook=make_webhook(settings),
     )
 
 
@@ -106,8 +117,9 @@ def age_identities(path: str | None, env: Mapping[str, str]) -> Identities | Non
     from Secret Manager). None when none is given; the backup side never calls this."""
     if path:
         return load_identities(path, "--identity")
-    wanted = (IDENTITY_VARIABLE, f"{IDENTITY_VARIABLE}_SECRET", "SECRET_MANAGER_ENDPOINT")
-    value = environment({k: env[k] for k in wanted if k in env}).get(IDENTITY_VARIABLE, "").strip()
+    # Not one of the functions' SECRET_VARIABLES: a backup function never reads an identity.
+    env = resolve_secrets(env, variables=(IDENTITY_VARIABLE,))
+    value = env.get("BACKUP_AGE_IDENTITY", "").strip()
     if not value:
         return None
     if "AGE-SECRET-KEY-" in value.upper():
@@ -116,7 +128,9 @@ def age_identities(path: str | None, env: Mapping[str, str]) -> Identities | Non
 
 
 def open_log(settings: Settings) -> OpenLog:
-    return backup_log.opener(settings.database_url, settings.connect_attempts, settings.secrets)
+    return backup_log.opener(
+        settings.database_url, settings.connect_attempts, settings.secrets, settings.notification_email
+    )
 
 
 def backup_job(
@@ -126,6 +140,7 @@ def backup_job(
     clock: Clock = utc_now,
     alerter: Alerter | None = None,
 ) -> BackupJob:
+    remember_secrets(settings.secrets)  # every later log line is redacted with them (JSON lines too)
     dumper = PgDumper(
         settings.database_url,
         settings.profile,
@@ -152,6 +167,7 @@ def cleanup_job(
     alerter: Alerter | None = None,
     clock: Clock = utc_now,
 ) -> CleanupJob:
+    remember_secrets(settings.secrets)
     return CleanupJob(
         settings,
         open_log(settings),

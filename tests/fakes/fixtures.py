@@ -10,6 +10,7 @@ import pytest
 from . import USER, make_drive_storage
 from .drive_fake import DriveFake
 from .sendgrid_fake import FakeSendGrid
+from .webhook_fake import FakeWebhook
 
 
 @pytest.fixture
@@ -35,3 +36,9 @@ def sendgrid() -> Iterator[FakeSendGrid]:
     fake = FakeSendGrid().start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[FakeWebhook]:
+    with FakeWebhook() as fake:
+        yield fake

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from dbbackup.core import naming
 from dbbackup.core.messages import human_size
 from dbbackup.errors import QueryError
 from dbbackup.pg import log_query
@@ -152,7 +153,17 @@ def present(row: dict[str, Any], tz: ZoneInfo, drive: bool) -> dict[str, Any]:
         "deleted_at": _iso(row["deleted_at"], tz),
         "deleted": deleted,
         "downloadable": row["status"] == "success" and not deleted,
+        "encrypted": naming.is_encrypted(row["file_name"] or ""),
+        "decrypt_command": decrypt_command(row["file_name"] or ""),
     }
+
+
+def decrypt_command(name: str) -> str | None:
+    """What a person runs on a downloaded encrypted backup (the README's restore promise); only
+    for names that can be shown in a shell line as they are."""
+    if not naming.is_encrypted(name) or not naming.PATTERN.match(name):
+        return None
+    return f"age -d -i key.txt {name} | gunzip | psql -X -v ON_ERROR_STOP=1 -d EMPTY_DB_URL"
 
 
 # The start of the cell, and of every segment a spreadsheet may split the cell into when it

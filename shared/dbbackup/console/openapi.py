@@ -117,6 +117,11 @@ _SCHEMAS: dict[str, Any] = {
             "deleted_at": _nullable(_TIME),
             "deleted": _BOOL,
             "downloadable": {**_BOOL, "description": "success and not deleted"},
+            "encrypted": {**_BOOL, "description": "an age-encrypted backup (.sql.gz.age)"},
+            "decrypt_command": {
+                **_nullable(_STR),
+                "description": "encrypted backups: the one-line command that decrypts and restores the download",
+            },
         },
     },
     "LogPage": {
@@ -257,7 +262,10 @@ def document() -> dict[str, Any]:
                         }
                     ],
                     "responses": {
-                        "200": {"description": "the .sql.gz file", "content": {"application/gzip": {}}},
+                        "200": {
+                            "description": "the .sql.gz file, or the .sql.gz.age file of an encrypted backup",
+                            "content": {"application/gzip": {}, "application/octet-stream": {}},
+                        },
                         "400": _error("not a UUID"),
                         "404": _error("no such row; failed, in progress or deleted; or gone from storage"),
                         "502": _error("storage could not be read"),

@@ -28,6 +28,9 @@ log = logging.getLogger("dbbackup.alerts")
 _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]{2,}$")
 
 
+WEBHOOK = "the webhook"  # what the log names as the recipient of ALERT_WEBHOOK_URL (never the URL: it holds a token)
+
+
 def is_email(value: str) -> bool:
     # Control characters (NUL among them: PostgreSQL text cannot hold it) and lone surrogates
     # are never part of an address.
@@ -53,7 +56,11 @@ class Delivery:
 
 
 class Alerter:
-    """Picks the recipient, retries briefly, logs what it could not do; never raises."""
+    """Picks the recipient, retries briefly, logs what it could not do; never raises.
+
+    ``webhook`` is a second channel (ALERT_WEBHOOK_URL) that gets every alert the e-mail gets,
+    with the same redaction and retries, whether or not the e-mail could be sent; it has no
+    recipient of its own (its URL says where)."""
 
     def __init__(
         self,
@@ -63,12 +70,14 @@ class Alerter:
         secrets: tuple[str, ...] = (),
         sleep: Callable[[float], None] = time.sleep,
         delays: Sequence[float] = (1.0, 2.0),
+        webhook: Notifier | None = None,
     ) -> None:
         self.notifier = notifier
         self.fallback = fallback
         self.secrets = secrets
         self.sleep = sleep
         self.delays = tuple(delays)
+        self.webhook = webhook
 
     def recipient(self, configured: str | None) -> str | None:
         """``backup_notification_email`` when it is an address, else ALERT_FALLBACK_EMAIL."""
@@ -91,27 +100,41 @@ class Alerter:
         return fallback
 
     def deliver(self, email: Email, configured_recipient: str | None) -> Delivery:
-        try:
-            return self._deliver(email, configured_recipient)
-        except Exception as exc:  # an alert must never become the failure
-            error = one_line(redact(f"{type(exc).__name__}: {exc}", self.secrets))
-            log.error("alert %r could not be sent: %s", email.subject, error)
-            return Delivery(False, "error", None, 0, error)
+        """The e-mail's delivery (the webhook's, when configured, is logged)."""
+        email = self._redacted(email)
+        delivery = self._guarded(lambda: self._deliver(email, configured_recipient), email)
+        if self.webhook is not None:
+            webhook = self.webhook
+            self._guarded(lambda: self._attempts(webhook, WEBHOOK, email), email)
+        return delivery
 
-    def _deliver(self, email: Email, configured_recipient: str | None) -> Delivery:
+    def _redacted(self, email: Email) -> Email:
         secrets = self.secrets
-        email = Email(
+        return Email(
             email.kind,
             email.severity,
             redact(email.subject, secrets),
             redact(email.text, secrets),
             redact(email.html, secrets),
         )
+
+    def _guarded(self, send: Callable[[], Delivery], email: Email) -> Delivery:
+        try:
+            return send()
+        except Exception as exc:  # an alert must never become the failure
+            error = one_line(redact(f"{type(exc).__name__}: {exc}", self.secrets))
+            log.error("alert %r could not be sent: %s", email.subject, error)
+            return Delivery(False, "error", None, 0, error)
+
+    def _deliver(self, email: Email, configured_recipient: str | None) -> Delivery:
         to = self.recipient(configured_recipient)
-        notifier = self.notifier
         if to is None:
             log_alert("(nobody)", email, "no valid recipient")
             return Delivery(False, "log", None, 0, "no valid recipient")
+        return self._attempts(self.notifier, to, email)
+
+    def _attempts(self, notifier: Notifier, to: str, email: Email) -> Delivery:
+        secrets = self.secrets
         attempts = 0
         while True:
             attempts += 1

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from dbbackup import structured_log
 from dbbackup.core import folder_path, messages, naming
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.ports import BackupLog, Dumper, JobSettings, OpenLog, Storage, StoredFile
@@ -88,6 +89,7 @@ class BackupJob:
     def _run(self, trigger: str, triggered_by: str | None, schedule_time: datetime | None) -> BackupOutcome:
         if trigger not in TRIGGERS:
             raise ConfigError(f"unknown trigger {trigger!r}")
+        structured_log.set_label("trigger", trigger)
         self.dumper.check_target()
         with self.open_log() as repo:
             config = repo.config()
@@ -129,6 +131,7 @@ class BackupJob:
         moment = self.clock()
         name = naming.base_name(moment, self.settings.timezone, self.dumper.suffix)
         log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
+        structured_log.set_label("backup_log_id", log_id)
         stored: StoredFile | None = None
         try:
             folder_path.split(folder)
@@ -224,7 +227,9 @@ class BackupJob:
                 consecutive=max(context.consecutive_failures, 1),
                 last_success=(previous.completed_at or previous.started_at) if previous else None,
             )
-            email = messages.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            email = messages.backup_failure_email(
+                failure, self.settings.timezone, self.settings.environment, self.settings.organization
+            )
             self.alerter.deliver(email, context.recipient)
         except Exception as exc:
             _log.error(
@@ -248,7 +253,9 @@ class BackupJob:
                 drive_path=None,
                 backup_id=None,
             )
-            email = messages.backup_failure_email(failure, self.settings.timezone, self.settings.environment)
+            email = messages.backup_failure_email(
+                failure, self.settings.timezone, self.settings.environment, self.settings.organization
+            )
             self.alerter.deliver(email, recipient)
         except Exception as err:
             _log.error("the failure alert was not sent: %s", one_line(redact(str(err), self.secrets)))
@@ -282,6 +289,7 @@ class BackupJob:
                 size=outcome.file_size_bytes,
                 previous_size=before,
                 threshold_percent=percent,
+                organization=self.settings.organization,
             )
             self.alerter.deliver(email, repo.notification_email())
         except Exception as exc:

@@ -202,6 +202,7 @@ class CleanupJob:
                 folder_path,
                 [(f["file"], f["reason"]) for f in result.failed],
                 result.summary(),
+                s.organization,
             )
             self.alerter.deliver(email, repo.notification_email())
             result.alerts.append(email.kind)
@@ -236,6 +237,7 @@ class CleanupJob:
             state.consecutive_failures,
             state.last_failure_reason,
             folder,
+            s.organization,
         )
         self.alerter.deliver(email, repo.notification_email())
         result.alerts.append(email.kind)
@@ -251,5 +253,6 @@ class CleanupJob:
             "unknown (could not read the configuration)",
             [("(cleanup)", reason)],
             "did not start",
+            s.organization,
         )
         self.alerter.deliver(email, repo.notification_email() if repo is not None else None)

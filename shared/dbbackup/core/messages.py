@@ -11,14 +11,22 @@ from zoneinfo import ZoneInfo
 from dbbackup.core.ports import Email
 
 PREFIX = "[Database Backup]"
-CLOSING = (
-    "Please check the backup system and run a manual backup once the problem is fixed.",
-    "This is an automated message from the Database Backup System. Please do not reply.",
-)
+# The spec's letterhead (section 10.2): the closing lines of every alert; the portal's name is
+# ALERT_ORGANIZATION.
+DEFAULT_ORGANIZATION = "Aamodha Operations Portal"
+CLOSING = "Please investigate and ensure backups are functioning correctly."
+
+
+def closing_lines(organization: str) -> tuple[str, ...]:
+    return (CLOSING, "", "---", f"This is an automated message from {organization}.")
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> datetime:
     return moment.astimezone(tz)
+
+
+def _when(moment: datetime, tz: ZoneInfo) -> str:
+    return f"{_local(moment, tz):%Y-%m-%d %H:%M:%S} {tz.key}"
 
 
 def human_size(size: int | None) -> str:
@@ -37,25 +45,41 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+@dataclass(frozen=True)
+class Section:
+    """A heading and its content: paragraphs (``lines``) or ``- Label: value`` items (``items``)."""
+
+    heading: str
+    lines: tuple[str, ...] = ()
+    items: tuple[tuple[str, str], ...] = ()
+
+
 def _render(
-    kind: str, severity: str, subject: str, intro: str, fields: list[tuple[str, str]], notes: list[str]
+    kind: str,
+    severity: str,
+    subject: str,
+    title: str,
+    head: list[tuple[str, str]],
+    sections: list[Section],
+    organization: str,
 ) -> Email:
-    text_lines = [intro, "", *(f"{label}: {value}" for label, value in fields)]
-    if notes:
-        text_lines += ["", *notes]
-    text_lines += ["", *CLOSING]
-    rows = "".join(
-        f'<tr><th align="left" style="padding:2px 12px 2px 0">{html.escape(label)}</th>'
-        f"<td>{html.escape(value)}</td></tr>"
-        for label, value in fields
-    )
-    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in notes)
-    closing = "".join(f"<p>{html.escape(line)}</p>" for line in CLOSING)
-    body = (
-        f"<!DOCTYPE html><html><body><p>{html.escape(intro)}</p>"
-        f'<table cellspacing="0">{rows}</table>{paragraphs}{closing}</body></html>'
-    )
-    return Email(kind, severity, subject, "\n".join(text_lines) + "\n", body)
+    """The spec's layout for every kind: a title, ``Label: value`` lines, headed sections, the
+    closing lines; the HTML part says the same in the same order."""
+    text = [title, "", *(f"{label}: {value}" for label, value in head)]
+    for section in sections:
+        text += ["", f"{section.heading}:", *section.lines, *(f"- {label}: {value}" for label, value in section.items)]
+    text += ["", *closing_lines(organization)]
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html><body><h2>{e(title)}</h2>"]
+    parts.append("".join(f"<p><b>{e(label)}:</b> {e(value)}</p>" for label, value in head))
+    for section in sections:
+        parts.append(f"<h3>{e(section.heading)}:</h3>")
+        parts.append("".join(f"<p>{e(line)}</p>" for line in section.lines))
+        if section.items:
+            items = "".join(f"<li><b>{e(label)}:</b> {e(value)}</li>" for label, value in section.items)
+            parts.append(f"<ul>{items}</ul>")
+    parts.append(f"<p>{e(CLOSING)}</p><hr><p>{e(closing_lines(organization)[-1])}</p></body></html>")
+    return Email(kind, severity, subject, "\n".join(text) + "\n", "".join(parts))
 
 
 @dataclass(frozen=True)
@@ -74,62 +98,84 @@ class BackupFailure:
     last_success: datetime | None = None
 
 
-def backup_failure_email(failure: BackupFailure, tz: ZoneInfo, environment: str) -> Email:
+def backup_failure_email(
+    failure: BackupFailure, tz: ZoneInfo, environment: str, organization: str = DEFAULT_ORGANIZATION
+) -> Email:
+    """The spec's failure e-mail (section 10.2), line for line; from the second failure in a row
+    a line under the details says so."""
     local = _local(failure.when, tz)
     subject = f"{PREFIX} Backup Failed - {local:%Y-%m-%d}"
     if failure.consecutive >= 2:
         subject += f" ({failure.consecutive} failures in a row)"
     not_started = "none (the backup could not start)"
-    fields = [
-        ("Date and time", f"{local:%Y-%m-%d %H:%M:%S} {tz.key}"),
-        ("Type", failure.backup_type.capitalize()),
-        ("Status", "Failed"),
-        ("Failure details", failure.reason),
-        ("File name", failure.file_name or not_started),
-        (
-            "Expected size",
-            f"about {human_size(failure.expected_size)} (the last successful backup)"
-            if failure.expected_size is not None
-            else "unknown (no earlier successful backup)",
-        ),
-        ("Drive path", failure.drive_path or not_started),
-        ("Environment", environment),
-        ("Backup ID", failure.backup_id or not_started),
-    ]
-    notes = []
+    details = [failure.reason]
     if failure.consecutive >= 2:
         since = (
             f"the last successful backup was on {_local(failure.last_success, tz):%Y-%m-%d %H:%M} {tz.key}"
             if failure.last_success
             else "no backup has succeeded yet"
         )
-        notes.append(f"This is the {_ordinal(failure.consecutive)} failed backup in a row; {since}.")
-    return _render("backup_failed", "error", subject, "A database backup has failed.", fields, notes)
+        details.append(f"This is the {_ordinal(failure.consecutive)} failed backup in a row; {since}.")
+    expected = (
+        f"about {human_size(failure.expected_size)} (the last successful backup)"
+        if failure.expected_size is not None
+        else "unknown (no earlier successful backup)"
+    )
+    return _render(
+        "backup_failed",
+        "error",
+        subject,
+        "Database Backup Failure Alert",
+        [("Date & Time", _when(failure.when, tz)), ("Backup Type", failure.backup_type), ("Status", "Failed")],
+        [
+            Section("Failure Details", tuple(details)),
+            Section(
+                "File Information",
+                items=(
+                    ("File Name", failure.file_name or not_started),
+                    ("Expected Size", expected),
+                    ("Google Drive Path", failure.drive_path or not_started),
+                ),
+            ),
+            Section(
+                "System Information",
+                items=(("Environment", environment), ("Backup ID", failure.backup_id or not_started)),
+            ),
+        ],
+        organization,
+    )
 
 
 def cleanup_failure_email(
-    when: datetime, tz: ZoneInfo, environment: str, folder: str, failures: list[tuple[str, str]], summary: str
+    when: datetime,
+    tz: ZoneInfo,
+    environment: str,
+    folder: str,
+    failures: list[tuple[str, str]],
+    summary: str,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> Email:
     local = _local(when, tz)
-    details = "; ".join(f"{name}: {reason}" for name, reason in failures)
-    fields = [
-        ("Date and time", f"{local:%Y-%m-%d %H:%M:%S} {tz.key}"),
-        ("Type", "Retention cleanup"),
-        ("Status", "Failed"),
-        ("Failure details", details),
-        ("Files not deleted", ", ".join(name for name, _ in failures) or "none"),
-        ("Drive path", folder),
-        ("Environment", environment),
-        ("Summary", summary),
-    ]
-    notes = ["Files that could not be deleted are still in the folder; the next cleanup tries again."]
+    details = [f"{name}: {reason}" for name, reason in failures]
+    details.append("Files that could not be deleted are still in the folder; the next cleanup tries again.")
     return _render(
         "cleanup_failed",
         "error",
         f"{PREFIX} Cleanup Failed - {local:%Y-%m-%d}",
-        "The retention cleanup failed.",
-        fields,
-        notes,
+        "Database Backup Cleanup Failure Alert",
+        [("Date & Time", _when(when, tz)), ("Task", "retention cleanup"), ("Status", "Failed")],
+        [
+            Section("Failure Details", tuple(details)),
+            Section(
+                "File Information",
+                items=(
+                    ("Files Not Deleted", ", ".join(name for name, _ in failures) or "none"),
+                    ("Google Drive Path", folder),
+                ),
+            ),
+            Section("System Information", items=(("Environment", environment), ("Summary", summary))),
+        ],
+        organization,
     )
 
 
@@ -142,6 +188,7 @@ def missed_run_email(
     consecutive_failures: int,
     last_failure: str | None,
     folder: str,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> Email:
     local = _local(now, tz)
     if last_success is None:
@@ -151,23 +198,33 @@ def missed_run_email(
     else:
         since_local = _local(last_success, tz)
         subject = f"{PREFIX} No Successful Backup Since {since_local:%Y-%m-%d %H:%M} - {local:%Y-%m-%d}"
-        since = f"{since_local:%Y-%m-%d %H:%M:%S} {tz.key}"
+        since = _when(last_success, tz)
         age = f"{(now - last_success).total_seconds() / 3600:,.1f} hours"
         intro = f"No successful database backup since {since_local:%Y-%m-%d %H:%M} {tz.key}."
-    fields = [
-        ("Date and time", f"{local:%Y-%m-%d %H:%M:%S} {tz.key}"),
-        ("Type", "Backup health check"),
-        ("Status", "Missed backup"),
-        ("Last successful backup", since),
-        ("Age", age),
-        ("Allowed age", f"{max_age_hours} hours (BACKUP_MAX_AGE_HOURS)"),
-        ("Failures since", str(consecutive_failures)),
-        ("Last failure", last_failure or "none recorded"),
-        ("Drive path", folder),
-        ("Environment", environment),
-    ]
-    notes = ["If there are no failures either, the scheduler has probably stopped calling the backup function."]
-    return _render("missed_run", "error", subject, intro, fields, notes)
+    note = "If there are no failures either, the scheduler has probably stopped calling the backup function."
+    return _render(
+        "missed_run",
+        "error",
+        subject,
+        "Database Backup Missed Run Alert",
+        [("Date & Time", _when(now, tz)), ("Task", "backup health check"), ("Status", "Missed backup")],
+        [
+            Section("Failure Details", (intro, note)),
+            Section(
+                "Backup History",
+                items=(
+                    ("Last Successful Backup", since),
+                    ("Age", age),
+                    ("Allowed Age", f"{max_age_hours} hours (BACKUP_MAX_AGE_HOURS)"),
+                    ("Failures Since", str(consecutive_failures)),
+                    ("Last Failure", last_failure or "none recorded"),
+                ),
+            ),
+            Section("File Information", items=(("Google Drive Path", folder),)),
+            Section("System Information", items=(("Environment", environment),)),
+        ],
+        organization,
+    )
 
 
 def size_warning_email(
@@ -181,29 +238,39 @@ def size_warning_email(
     size: int,
     previous_size: int,
     threshold_percent: int,
+    organization: str = DEFAULT_ORGANIZATION,
 ) -> Email:
     local = _local(when, tz)
     percent = 100 * size / previous_size if previous_size else 0.0
-    fields = [
-        ("Date and time", f"{local:%Y-%m-%d %H:%M:%S} {tz.key}"),
-        ("Type", "Backup size check"),
-        ("Status", "Succeeded, but much smaller than the previous backup"),
-        ("File name", file_name),
-        ("Size", human_size(size)),
-        ("Previous successful backup", human_size(previous_size)),
-        ("Change", f"{percent:.1f} % of the previous size (warning below {threshold_percent} %)"),
-        ("Drive path", drive_path),
-        ("Environment", environment),
-        ("Backup ID", backup_id),
-    ]
-    notes = [
-        "A sudden drop usually means data was deleted or a table was emptied: check before the old backups expire."
-    ]
     return _render(
         "size_warning",
         "warning",
         f"{PREFIX} Backup Size Warning - {local:%Y-%m-%d}",
-        "A database backup succeeded but is much smaller than the previous one.",
-        fields,
-        notes,
+        "Database Backup Size Warning",
+        [
+            ("Date & Time", _when(when, tz)),
+            ("Task", "backup size check"),
+            ("Status", "Succeeded, but much smaller than the previous backup"),
+        ],
+        [
+            Section(
+                "Warning Details",
+                (
+                    f"{percent:.1f} % of the previous size (warning below {threshold_percent} %).",
+                    "A sudden drop usually means data was deleted or a table was emptied:"
+                    " check before the old backups expire.",
+                ),
+            ),
+            Section(
+                "File Information",
+                items=(
+                    ("File Name", file_name),
+                    ("Size", human_size(size)),
+                    ("Previous Successful Backup", human_size(previous_size)),
+                    ("Google Drive Path", drive_path),
+                ),
+            ),
+            Section("System Information", items=(("Environment", environment), ("Backup ID", backup_id))),
+        ],
+        organization,
     )

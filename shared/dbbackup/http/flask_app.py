@@ -15,9 +15,9 @@ from typing import Any, cast
 import flask
 import werkzeug.exceptions
 
+from dbbackup import structured_log
 from dbbackup.auth.config import MAX_BODY_LIMIT
 from dbbackup.http.types import HttpReply, HttpRequest
-from dbbackup.redact import install_log_redaction
 
 # An answer that is JSON and nothing else: never sniffed as a page, never framed, never cached.
 JSON_ONLY_HEADERS = {
@@ -31,10 +31,9 @@ log = logging.getLogger("dbbackup.http")
 
 
 def configure_logging() -> None:
-    """Plain lines for Cloud Logging, redacted from the first record on, whoever logs it (ours,
-    Flask, google-auth)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+    """JSON lines for Cloud Logging (plain ones with LOG_FORMAT=text or off Cloud Run), redacted
+    from the first record on, whoever logs it (ours, Flask, google-auth)."""
+    structured_log.configure(logging.INFO)
 
 
 def answer_every_request() -> None:

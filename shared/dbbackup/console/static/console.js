@@ -453,6 +453,13 @@
       file = el('td', { className: 'file' }, el('span', { className: 'file', text: row.file_name }));
       if (deleted) file.append(el('span', { className: 'visually-hidden', text: ' (deleted, not downloadable)' }));
     }
+    if (row.encrypted) {
+      // A lock before the name; the download is the .age file, and this is how to open it.
+      file.prepend(el('span', { className: 'lock', text: '🔒', title: 'Encrypted with age', 'aria-label': 'Encrypted with age' }));
+      if (row.downloadable && row.decrypt_command) {
+        file.append(el('code', { className: 'decrypt', text: row.decrypt_command, title: 'Decrypt and restore the download' }));
+      }
+    }
 
     let drive;
     const path = row.google_drive_path || '';
@@ -483,7 +490,8 @@
     button.disabled = true;
     toast('info', `Downloading ${row.file_name}…`);
     try {
-      const response = await api(`api/backups/${encodeURIComponent(row.id)}/download`, { accept: 'application/gzip' });
+      const accept = row.encrypted ? 'application/octet-stream' : 'application/gzip';
+      const response = await api(`api/backups/${encodeURIComponent(row.id)}/download`, { accept });
       if (!response.ok) {
         toast('error', `Could not download ${row.file_name}: ${messageOf(await readJson(response), response.status)}`);
         return;
