@@ -23,7 +23,7 @@ from dbbackup.pg import log_query
 from dbbackup.pg.log_query import DEFAULT_PER_PAGE, SORTABLE, LogQuery
 
 # Allowed values of each parameter, the first being the default. The OpenAPI document and the
-# README are built from / checked against these.
+# docs/http-api.md are built from / checked against these.
 CHOICES: dict[str, tuple[str, ...]] = {
     "status": ("all", "success", "failed", "in_progress"),
     "type": ("all", "automatic", "manual"),

@@ -154,7 +154,7 @@ def _hint(message: str) -> str:
     if role and role["role"] in SUPABASE_ROLES:
         return (
             "; the backup is of a Supabase database: create its roles on the target first"
-            " (README: Restoring a Supabase backup)"
+            " (docs/cli.md: Restoring a Supabase backup)"
         )
     if "session_replication_role" in message and "permission denied" in message:
         return (
@@ -165,7 +165,7 @@ def _hint(message: str) -> str:
     if re.match(r'schema "[^"]+" already exists', message):
         return (
             "; restoring into a Supabase project? its managed schemas already exist: restore a backup taken"
-            " with BACKUP_PROFILE=supabase (README: Supabase)"
+            " with BACKUP_PROFILE=supabase (docs/supabase.md)"
         )
     if "extension" in message and ("is not available" in message or "could not open extension" in message):
         return "; the target lacks an extension the source had: install it, or restore into a server that has it"
