@@ -21,6 +21,7 @@ from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.ports import (
     AlertContext,
     BackupConfig,
+    Copy,
     DumpStats,
     Email,
     HealthFacts,
@@ -55,6 +56,7 @@ class MemoryLog:
     rows: list[LogRow] = field(default_factory=list)
     locked: bool = False
     email: str | None = "ops@example.com"
+    recorded: dict[str, list[Copy]] = field(default_factory=dict)
 
     def _set(self, log_id: str, **changes: object) -> None:
         self.rows = [replace(r, **changes) if r.id == log_id else r for r in self.rows]
@@ -123,6 +125,12 @@ class MemoryLog:
     def fail(self, log_id: str, reason: str) -> None:
         self._set(log_id, status="failed", failure_reason=reason)
 
+    def record_copies(self, log_id: str, copies: Sequence[Copy]) -> None:
+        self.recorded[log_id] = list(copies)
+
+    def copies(self, log_id: str) -> list[Copy]:
+        return self.recorded.get(log_id, [])
+
     def alert_context(self) -> AlertContext:
         return AlertContext(self.last_success(), sum(r.status == "failed" for r in self.rows), self.email)
 
@@ -149,7 +157,7 @@ class MemoryLog:
     def row_statuses(self, files: Sequence[StoredFile]) -> dict[str, list[str]]:
         return {f.id: [r.status or "" for r in self.rows if r.file_name == f.name] for f in files}
 
-    def mark_deleted(self, f: StoredFile) -> int:
+    def mark_deleted(self, f: StoredFile, target: str | None = None, primary: bool = True) -> int:
         hits = [r for r in self.rows if r.file_name == f.name]
         for r in hits:
             self._set(r.id, deleted_at=NOW)

@@ -22,6 +22,8 @@ PAGES = [
     "security.md",
     "operations.md",
     "architecture.md",
+    "encryption.md",
+    "development.md",
 ]
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^```.*?^```", re.S | re.M)

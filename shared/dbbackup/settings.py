@@ -41,6 +41,22 @@ def _check_database_url(url: str) -> None:
     check_url(url)  # Supabase's shared pooler wants the user postgres.<project-ref>
 
 
+def storage_targets_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
+    """BACKUP_STORAGE: one backend, or several separated by commas (one dump, a copy in each)."""
+    text = env.get("BACKUP_STORAGE", "local")
+    names = tuple(n.strip() for n in text.split(",")) if text.strip() else ("local",)
+    for name in names:
+        if name not in STORAGE_BACKENDS:
+            shown = name or "(empty)"
+            raise ConfigError(
+                f"BACKUP_STORAGE={text.strip()!r}: {shown!r} is not a backend; expected one or more of"
+                f" {', '.join(STORAGE_BACKENDS)}, separated by commas"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"BACKUP_STORAGE={text.strip()!r} names a backend twice")
+    return names
+
+
 def timezone_from_env(env: Mapping[str, str]) -> ZoneInfo:
     """BACKUP_TIMEZONE (default UTC): the zone of file names, alerts and the console's times."""
     name = env.get("BACKUP_TIMEZONE", "UTC").strip() or "UTC"
@@ -132,7 +148,9 @@ def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
-    storage: str = "local"
+    storage: str = "local"  # the primary target: its copy fills backup_logs' own columns
+    # BACKUP_STORAGE as listed: every target one dump is written to, the primary first.
+    storage_targets: tuple[str, ...] = ("local",)
     local_root: Path = Path("backups")
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     gzip_level: int = 1
@@ -187,9 +205,8 @@ class Settings:
         if not url:
             raise ConfigError("DATABASE_URL is not set (a postgresql:// URL or a libpq conninfo)")
         _check_database_url(url)
-        storage = env.get("BACKUP_STORAGE", "local").strip() or "local"
-        if storage not in STORAGE_BACKENDS:
-            raise ConfigError(f"BACKUP_STORAGE={storage!r}: expected one of {', '.join(STORAGE_BACKENDS)}")
+        targets = storage_targets_from_env(env)
+        storage = targets[0]
         tz = timezone_from_env(env)
         level_text = env.get("BACKUP_GZIP_LEVEL", "1").strip() or "1"
         if level_text not in ("0", "1", "2", "3"):
@@ -198,6 +215,7 @@ class Settings:
         return cls(
             database_url=url,
             storage=storage,
+            storage_targets=targets,
             local_root=Path(env.get("BACKUP_LOCAL_ROOT", "backups").strip() or "backups"),
             timezone=tz,
             gzip_level=int(level_text),
@@ -214,7 +232,7 @@ class Settings:
             organization=alerting.organization,
             notification_email=_email(env, "BACKUP_NOTIFICATION_EMAIL"),
             webhook_url=alerting.webhook_url,
-            google_drive=drive_config_from_env(env) if storage == "google_drive" else None,
+            google_drive=drive_config_from_env(env) if "google_drive" in targets else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
             age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),

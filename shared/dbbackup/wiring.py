@@ -14,7 +14,7 @@ from dbbackup.core.alerts import Alerter
 from dbbackup.core.backup import BackupJob
 from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.health import Health, read_health
-from dbbackup.core.ports import Email, Notifier, OpenLog, Storage
+from dbbackup.core.ports import Email, Notifier, OpenLog, Storage, Target
 from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
@@ -34,17 +34,24 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_storage(settings: Settings) -> Storage:
-    if settings.storage == "local":
+def make_storage(settings: Settings, name: str | None = None) -> Storage:
+    """The backend ``name`` (default: the primary target)."""
+    name = name or settings.storage
+    if name == "local":
         from dbbackup.storage.local import LocalStorage
 
         return LocalStorage(settings.local_root)
-    if settings.storage == "google_drive" and settings.google_drive is not None:
+    if name == "google_drive" and settings.google_drive is not None:
         # Imported here so that local runs never load the Google client libraries.
         from dbbackup.storage.drive import DriveStorage
 
         return DriveStorage(settings.google_drive)
-    raise ConfigError(f"BACKUP_STORAGE={settings.storage!r} is not supported")
+    raise ConfigError(f"BACKUP_STORAGE={name!r} is not supported")
+
+
+def make_targets(settings: Settings) -> list[Target]:
+    """Every target of BACKUP_STORAGE, in order (the first is the primary)."""
+    return [Target(name, make_storage(settings, name)) for name in settings.storage_targets]
 
 
 def make_notifier(settings: Settings) -> Notifier:
@@ -154,7 +161,7 @@ def backup_job(
     return BackupJob(
         settings,
         open_log(settings),
-        storage or make_storage(settings),
+        storage or make_targets(settings),
         dumper,
         alerter or alerter_for(settings),
         clock,
@@ -171,7 +178,7 @@ def cleanup_job(
     return CleanupJob(
         settings,
         open_log(settings),
-        storage or make_storage(settings),
+        storage or make_targets(settings),
         alerter or alerter_for(settings),
         clock,
         dry_run_storage=DryRunStorage,

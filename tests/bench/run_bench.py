@@ -11,8 +11,11 @@ Usage (from the repository root)::
    /tmp/dbbackup-bench as root); ``--database-url`` uses an existing server instead.
 2. Dumps it with, in turn within every round: (a) pg_dump > /dev/null, the floor; (b) pg_dump | gzip -6;
    (c) pg_dump | pigz (when installed); (d) dbbackup backup. All use the bundled pg_dump.
-3. Restores dbbackup's file with ``dbbackup restore`` and with ``gunzip -c | psql``.
-4. With ``--sizes``, repeats (d) at each size, to show our peak RSS does not grow with the database.
+   (e) dbbackup backup with BACKUP_AGE_RECIPIENTS set: the same backup, age-encrypted.
+3. Restores dbbackup's file with ``dbbackup restore`` and with ``gunzip -c | psql``, and the (e) file
+   with ``dbbackup restore --identity``.
+4. With ``--sizes``, repeats (d) and (e) at each size, to show our peak RSS does not grow with the
+   database.
 
 Peak RSS is the largest sum of VmRSS over the spawned process and all its descendants (the
 database server is not one), polled every 20 ms from /proc. Nothing is asserted: the targets are
@@ -68,6 +71,8 @@ TARGETS = {
     "bytes_vs_gzip6": 1.15,  # (d) output <= 1.15 x (b)
     "rss_mb": 100,  # (d) peak RSS
     "rss_flat": 0.10,  # (d) own peak RSS within +-10% across --sizes
+    "encrypted_wall": 1.05,  # (e) wall <= 1.05 x (d)
+    "encrypted_rss_mb": 10,  # (e) own peak RSS within 10 MB of (d)
 }
 
 # --------------------------------------------------------------------------- data generation
@@ -475,26 +480,48 @@ LABELS = {
     "b": "(b) pg_dump | gzip -6",
     "c": "(c) pg_dump | pigz",
     "d": "(d) dbbackup backup",
+    "e": "(e) dbbackup backup, age-encrypted",
     "r1": "dbbackup restore",
     "r2": "gunzip -c | psql",
+    "r3": "dbbackup restore --identity (e)",
 }
 
 
-def run_backup(url: str, backup_root: Path) -> Run:
-    """(d), into an emptied backup_root; the produced file stays until the next call."""
+@dataclass(frozen=True)
+class AgeKey:
+    """A key pair made for this run: (e) encrypts to ``recipient``, r3 decrypts with ``file``."""
+
+    recipient: str
+    file: Path
+
+
+def make_age_key(work: Path) -> AgeKey:
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    file = work / "age-key.txt"
+    file.write_text(f"{identity}\n")
+    file.chmod(0o600)
+    return AgeKey(str(identity.to_public()), file)
+
+
+def run_backup(url: str, backup_root: Path, key: AgeKey | None = None) -> Run:
+    """(d), or (e) with ``key``, into an emptied backup_root; the produced file stays until the next call."""
     shutil.rmtree(backup_root, ignore_errors=True)
     backup_root.mkdir()
     env = bench_env(DATABASE_URL=url, BACKUP_LOCAL_ROOT=str(backup_root))
-    run = measure("d", [dbbackup_cli(), "backup", "--json"], env, dbname_of(url))
+    if key is not None:
+        env["BACKUP_AGE_RECIPIENTS"] = key.recipient
+    run = measure("e" if key else "d", [dbbackup_cli(), "backup", "--json"], env, dbname_of(url))
     outcome = json.loads(run.stdout)
     if outcome["status"] != "success":
         raise SystemExit(f"dbbackup backup: {outcome}")
-    run.out_bytes = sum(p.stat().st_size for p in backup_root.rglob("*.sql.gz"))
+    run.out_bytes = backup_file(backup_root).stat().st_size
     return run
 
 
 def backup_file(backup_root: Path) -> Path:
-    return next(backup_root.rglob("*.sql.gz"))
+    return next(p for p in backup_root.rglob("DB_Backup_*") if p.name.endswith((".sql.gz", ".sql.gz.age")))
 
 
 def sql_bytes_of(url: str) -> int:
@@ -503,7 +530,7 @@ def sql_bytes_of(url: str) -> int:
     return int(run_checked(shell(f"{dump} | wc -c")).strip())
 
 
-def dump_rounds(url: str, rounds: int, work: Path) -> list[Run]:
+def dump_rounds(url: str, rounds: int, work: Path, key: AgeKey) -> list[Run]:
     out_dir, backup_root = work / "out", work / "backups"
     out_dir.mkdir(exist_ok=True)
     runs: list[Run] = []
@@ -517,22 +544,26 @@ def dump_rounds(url: str, rounds: int, work: Path) -> list[Run]:
             print(f"  round {n} {LABELS[method]:<34} {run.wall_s:7.2f} s", flush=True)
         runs.append(run_backup(url, backup_root))
         print(f"  round {n} {LABELS['d']:<34} {runs[-1].wall_s:7.2f} s", flush=True)
+        runs.append(run_backup(url, work / "backups-age", key))
+        print(f"  round {n} {LABELS['e']:<34} {runs[-1].wall_s:7.2f} s", flush=True)
     return runs
 
 
-def restore_rounds(server: Server, source_url: str, file: Path, rounds: int) -> list[Run]:
+def restore_rounds(server: Server, source_url: str, file: Path, rounds: int, sealed: Path, key: AgeKey) -> list[Run]:
     with psycopg.connect(source_url) as conn:
         expected = conn.execute("SELECT count(*) FROM invoices").fetchone()[0]  # type: ignore[index]
     psql = str(pgbin.tool("psql"))
     target_db = "bench_restore_target"
     runs: list[Run] = []
     for n in range(1, rounds + 1):
-        for method in ("r1", "r2"):
+        for method in ("r1", "r2", "r3"):
             server.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
             server.execute(f'CREATE DATABASE "{target_db}"')
             target = server.url(target_db)
             if method == "r1":
                 argv = [dbbackup_cli(), "restore", str(file), "--target", target, "--json"]
+            elif method == "r3":
+                argv = [dbbackup_cli(), "restore", str(sealed), "--target", target, "--identity", str(key.file)]
             else:
                 psql_argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target]
                 argv = shell(f"gunzip -c {shlex.quote(str(file))} | {shlex.join(psql_argv)}")
@@ -590,7 +621,7 @@ def dump_table(summary: dict[str, dict[str, Any]], sql_bytes: int) -> str:
     for method, s in summary.items():
         out = s["out_bytes"] if s["out_bytes"] is not None else sql_bytes
         ratio = f"{s['compression_ratio']:.2f}" if s["compression_ratio"] else "1 (SQL)"
-        own = f"{s['own_rss_peak_mb']:.1f}" if method in ("d", "r1") else ""
+        own = f"{s['own_rss_peak_mb']:.1f}" if method in ("d", "e") else ""
         lines.append(
             f"| {cell(s['label'])} | {s['wall_s_median']:.2f} | {s['wall_s_median'] / floor:.2f} | {out / MB:,.1f} "
             f"| {ratio} | {s['tree_rss_peak_mb']:.1f} | {own} "
@@ -606,7 +637,7 @@ def restore_table(summary: dict[str, dict[str, Any]]) -> str:
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for method, s in summary.items():
-        own = f"{s['own_rss_peak_mb']:.1f}" if method == "r1" else ""
+        own = f"{s['own_rss_peak_mb']:.1f}" if method in ("r1", "r3") else ""
         lines.append(
             f"| {cell(s['label'])} | {s['rounds']} | {s['wall_s_median']:.2f} | {s['wall_s_median'] / base:.2f} "
             f"| {s['tree_rss_peak_mb']:.1f} | {own} | {cpu_text(s['cpu_s_by_process_median'], s['wall_s_median'])} |"
@@ -616,13 +647,16 @@ def restore_table(summary: dict[str, dict[str, Any]]) -> str:
 
 def sizes_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| size GB | table data MB | SQL MB | (d) median wall s | (d) own peak RSS MB | (d) tree peak RSS MB |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| size GB | table data MB | SQL MB | (d) median wall s | (d) own peak RSS MB | (d) tree peak RSS MB"
+        " | (e) median wall s | (e) own peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        e = r["encrypted"]
         lines.append(
             f"| {r['size_gb']} | {r['table_bytes'] / MB:,.0f} | {r['sql_bytes'] / MB:,.0f} | {r['wall_s_median']:.2f} "
-            f"| {r['own_rss_peak_mb']:.1f} | {r['tree_rss_peak_mb']:.1f} |"
+            f"| {r['own_rss_peak_mb']:.1f} | {r['tree_rss_peak_mb']:.1f} | {e['wall_s_median']:.2f}"
+            f" | {e['own_rss_peak_mb']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -640,6 +674,17 @@ def targets(dumps: dict[str, dict[str, Any]], sizes: list[dict[str, Any]]) -> li
         peaks = [r["own_rss_peak_mb"] for r in sizes]
         spread = max(peaks) / min(peaks) - 1
         checks.append(("(d) own peak RSS flat across sizes (max/min - 1 <= 10%)", spread, TARGETS["rss_flat"]))
+    if "e" in dumps:
+        e = dumps["e"]
+        checks.append(
+            ("(e) encrypted wall <= 1.05 x (d)", e["wall_s_median"] / d["wall_s_median"], TARGETS["encrypted_wall"])
+        )
+        rss_gap = e["own_rss_peak_mb"] - d["own_rss_peak_mb"]
+        checks.append(("(e) own peak RSS within 10 MB of (d)", rss_gap, TARGETS["encrypted_rss_mb"]))
+        peaks_e = [r["encrypted"]["own_rss_peak_mb"] for r in sizes if "encrypted" in r]
+        if len(peaks_e) > 1:
+            spread_e = max(peaks_e) / min(peaks_e) - 1
+            checks.append(("(e) own peak RSS flat across sizes (max/min - 1 <= 10%)", spread_e, TARGETS["rss_flat"]))
     return [{"target": name, "value": round(v, 3), "limit": limit, "met": v <= limit} for name, v, limit in checks]
 
 
@@ -686,27 +731,33 @@ def main() -> int:
             server_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         sql_bytes = sql_bytes_of(url)
         print(f"dump: {sql_bytes / MB:,.0f} MB of SQL; {args.rounds} round(s) of each method", flush=True)
-        runs = dump_rounds(url, args.rounds, work)
+        key = make_age_key(work)
+        runs = dump_rounds(url, args.rounds, work, key)
         dumps = summarize(runs, sql_bytes)
         restores: dict[str, dict[str, Any]] = {}
         restore_runs: list[Run] = []
         if args.restore_rounds:
             print(f"restore: {args.restore_rounds} round(s) of each method", flush=True)
-            restore_runs = restore_rounds(server, url, backup_file(work / "backups"), args.restore_rounds)
+            restore_runs = restore_rounds(
+                server, url, backup_file(work / "backups"), args.restore_rounds, backup_file(work / "backups-age"), key
+            )
             restores = summarize(restore_runs, sql_bytes)
         sizes: list[dict[str, Any]] = []
         for size_gb in args.sizes:
             if size_gb == args.size_gb:
-                size_runs, size_sql, size_table = [r for r in runs if r.method == "d"], sql_bytes, table_bytes
+                size_runs, size_sql, size_table = [r for r in runs if r.method in "de"], sql_bytes, table_bytes
             else:
                 size_url, size_table = ensure_database(server, db_for(size_gb), size_gb)
                 size_sql = sql_bytes_of(size_url)
                 size_runs = []
                 for n in range(1, args.rounds + 1):
-                    size_runs.append(run_backup(size_url, work / "backups"))
-                    print(f"  {size_gb} GB round {n} {LABELS['d']} {size_runs[-1].wall_s:7.2f} s", flush=True)
-            s = summarize(size_runs, size_sql)["d"]
-            sizes.append({"size_gb": size_gb, "table_bytes": size_table, "sql_bytes": size_sql} | s)
+                    for method_key in (None, key):
+                        size_runs.append(run_backup(size_url, work / "backups", method_key))
+                        label = LABELS[size_runs[-1].method]
+                        print(f"  {size_gb} GB round {n} {label} {size_runs[-1].wall_s:7.2f} s", flush=True)
+            summary = summarize(size_runs, size_sql)
+            row = {"size_gb": size_gb, "table_bytes": size_table, "sql_bytes": size_sql} | summary["d"]
+            sizes.append(row | {"encrypted": summary["e"]})
     finally:
         shutil.rmtree(work, ignore_errors=True)
         server.stop()

@@ -12,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from dbbackup import structured_log
 from dbbackup.core import folder_path, messages, naming
 from dbbackup.core.alerts import Alerter
-from dbbackup.core.ports import BackupLog, Dumper, JobSettings, OpenLog, Storage, StoredFile
+from dbbackup.core.fanout import fan_out
+from dbbackup.core.ports import BackupLog, Copy, Dump, Dumper, Folder, JobSettings, OpenLog, Storage, StoredFile, Target
 from dbbackup.errors import BackupError, ConfigError, DatabaseError, DatabaseUnavailable, LockBusy, StorageError
 from dbbackup.redact import one_line, redact
 
@@ -40,6 +41,7 @@ class BackupOutcome:
     sql_bytes: int | None = None
     seconds: float = 0.0
     reason: str | None = None
+    copies: list[dict[str, object]] | None = None  # one per target, when there are several
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -50,14 +52,15 @@ class BackupJob:
         self,
         settings: JobSettings,
         open_log: OpenLog,
-        storage: Storage,
+        storage: Storage | Sequence[Target],
         dumper: Dumper,
         alerter: Alerter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``storage``: the one target, or every target in order (the first is the primary)."""
         self.settings = settings
         self.open_log = open_log
-        self.storage = storage
+        self.targets = list(storage) if isinstance(storage, Sequence) else [Target(settings.storage, storage)]
         self.dumper = dumper
         self.alerter = alerter
         self.clock = clock
@@ -131,56 +134,74 @@ class BackupJob:
         moment = self.clock()
         name = naming.base_name(moment, self.settings.timezone, self.dumper.suffix)
         log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
-        structured_log.set_label("backup_log_id", log_id)
-        stored: StoredFile | None = None
+        stored: dict[str, StoredFile] = {}
+        copies: list[Copy] = []
+        keep = False  # whether the complete copies of a failed attempt stay (recorded per copy)
         try:
             folder_path.split(folder)
-            target = self.storage.ensure_folder(folder)
-            self.storage.discard_incomplete(target)  # leftovers of a killed run; we hold the lock
-            name = naming.free_name(
-                moment, self.settings.timezone, (f.name for f in self.storage.list(target)), self.dumper.suffix
-            )
+            folders: dict[str, Folder] = {}
+            taken: set[str] = set()
+            for t in self.targets:
+                folders[t.name] = t.storage.ensure_folder(folder)
+                t.storage.discard_incomplete(folders[t.name])  # leftovers of a killed run; we hold the lock
+                taken.update(f.name for f in t.storage.list(folders[t.name]))
+            # Free in every target: all copies of one backup share its name.
+            name = naming.free_name(moment, self.settings.timezone, taken, self.dumper.suffix)
             repo.rename(log_id, name)
             with self.dumper.dump(log_id) as dump:
                 chunks = iter(dump)
                 try:
-                    stored = self.storage.put(target, name, chunks)
+                    results = fan_out(
+                        chunks, {t.name: self._writer(t.storage, folders[t.name], name) for t in self.targets}
+                    )
                 finally:
                     # Stop pg_dump now: a backend may still hold the generator (in a traceback),
                     # and pg_dump's snapshot and locks must not outlive a failed upload.
                     chunks.close()
             stats = dump.stats
-            if stored.size != stats.gz_bytes or (stored.md5 and stored.md5 != stats.md5):
-                raise StorageError(
-                    f"stored file does not match what was written (size {stored.size} vs"
-                    f" {stats.gz_bytes}, md5 {stored.md5} vs {stats.md5})"
-                )
             path = f"{folder}/{name}"
+            for t in self.targets:
+                copy, ok = self._checked(t, results[t.name], dump, path)
+                copies.append(copy)
+                if ok is not None:
+                    stored[t.name] = ok
+            failed = [c for c in copies if c.status != "success"]
+            if failed:
+                # The complete copies stay, recorded; retention treats them as a failed attempt's.
+                repo.record_copies(log_id, copies)
+                keep = True
+                raise StorageError(self._copies_reason(failed, copies))
+            primary = stored[self.targets[0].name]
             repo.succeed(
                 log_id,
-                size=stored.size,
-                file_id=stored.id,
+                size=primary.size,
+                file_id=primary.id,
                 path=path,
                 md5=stats.md5,
                 sql_bytes=stats.sql_bytes,
-                backend=self.settings.storage,
+                backend=self.targets[0].name,
             )
+            repo.record_copies(log_id, copies)
             return BackupOutcome(
                 status="success",
                 backup_log_id=log_id,
                 file_name=name,
-                file_size_bytes=stored.size,
+                file_size_bytes=primary.size,
                 path=path,
-                file_id=stored.id,
+                file_id=primary.id,
                 md5=stats.md5,
                 sql_bytes=stats.sql_bytes,
                 seconds=round(time.monotonic() - started, 3),
+                copies=self._copies_out(copies),
             )
         except BaseException as exc:
             reason = self._reason(exc)
-            if stored is not None:
-                with contextlib.suppress(Exception):
-                    self.storage.delete(stored.id)
+            if not keep:
+                # No copy of a failed attempt stays behind unless it is recorded as one.
+                for t in self.targets:
+                    if t.name in stored:
+                        with contextlib.suppress(Exception):
+                            t.storage.delete(stored[t.name].id)
             repo.fail(log_id, reason)
             self._alert_failure(repo, TRIGGERS[trigger], log_id, name, folder, reason)
             if not isinstance(exc, Exception):
@@ -192,7 +213,45 @@ class BackupJob:
                 path=f"{folder}/{name}",
                 seconds=round(time.monotonic() - started, 3),
                 reason=reason,
+                copies=self._copies_out(copies),
             )
+
+    def _writer(self, storage: Storage, folder: Folder, name: str) -> Callable[[Iterator[bytes]], StoredFile]:
+        return lambda chunks: storage.put(folder, name, chunks)
+
+    def _checked(
+        self, target: Target, result: StoredFile | Exception, dump: Dump, path: str
+    ) -> tuple[Copy, StoredFile | None]:
+        """The copy's record; a stored file that differs from what was written is deleted."""
+        stats = dump.stats
+        if isinstance(result, Exception):
+            return Copy(target.name, "failed", path=path, reason=self._reason(result)), None
+        if result.size != stats.gz_bytes or (result.md5 and result.md5 != stats.md5):
+            with contextlib.suppress(Exception):
+                target.storage.delete(result.id)
+            reason = (
+                f"stored file does not match what was written (size {result.size} vs"
+                f" {stats.gz_bytes}, md5 {result.md5} vs {stats.md5})"
+            )
+            return Copy(target.name, "failed", path=path, reason=reason), None
+        copy = Copy(target.name, "success", file_id=result.id, path=path, size=result.size, md5=stats.md5)
+        return copy, result
+
+    def _copies_reason(self, failed: list[Copy], copies: list[Copy]) -> str:
+        if len(copies) == 1:
+            return failed[0].reason or "the copy failed"
+        done = [c.target for c in copies if c.status == "success"]
+        text = "; ".join(f"{c.target}: {c.reason}" for c in failed)
+        kept = f"; complete copies kept in {', '.join(done)}" if done else "; no target holds a copy"
+        return f"not every target holds a copy: {text}{kept}"
+
+    def _copies_out(self, copies: list[Copy]) -> list[dict[str, object]] | None:
+        if len(self.targets) < 2:
+            return None  # one target: the outcome's own fields say it all, as before
+        return [
+            {"target": c.target, "status": c.status, "file_id": c.file_id, "size": c.size, "reason": c.reason}
+            for c in copies
+        ]
 
     # --- alerts and the size check: each swallows its own errors, so a backup's outcome (and
     # the function's answer) is decided by the backup alone, never by SendGrid or a lookup.

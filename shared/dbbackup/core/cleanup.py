@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from dbbackup.core import health, messages, retention
 from dbbackup.core.alerts import Alerter
-from dbbackup.core.ports import BackupLog, JobSettings, OpenLog, Storage, StoredFile
+from dbbackup.core.ports import BackupLog, JobSettings, OpenLog, Storage, StoredFile, Target
 from dbbackup.errors import BackupError, LockBusy, StorageNotFound
 from dbbackup.redact import one_line, redact
 
@@ -110,15 +110,16 @@ class CleanupJob:
         self,
         settings: JobSettings,
         open_log: OpenLog,
-        storage: Storage,
+        storage: Storage | Sequence[Target],
         alerter: Alerter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         dry_run_storage: Callable[[Storage], Storage],
     ) -> None:
+        """``storage``: the one target, or every target in order (the first is the primary)."""
         self.settings = settings
         self.open_log = open_log
-        self.storage = storage
+        self.targets = list(storage) if isinstance(storage, Sequence) else [Target(settings.storage, storage)]
         self.alerter = alerter
         self.clock = clock
         self.dry_run_storage = dry_run_storage
@@ -145,8 +146,6 @@ class CleanupJob:
     def _locked(self, repo: BackupLog, folder_path: str, dry_run: bool) -> CleanupResult:
         s = self.settings
         now = self.clock()
-        storage = self.dry_run_storage(self.storage) if dry_run else self.storage
-        record: Callable[[StoredFile], int] = (lambda f: 1) if dry_run else repo.mark_deleted
         result = CleanupResult(
             status="success",
             dry_run=dry_run,
@@ -156,43 +155,10 @@ class CleanupJob:
             retention_days=s.retention_days,
             keep_min=s.keep_min,
         )
-        try:
-            folder = storage.ensure_folder(folder_path)
-            files = storage.list(folder)
-        except Exception as exc:
-            reason = one_line(redact(f"cannot list the backup folder: {exc}", s.secrets), 300)
-            log.error("cleanup: %s", reason)
-            result.status, result.failed = "failed", [{"file": folder_path, "reason": reason}]
-            files = []
-        else:
-            # Read the lock before the rows: a backup that starts after this point writes a file
-            # that is not in ``files`` (listed above), so the plan cannot touch it.
-            result.backup_running = repo.backup_lock_held()
-            statuses = repo.row_statuses(files)
-            plan = retention.classify(
-                files,
-                now=now,
-                tz=s.timezone,
-                retention_days=s.retention_days,
-                keep_min=s.keep_min,
-                statuses={file_id: retention.row_status(found) for file_id, found in statuses.items()},
-            )
-            result.cutoff = plan.cutoff.isoformat()
-            deleted, failed = delete_planned(storage, plan, record, s.secrets)
-            result.examined, result.matched, result.ignored = len(files), len(plan.decisions), len(plan.ignored)
-            result.deleted = [f.name for f in deleted]
-            result.bytes_freed = sum(f.size for f in deleted)
-            result.kept_by_safety_floor = [d.file.name for d in plan.with_reason(retention.FLOOR)]
-            result.kept_future = [d.file.name for d in plan.with_reason(retention.FUTURE)]
-            result.kept_in_progress = [d.file.name for d in plan.with_reason(retention.IN_PROGRESS)]
-            result.kept_within_retention = len(plan.with_reason(retention.WITHIN))
-            result.failed = failed
-            if failed:
-                result.status = "failed"
-            for name in result.kept_future:
-                log.warning("cleanup: kept %s: its name is dated in the future (check BACKUP_TIMEZONE/clock)", name)
-            for name in result.kept_in_progress:
-                log.warning("cleanup: kept %s: its backup_logs row is in_progress", name)
+        several = len(self.targets) > 1
+        for n, target in enumerate(self.targets):
+            # Each target is planned on its own: a copy missing in one does not change the others.
+            self._clean(repo, target, n == 0, several, folder_path, dry_run, now, result)
         self._check_missed_run(repo, now, folder_path, result)
         if result.status == "failed" and not dry_run:
             email = messages.cleanup_failure_email(
@@ -209,6 +175,70 @@ class CleanupJob:
         level = logging.ERROR if result.status == "failed" else logging.INFO
         log.log(level, "cleanup %s%s: %s", result.status, " (dry run)" if dry_run else "", result.summary())
         return result
+
+    def _clean(
+        self,
+        repo: BackupLog,
+        target: Target,
+        primary: bool,
+        several: bool,
+        folder_path: str,
+        dry_run: bool,
+        now: datetime,
+        result: CleanupResult,
+    ) -> None:
+        """One target's retention, added to ``result``; with several targets each name in the
+        lists is prefixed ``<target>:``."""
+        s = self.settings
+        storage = self.dry_run_storage(target.storage) if dry_run else target.storage
+
+        def record(f: StoredFile) -> int:
+            return 1 if dry_run else repo.mark_deleted(f, target.name, primary)
+
+        def label(name: str) -> str:
+            return f"{target.name}:{name}" if several else name
+
+        try:
+            folder = storage.ensure_folder(folder_path)
+            files = storage.list(folder)
+        except Exception as exc:
+            reason = one_line(redact(f"cannot list the backup folder: {exc}", s.secrets), 300)
+            log.error("cleanup: %s", reason)
+            result.status = "failed"
+            result.failed.append({"file": label(folder_path), "reason": reason})
+            return
+        # Read the lock before the rows: a backup that starts after this point writes a file
+        # that is not in ``files`` (listed above), so the plan cannot touch it.
+        result.backup_running = result.backup_running or repo.backup_lock_held()
+        statuses = repo.row_statuses(files)
+        plan = retention.classify(
+            files,
+            now=now,
+            tz=s.timezone,
+            retention_days=s.retention_days,
+            keep_min=s.keep_min,
+            statuses={file_id: retention.row_status(found) for file_id, found in statuses.items()},
+        )
+        result.cutoff = plan.cutoff.isoformat()
+        deleted, failed = delete_planned(storage, plan, record, s.secrets)
+        result.examined += len(files)
+        result.matched += len(plan.decisions)
+        result.ignored += len(plan.ignored)
+        result.deleted += [label(f.name) for f in deleted]
+        result.bytes_freed += sum(f.size for f in deleted)
+        result.kept_by_safety_floor += [label(d.file.name) for d in plan.with_reason(retention.FLOOR)]
+        result.kept_future += [label(d.file.name) for d in plan.with_reason(retention.FUTURE)]
+        result.kept_in_progress += [label(d.file.name) for d in plan.with_reason(retention.IN_PROGRESS)]
+        result.kept_within_retention += len(plan.with_reason(retention.WITHIN))
+        result.failed += [{**f, "file": label(f["file"])} for f in failed]
+        if failed:
+            result.status = "failed"
+        for d in plan.with_reason(retention.FUTURE):
+            log.warning(
+                "cleanup: kept %s: its name is dated in the future (check BACKUP_TIMEZONE/clock)", label(d.file.name)
+            )
+        for d in plan.with_reason(retention.IN_PROGRESS):
+            log.warning("cleanup: kept %s: its backup_logs row is in_progress", label(d.file.name))
 
     def _check_missed_run(self, repo: BackupLog, now: datetime, folder: str, result: CleanupResult) -> None:
         """The daily cleanup doubles as the watchdog: a scheduler that stopped calling the backup

@@ -73,6 +73,28 @@ class Storage(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Target:
+    """A named storage a backup is written to (``BACKUP_STORAGE`` lists them; the first is the
+    primary: its copy fills ``backup_logs``' own columns)."""
+
+    name: str  # local | google_drive | gcs | s3
+    storage: Storage
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One target's copy of one backup attempt (a ``backup_copies`` row)."""
+
+    target: str
+    status: str  # success | failed
+    file_id: str | None = None
+    path: str | None = None
+    size: int | None = None
+    md5: str | None = None
+    reason: str | None = None
+
+
 # --- alerts ----------------------------------------------------------------------------------
 
 
@@ -216,6 +238,11 @@ class BackupLog(Protocol):
         """Record the failure, over a fresh connection when this one died; never raises."""
         ...
 
+    def record_copies(self, log_id: str, copies: Sequence[Copy]) -> None:
+        """One ``backup_copies`` row per target (a database migrated before that table only
+        logs that it was skipped)."""
+        ...
+
     def alert_context(self) -> AlertContext:
         """Read over this connection, a fresh one if it died, or defaults when the database is
         gone; DatabaseError when a statement fails."""
@@ -242,8 +269,13 @@ class BackupLog(Protocol):
         (a running backup's row has the name but not yet the id)."""
         ...
 
-    def mark_deleted(self, f: StoredFile) -> int:
-        """Set deleted_at on the file's row(s); how many."""
+    def copies(self, log_id: str) -> list[Copy]:
+        """The attempt's copies not deleted by retention (none recorded before migration 011)."""
+        ...
+
+    def mark_deleted(self, f: StoredFile, target: str | None = None, primary: bool = True) -> int:
+        """Set deleted_at on the copy's ``backup_copies`` row (with ``target``) and, for the primary
+        target, on the attempt's row(s); how many rows of the primary's kind, or of copies."""
         ...
 
 
@@ -306,6 +338,11 @@ class JobSettings(Protocol):
     """The settings the jobs read (``dbbackup.settings.Settings`` has them all)."""
 
     @property
+    def storage(self) -> str:
+        """The primary target's name (``BACKUP_STORAGE``'s first)."""
+        ...
+
+    @property
     def timezone(self) -> ZoneInfo: ...
     @property
     def environment(self) -> str: ...
@@ -321,7 +358,3 @@ class JobSettings(Protocol):
     def max_age_hours(self) -> int: ...
     @property
     def secrets(self) -> tuple[str, ...]: ...
-    @property
-    def storage(self) -> str:
-        """The storage backend's name (BACKUP_STORAGE), recorded on each successful row."""
-        ...

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from dbbackup.core.backup import INTERRUPTED
-from dbbackup.core.ports import AlertContext, BackupConfig, HealthFacts, LogRow, OpenLog, StoredFile
+from dbbackup.core.ports import AlertContext, BackupConfig, Copy, HealthFacts, LogRow, OpenLog, StoredFile
 from dbbackup.errors import BackupError, ConfigError
 from dbbackup.pg import connect as db
 from dbbackup.pg.app_settings import adopt_notification_email, read_backup_config, read_notification_email
@@ -225,6 +226,52 @@ class PgBackupLog:
         )
 
     @_translated
+    def record_copies(self, log_id: str, copies: Sequence[Copy]) -> None:
+        try:
+            with self.conn.transaction():
+                for c in copies:
+                    self.conn.execute(
+                        "INSERT INTO public.backup_copies (backup_log_id, target, file_id, path, file_size_bytes,"
+                        " md5_checksum, status, failure_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (backup_log_id, target) DO UPDATE SET file_id = EXCLUDED.file_id,"
+                        " path = EXCLUDED.path, file_size_bytes = EXCLUDED.file_size_bytes,"
+                        " md5_checksum = EXCLUDED.md5_checksum, status = EXCLUDED.status,"
+                        " failure_reason = EXCLUDED.failure_reason",
+                        (log_id, c.target, c.file_id, c.path, c.size, c.md5, c.status, c.reason),
+                    )
+        except psycopg.errors.UndefinedTable:
+            # A database migrated before 011 still backs up; only the per-copy record is missing.
+            _log.warning(
+                "backup %s: backup_copies does not exist (run `dbbackup migrate`); copies not recorded", log_id
+            )
+
+    @_translated
+    def copies(self, log_id: str) -> list[Copy]:
+        """The attempt's copies, in the order they were recorded (none before migration 011)."""
+        try:
+            with self.conn.transaction(), self.conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(
+                    "SELECT target, status, file_id, path, file_size_bytes, md5_checksum, failure_reason"
+                    " FROM public.backup_copies WHERE backup_log_id = %s AND deleted_at IS NULL"
+                    " ORDER BY created_at, id",
+                    (log_id,),
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+        return [
+            Copy(
+                r["target"],
+                r["status"],
+                r["file_id"],
+                r["path"],
+                r["file_size_bytes"],
+                r["md5_checksum"],
+                r["failure_reason"],
+            )
+            for r in rows
+        ]
+
+    @_translated
     def flag_size_warning(self, log_id: str, text: str) -> None:
         self.conn.execute("UPDATE public.backup_logs SET size_warning = %s WHERE id = %s", (text, log_id))
 
@@ -362,8 +409,20 @@ class PgBackupLog:
         return result
 
     @_translated
-    def mark_deleted(self, f: StoredFile) -> int:
-        """By storage file id, falling back to the file name."""
+    def mark_deleted(self, f: StoredFile, target: str | None = None, primary: bool = True) -> int:
+        """By storage file id, falling back to the file name: the copy's ``backup_copies`` row
+        (with ``target``), and the attempt's ``backup_logs`` row when it is the primary target's."""
+        copies = 0
+        if target is not None:
+            with contextlib.suppress(psycopg.errors.UndefinedTable), self.conn.transaction():
+                copies = self.conn.execute(
+                    "UPDATE public.backup_copies c SET deleted_at = now() FROM public.backup_logs b"
+                    " WHERE c.backup_log_id = b.id AND c.target = %s AND c.deleted_at IS NULL"
+                    " AND (c.file_id = %s OR (c.file_id IS NULL AND b.file_name = %s))",
+                    (target, f.id, f.name),
+                ).rowcount
+        if not primary:
+            return copies
         cur = self.conn.execute(
             "UPDATE public.backup_logs SET deleted_at = now() WHERE google_drive_file_id = %s AND deleted_at IS NULL",
             (f.id,),
@@ -376,6 +435,9 @@ class PgBackupLog:
             (f.name,),
         )
         return cur.rowcount
+
+
+_log = logging.getLogger("dbbackup.backup")
 
 
 def opener(url: str, connect_attempts: int, secrets: tuple[str, ...], notification_email: str | None = None) -> OpenLog:
