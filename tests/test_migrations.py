@@ -78,6 +78,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             "006_protect_settings",
             "007_backup_logs_schedule_time",
             "008_backup_logs_storage_backend",
+            "011_backup_copies",
         ]
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")
