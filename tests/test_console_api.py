@@ -307,6 +307,7 @@ def test_logs_default_to_newest_first_twenty_a_page(
         "downloadable",
         "encrypted",
         "decrypt_command",
+        "copies",
     }
     assert evening["encrypted"] is False and evening["decrypt_command"] is None
 
@@ -504,6 +505,25 @@ def test_an_encrypted_backup_is_listed_with_its_decrypt_command_and_downloads_as
     assert resp.status_code == 200 and resp.data == sealed
     assert resp.headers["Content-Type"] == "application/octet-stream"
     assert resp.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+
+
+def test_each_backup_lists_its_copies_per_target(
+    client: FlaskClient, manager: dict[str, str], secured: Secured
+) -> None:
+    # An hour ahead: first on the newest-first page whatever other tests seeded.
+    log_id = seed(secured.url, NOW + timedelta(hours=1), status="failed", failure_reason="not every target: s3: 403")
+    with psycopg.connect(secured.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO backup_copies (backup_log_id, target, file_id, status) VALUES (%s, 'local', 'x', 'success'),"
+            " (%s, 's3', NULL, 'failed')",
+            (log_id, log_id),
+        )
+    items = client.get("/api/logs?status=failed", headers=manager).get_json()["items"]
+    [row] = [r for r in items if r["id"] == log_id]
+    assert row["copies"] == [
+        {"target": "local", "status": "success", "deleted": False},
+        {"target": "s3", "status": "failed", "deleted": False},
+    ]
 
 
 def test_a_download_over_cloud_runs_http1_limit_goes_without_content_length(

@@ -116,8 +116,9 @@ def _number(given: dict[str, str], name: str, default: int, low: int, high: int)
 def read_page(conn: psycopg.Connection, q: LogQuery, tz: ZoneInfo, now: datetime, drive: bool) -> dict[str, Any]:
     """One page and the count (two statements; a row written between them may shift a page)."""
     total, rows = log_query.page(conn, q, tz, now)
+    copies = log_query.copies_of(conn, [row["id"] for row in rows])
     return {
-        "items": [present(row, tz, drive) for row in rows],
+        "items": [present(row, tz, drive) | {"copies": copies.get(str(row["id"]), [])} for row in rows],
         "total": total,
         "page": q.page,
         "per_page": q.per_page,

@@ -118,6 +118,18 @@ _SCHEMAS: dict[str, Any] = {
             "deleted": _BOOL,
             "downloadable": {**_BOOL, "description": "success and not deleted"},
             "encrypted": {**_BOOL, "description": "an age-encrypted backup (.sql.gz.age)"},
+            "copies": {
+                "type": "array",
+                "description": "one per BACKUP_STORAGE target the attempt wrote (backup_copies), in order",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "target": {"type": "string", "enum": ["local", "google_drive", "gcs", "s3"]},
+                        "status": {"type": "string", "enum": ["success", "failed"]},
+                        "deleted": _BOOL,
+                    },
+                },
+            },
             "decrypt_command": {
                 **_nullable(_STR),
                 "description": "encrypted backups: the one-line command that decrypts and restores the download",

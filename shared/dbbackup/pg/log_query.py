@@ -92,6 +92,28 @@ def page(conn: psycopg.Connection, q: LogQuery, tz: ZoneInfo, now: datetime) -> 
     return total, rows
 
 
+def copies_of(conn: psycopg.Connection, ids: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per backup_logs id, its copies (target, status, deleted) in the order they were written;
+    empty before migration 011."""
+    if not ids:
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "SELECT backup_log_id, target, status, deleted_at IS NOT NULL AS deleted FROM public.backup_copies"
+                " WHERE backup_log_id = ANY(%s) ORDER BY created_at, id",
+                (ids,),
+            ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return {}
+    for r in rows:
+        found.setdefault(str(r["backup_log_id"]), []).append(
+            {"target": r["target"], "status": r["status"], "deleted": r["deleted"]}
+        )
+    return found
+
+
 class RowCursor:
     """Every matching row, ``batch`` at a time, from a server-side cursor on ``conn`` (which it
     owns and closes), so memory stays flat whatever the table holds."""

@@ -86,6 +86,7 @@
 
   const STATUS_TEXT = { success: 'Success', failed: 'Failed', in_progress: 'In progress' };
   const TYPE_TEXT = { automatic: 'Automatic', manual: 'Manual' };
+  const TARGET_TEXT = { local: 'Local folder', google_drive: 'Google Drive', gcs: 'Cloud Storage', s3: 'S3' };
   const COLUMNS = ['Date & Time', 'Type', 'Status', 'File Name', 'Size', 'Drive Path', 'Failure Reason'];
 
   function saveBlob(blob, name) {
@@ -441,6 +442,15 @@
     const deleted = Boolean(row.deleted);
     const status = el('td', { className: 'state' }, el('span', { className: `badge ${row.status}`, text: STATUS_TEXT[row.status] || row.status }));
     if (deleted) status.append(el('span', { className: 'badge deleted', text: 'Deleted' }));
+    if ((row.copies || []).length > 1) {
+      // Several targets: where each copy is (a failed attempt may still hold complete copies).
+      const copies = el('ul', { className: 'copies', 'aria-label': 'Copies' });
+      for (const copy of row.copies) {
+        const state = copy.deleted ? 'deleted' : copy.status === 'success' ? 'complete' : 'failed';
+        copies.append(el('li', { className: `copy ${state}`, text: `${TARGET_TEXT[copy.target] || copy.target}: ${state}` }));
+      }
+      status.append(copies);
+    }
 
     let file;
     if (row.downloadable) {

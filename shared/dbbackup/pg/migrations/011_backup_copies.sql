@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS public.backup_copies (
     md5_checksum varchar(32),
     status varchar(20) NOT NULL CHECK (status IN ('success', 'failed')),
     failure_reason text,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),  -- per row: the targets' order
     deleted_at timestamptz,
     UNIQUE (backup_log_id, target)
 );

@@ -1,0 +1,200 @@
+"""Several targets from one dump (BACKUP_STORAGE=local,google_drive): byte-identical copies, a
+``backup_copies`` row each, an attempt that succeeds only when every target holds a validated
+copy, and retention per target. Drive runs through its fake server and the real client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbbackup.core.fanout import QUEUE_DEPTH, fan_out
+from dbbackup.core.ports import StoredFile
+from dbbackup.errors import ConfigError
+from dbbackup.settings import Settings
+from dbbackup.wiring import backup_job, cleanup_job
+from fakes import drive_env
+from fakes.drive_fake import DriveFake
+from support.cli import run_cli
+from support.db import DbFactory
+
+pytest_plugins = ["fakes.fixtures"]
+
+
+@pytest.fixture
+def data_db(migrated_url: str) -> str:
+    """About 1.5 MB of gzip: several Drive chunks."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE readings (id int PRIMARY KEY, a text, b text)")
+        conn.execute("INSERT INTO readings SELECT g, md5(g::text), md5((g * 7)::text) FROM generate_series(1, 40000) g")
+    return migrated_url
+
+
+def env_for(drive_fake: DriveFake, drive_user: dict[str, Any], root: Path, targets: str) -> dict[str, str]:
+    return drive_env(drive_fake, drive_user, BACKUP_STORAGE=targets, BACKUP_LOCAL_ROOT=str(root))
+
+
+def copies(url: str, log_id: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(
+            "SELECT target, status, file_id, path, file_size_bytes, md5_checksum, failure_reason, deleted_at"
+            " FROM backup_copies WHERE backup_log_id = %s ORDER BY target",
+            (log_id,),
+        ).fetchall()
+
+
+def local_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_one_dump_lands_byte_identical_in_every_target_with_a_copy_row_each(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], tmp_path: Path, make_db: DbFactory
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(drive_fake, drive_user, root, "local,google_drive")
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    [local] = local_files(root)
+    [on_drive] = [f for f in drive_fake.files.values() if f.name == local.name]
+    assert on_drive.content == local.read_bytes()  # one dump, the same bytes in both
+    rows = copies(data_db, outcome.backup_log_id)
+    assert [(r["target"], r["status"]) for r in rows] == [("google_drive", "success"), ("local", "success")]
+    assert all(r["file_size_bytes"] == local.stat().st_size and r["md5_checksum"] == outcome.md5 for r in rows)
+    assert outcome.file_id == rows[1]["file_id"]  # the first target (local) fills backup_logs' columns
+    assert [c["target"] for c in outcome.copies] == ["local", "google_drive"]
+    # A restore from the second copy gives the same database.
+    target = make_db()
+    proc = run_cli(["restore", outcome.backup_log_id, "--target", target, "--from", "google_drive"], data_db, **env)
+    assert proc.returncode == 0, proc.stderr
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 40000
+    checked = run_cli(["verify", outcome.backup_log_id, "--from", "google_drive"], data_db, **env)
+    assert checked.returncode == 0 and "ok   md5" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_a_target_that_fails_fails_the_attempt_naming_it_and_the_complete_copy_is_kept_and_listed(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(drive_fake, drive_user, root, "local,google_drive")
+    drive_fake.fail(500, method="PUT", path="/upload/", times=50)  # every chunk, past the retries
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env})).run("manual")
+    assert outcome.status == "failed"
+    assert outcome.reason.startswith("not every target holds a copy: google_drive: ")
+    assert "complete copies kept in local" in outcome.reason
+    rows = {r["target"]: r for r in copies(data_db, outcome.backup_log_id)}
+    assert rows["local"]["status"] == "success" and rows["google_drive"]["status"] == "failed"
+    assert rows["google_drive"]["failure_reason"] and rows["google_drive"]["file_id"] is None
+    assert len(local_files(root)) == 1  # kept: a complete, validated copy
+    assert not [f for f in drive_fake.files.values() if f.name.startswith("DB_Backup_")]  # no partial object
+    with psycopg.connect(data_db) as conn:
+        status, file_id = conn.execute(
+            "SELECT status, google_drive_file_id FROM backup_logs WHERE id = %s", (outcome.backup_log_id,)
+        ).fetchone()
+    assert (status, file_id) == ("failed", None)
+
+
+def test_a_dump_that_fails_leaves_no_copy_anywhere(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(drive_fake, drive_user, root, "google_drive,local")
+    with psycopg.connect(data_db, autocommit=True) as conn:
+        conn.execute("CREATE ROLE multi_reader LOGIN")
+        conn.execute("REVOKE ALL ON readings FROM PUBLIC")
+    script = tmp_path / "pg_dump"
+    from dbbackup.pg import binaries as pgbin
+
+    real = pgbin.tool("pg_dump")
+    script.write_text(
+        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{real}" --version; fi\n'
+        f'"{real}" "$@"\necho "pg_dump: error: simulated late failure" >&2\nexit 1\n'
+    )
+    script.chmod(0o755)
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env, "PG_DUMP_PATH": str(script)})).run("manual")
+    assert outcome.status == "failed" and "simulated late failure" in outcome.reason
+    assert local_files(root) == []
+    assert not [f for f in drive_fake.files.values() if f.name.startswith("DB_Backup_")]
+
+
+def test_retention_deletes_expired_copies_in_every_target_and_marks_each_copy(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(drive_fake, drive_user, root, "local,google_drive")
+    settings = Settings.from_env({"DATABASE_URL": data_db, **env})
+    outcome = backup_job(settings).run("manual")
+    assert outcome.status == "success", outcome.reason
+    later = Settings.from_env({"DATABASE_URL": data_db, **env, "BACKUP_KEEP_MIN": "1", "BACKUP_RETENTION_DAYS": "1"})
+    # A second backup two days later: the first is now past retention in both targets.
+    from datetime import UTC, datetime, timedelta
+
+    future = datetime.now(UTC) + timedelta(days=2)
+    second = backup_job(later, clock=lambda: future).run("manual")
+    assert second.status == "success", second.reason
+    result = cleanup_job(later, clock=lambda: future + timedelta(minutes=5)).run()
+    assert result.status == "success", result.failed
+    assert sorted(result.deleted) == sorted([f"local:{outcome.file_name}", f"google_drive:{outcome.file_name}"])
+    assert all(r["deleted_at"] is not None for r in copies(data_db, outcome.backup_log_id))
+    assert all(r["deleted_at"] is None for r in copies(data_db, second.backup_log_id))
+    assert [p.name for p in local_files(root)] == [second.file_name]
+
+
+def test_backup_storage_lists_known_backends_once() -> None:
+    for bad in ("local,ftp", "local,,google_drive", "local,local"):
+        with pytest.raises(ConfigError, match="BACKUP_STORAGE"):
+            Settings.from_env({"DATABASE_URL": "postgresql://x@localhost/db", "BACKUP_STORAGE": bad})
+    s = Settings.from_env({"DATABASE_URL": "postgresql://x@localhost/db", "BACKUP_STORAGE": " local "})
+    assert (s.storage, s.storage_targets) == ("local", ("local",))
+
+
+# --- the fan-out itself -----------------------------------------------------------------------
+
+
+def test_the_slowest_target_sets_the_pace_and_memory_stays_at_a_few_chunks() -> None:
+    produced = 0
+    in_flight_max = 0
+    consumed = {"fast": 0, "slow": 0}
+    lock = threading.Lock()
+
+    def source() -> Iterator[bytes]:
+        nonlocal produced, in_flight_max
+        for _ in range(40):
+            with lock:
+                produced += 1
+                in_flight_max = max(in_flight_max, produced - consumed["slow"])
+            yield b"x" * 1024
+
+    def writer(name: str, delay: float):  # type: ignore[no-untyped-def]
+        def write(chunks: Iterator[bytes]) -> StoredFile:
+            size = 0
+            for chunk in chunks:
+                time.sleep(delay)
+                size += len(chunk)
+                with lock:
+                    consumed[name] += 1
+            return StoredFile(id=name, name=name, size=size, path=name)
+
+        return write
+
+    results = fan_out(source(), {"fast": writer("fast", 0), "slow": writer("slow", 0.01)})
+    assert {k: v.size for k, v in results.items()} == {"fast": 40 * 1024, "slow": 40 * 1024}  # type: ignore[union-attr]
+    # The dump never runs ahead of the slowest target by more than its queue and the chunks in hand.
+    assert in_flight_max <= QUEUE_DEPTH + 2, in_flight_max
+
+
+def test_a_failing_target_is_dropped_and_the_others_complete() -> None:
+    def broken(chunks: Iterator[bytes]) -> StoredFile:
+        next(chunks)
+        raise OSError("quota exceeded")
+
+    def good(chunks: Iterator[bytes]) -> StoredFile:
+        return StoredFile(id="g", name="g", size=sum(len(c) for c in chunks), path="g")
+
+    results = fan_out(iter([b"a" * 10] * 30), {"broken": broken, "good": good})
+    assert isinstance(results["broken"], OSError) and results["good"].size == 300  # type: ignore[union-attr]
