@@ -80,7 +80,7 @@ locals {
       cpu           = var.backup_cpu
       timeout       = var.backup_timeout_seconds
       max_instances = 2
-      # Browsers reach it directly; the JWT check in the code is its gate (README "Security").
+      # Browsers reach it directly; the JWT check in the code is its gate (docs/security.md).
       ingress = "ALLOW_ALL"
       public  = true
     }
@@ -149,5 +149,5 @@ resource "google_cloud_run_service_iam_member" "console_public" {
   location = var.region
   service  = google_cloudfunctions2_function.fn[each.key].name
   role     = "roles/run.invoker"
-  member   = "allUsers" # checkov:skip=CKV_GCP_102:Public by design: the console's own JWT check is its gate (README Security).
+  member   = "allUsers" # checkov:skip=CKV_GCP_102:Public by design: the console's own JWT check is its gate (docs/security.md).
 }

@@ -1,4 +1,4 @@
-# The secret containers. Their values are added outside Terraform (README "Deployment":
+# The secret containers. Their values are added outside Terraform (docs/deployment.md:
 # `gcloud secrets versions add ... --data-file=-`), so no password or key is in the state.
 
 locals {

@@ -1,4 +1,4 @@
-# Every setting a deployment chooses. Defaults follow the code's own defaults (README
+# Every setting a deployment chooses. Defaults follow the code's own defaults (docs/configuration.md
 # "Configuration"); terraform.tfvars.example shows a filled-in set.
 
 variable "project_id" {
@@ -24,7 +24,7 @@ variable "name_prefix" {
 }
 
 # --- secrets: Terraform creates the secret containers only; their values are added with
-# gcloud (README "Deployment"), so no password or key ever sits in Terraform's state.
+# gcloud (docs/deployment.md), so no password or key ever sits in Terraform's state.
 
 variable "database_url_secret_id" {
   description = "Secret holding DATABASE_URL (the Supabase session-pooler URL with its password)."

@@ -226,8 +226,9 @@ def test_a_revoked_key_is_logged_and_the_failure_stands(
     assert outcome.status == "failed" and [r.status for r in sendgrid.requests] == [401]
     assert "SendGrid answered 401: The provided authorization grant is invalid" in caplog.text
     assert "SG.revoked.key" not in caplog.text
-    # The content still reaches the log, so the failure is never silent.
+    # The content still reaches the log, so the failure is never silent; the key is rejected, not missing.
     assert "[Database Backup] Backup Failed - 2026-11-25" in caplog.text
+    assert "ALERT (log only, sendgrid did not deliver it)" in caplog.text and "no SENDGRID_API_KEY" not in caplog.text
 
 
 def test_sendgrid_unreachable_is_retried_then_logged(app_db: OwnerDb, tmp_path: Path, sendgrid, caplog) -> None:  # type: ignore[no-untyped-def]

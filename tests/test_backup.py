@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbbackup.errors import LockBusy
+from dbbackup.errors import ConfigError, LockBusy
 from dbbackup.http.endpoints import run_backup
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.backup_log import BACKUP_LOCK_KEY, INTERRUPTED
@@ -164,7 +164,9 @@ def fake_pg_dump(tmp_path: Path, version: str) -> Path:
     ("kind", "message"),
     [("missing", "does not exist"), ("not-executable", "not an executable"), ("too-old", "cannot dump")],
 )
-def test_an_unusable_pg_dump_fails_the_backup_clearly(populated: str, tmp_path: Path, kind: str, message: str) -> None:
+def test_an_unusable_pg_dump_is_a_configuration_error_before_any_row(
+    populated: str, tmp_path: Path, kind: str, message: str
+) -> None:
     path = tmp_path / "bin" / "pg_dump"
     path.parent.mkdir()
     if kind == "not-executable":
@@ -173,11 +175,24 @@ def test_an_unusable_pg_dump_fails_the_backup_clearly(populated: str, tmp_path: 
     elif kind == "too-old":
         path = fake_pg_dump(path.parent, "9.6.24")
     root = tmp_path / "store"
-    outcome = backup_job(settings_for(populated, root, PG_DUMP_PATH=str(path))).run("manual")
-    assert outcome.status == "failed" and message in outcome.reason
-    r = row(populated, outcome.backup_log_id)
-    assert r["status"] == "failed" and message in r["failure_reason"]
+    with pytest.raises(ConfigError, match=message):
+        backup_job(settings_for(populated, root, PG_DUMP_PATH=str(path))).run("manual")
+    with psycopg.connect(populated) as conn:
+        assert conn.execute("SELECT count(*) FROM backup_logs").fetchone()[0] == 0
     assert files(root) == []
+    proc = run_cli(["backup"], populated, BACKUP_LOCAL_ROOT=str(root), PG_DUMP_PATH=str(path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_a_pg_dump_path_that_is_not_pg_dump_is_one_line_never_its_output(populated: str, tmp_path: Path) -> None:
+    script = tmp_path / "pg_dump"
+    script.write_text("#!/bin/sh\necho 'usage: not-pg-dump [options]'\necho '  --version   print nothing useful'\n")
+    script.chmod(0o755)
+    proc = run_cli(["backup"], populated, BACKUP_LOCAL_ROOT=str(tmp_path / "store"), PG_DUMP_PATH=str(script))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "not a working PostgreSQL program" in proc.stderr and "usage" not in proc.stderr
+    with psycopg.connect(populated) as conn:
+        assert conn.execute("SELECT count(*) FROM backup_logs").fetchone()[0] == 0
 
 
 def test_the_cli_backup_and_logs(populated: str, tmp_path: Path) -> None:
@@ -251,3 +266,12 @@ def test_a_pg_dump_still_running_without_its_lock_blocks_a_second_backup(populat
     # Once that session is gone, the next run proceeds and the orphan is labelled.
     assert backup_job(settings_for(populated, tmp_path)).run("scheduled").status == "success"
     assert row(populated, str(stale))["status"] == "failed"
+
+
+def test_a_database_migrated_before_008_still_backs_up_and_restores_latest(populated: str, tmp_path: Path) -> None:
+    with psycopg.connect(populated, autocommit=True) as conn:
+        conn.execute("ALTER TABLE backup_logs DROP COLUMN storage_backend")
+    outcome = backup_job(settings_for(populated, tmp_path)).run("manual")
+    assert outcome.status == "success", outcome.reason
+    proc = run_cli(["verify", "latest"], populated, BACKUP_LOCAL_ROOT=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -106,6 +106,7 @@ def test_cli_cleanup_json_and_dry_run(seeded) -> None:  # type: ignore[no-untype
     assert dry.returncode == 0, dry.stderr
     assert all(f"would delete {name}" in dry.stdout for name in expired)
     assert "cleanup success (dry run): examined 5, matched 5, would delete 2" in dry.stdout
+    assert "would free " in dry.stdout and "freed" not in dry.stdout
     assert len(list((root / FOLDER).iterdir())) == 5
     real = run_cli(["cleanup", "--json"], url, BACKUP_LOCAL_ROOT=str(root))
     assert real.returncode == 0, real.stderr

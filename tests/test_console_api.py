@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import random
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -811,3 +812,68 @@ def test_a_backups_contents_are_its_manifest_shrink_warnings_and_last_drill(
     assert client.get(f"/api/backups/{uuid.uuid4()}", headers=manager).status_code == 404
     status = client.get("/api/status", headers=manager).get_json()
     assert status["retention"] == {"retention_days": 15, "keep_min": 3, "keep_weekly": 0, "keep_monthly": 0}
+
+
+# --- hostile input: always a JSON 4xx with the security headers -----------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/logs", "/api/logs.csv"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("to=9999-12-31", "to"),
+        ("from=9999-12-31", "from"),
+        ("from=0000-01-01", "from"),
+        ("from=0001-01-01", "from"),
+        ("page=" + "9" * 20, "page"),
+        ("per_page=" + "1" * 20, "per_page"),
+    ],
+)
+def test_dates_and_numbers_past_the_calendar_are_a_json_400(
+    client: FlaskClient, manager: dict[str, str], path: str, query: str, field: str
+) -> None:
+    if path.endswith(".csv") and field in ("page", "per_page"):
+        field = field  # the export refuses paging parameters outright: still a 400 naming it
+    resp = client.get(f"{path}?{query}", headers=manager)
+    assert resp.status_code == 400 and resp.is_json, (path, query, resp.get_data(as_text=True)[:200])
+    assert resp.get_json()["field"] == field and "\n" not in resp.get_json()["error"]
+    assert_security_headers(resp)
+
+
+@pytest.mark.parametrize(
+    ("key", "body"),
+    [
+        ("backup_folder_path", b'{"value": "MyDrive/\\ud800"}'),
+        ("backup_folder_path", b'{"value": "MyDrive/\\udfff\\ud800x"}'),
+        ("backup_notification_email", b'{"value": "a@b.com\\u0000"}'),
+        ("backup_notification_email", b'{"value": "a\\ud800@b.com"}'),
+    ],
+)
+def test_settings_with_lone_surrogates_or_nul_are_a_json_400(
+    client: FlaskClient, manager: dict[str, str], secured: Secured, key: str, body: bytes
+) -> None:
+    before = config_value(secured.url, key)
+    resp = client.put(f"/api/config/{key}", data=body, headers=manager | {"Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.is_json, resp.get_data(as_text=True)[:200]
+    assert resp.get_json()["field"] == "value" and "\n" not in resp.get_json()["error"]
+    assert_security_headers(resp)
+    assert config_value(secured.url, key) == before
+
+
+def test_csv_neutralises_formulas_after_every_separator_a_spreadsheet_may_split_on(
+    client: FlaskClient, manager: dict[str, str], secured: Secured
+) -> None:
+    seed(secured.url, NOW, google_drive_path="MyDrive/x;=1+2;@SUM(1+1)", file_name="a,+b; -c.sql.gz")
+    seed(secured.url, NOW, status="failed", failure_reason="pg_dump failed;\t=cmd|' /C calc'!A0, @x")
+    text = client.get("/api/logs.csv", headers=manager).get_data(as_text=True)
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert "MyDrive/x;'=1+2;'@SUM(1+1)" in cells and "a,'+b; '-c.sql.gz" in cells
+    live = re.compile(r"(^|[;,]) *[=+\-@\t\r]")
+    assert [c for c in cells if live.search(c)] == []
+
+
+@pytest.mark.parametrize("path", ["/x%0Ay", "/api/logs%0D%0A", "/favicon.ico", "/robots.txt"])
+def test_paths_flasks_router_cannot_match_get_the_consoles_json_404(client: FlaskClient, path: str) -> None:
+    resp = client.get(path)
+    assert resp.status_code == 404 and resp.is_json, resp.get_data(as_text=True)[:100]
+    assert_security_headers(resp)

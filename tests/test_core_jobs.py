@@ -114,8 +114,17 @@ class MemoryLog:
     def rename(self, log_id: str, file_name: str) -> None:
         self._set(log_id, file_name=file_name)
 
-    def succeed(self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int) -> None:
-        self._set(log_id, status="success", file_size_bytes=size, google_drive_file_id=file_id, md5_checksum=md5)
+    def succeed(
+        self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int, backend: str
+    ) -> None:
+        self._set(
+            log_id,
+            status="success",
+            file_size_bytes=size,
+            google_drive_file_id=file_id,
+            md5_checksum=md5,
+            storage_backend=backend,
+        )
 
     def fail(self, log_id: str, reason: str) -> None:
         self._set(log_id, status="failed", failure_reason=reason)
@@ -136,8 +145,8 @@ class MemoryLog:
     def get(self, log_id: str) -> LogRow | None:
         return next((r for r in self.rows if r.id == log_id), None)
 
-    def latest_success(self) -> LogRow | None:
-        return self.last_success()
+    def latest_successes(self, limit: int) -> list[LogRow]:
+        return [r for r in reversed(self.rows) if r.status == "success" and r.deleted_at is None][:limit]
 
     def by_file_name(self, file_name: str) -> LogRow | None:
         return next((r for r in self.rows if r.file_name == file_name and r.status == "success"), None)

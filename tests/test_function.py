@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from functions_framework import create_app
 
+from support.cli import pg_dump_that_fails
 from support.paths import ROOT
 
 SOURCE = ROOT / "functions" / "database_backup" / "main.py"
@@ -63,11 +64,21 @@ def test_a_wrong_method_is_405(client) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_a_failed_backup_is_500_with_the_log_id(client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("PG_DUMP_PATH", str(tmp_path / "missing" / "pg_dump"))
+    monkeypatch.setenv("PG_DUMP_PATH", str(pg_dump_that_fails(tmp_path)))
     resp = client.post("/", json={"trigger": "scheduled"})
     body = resp.get_json()
     assert resp.status_code == 500
-    assert body["status"] == "failed" and body["backup_log_id"] and "does not exist" in body["failure_reason"]
+    assert body["status"] == "failed" and body["backup_log_id"] and "connection lost" in body["failure_reason"]
+
+
+def test_a_missing_pg_dump_is_a_500_configuration_error_with_no_row(  # type: ignore[no-untyped-def]
+    client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, migrated_url: str
+) -> None:
+    monkeypatch.setenv("PG_DUMP_PATH", str(tmp_path / "missing" / "pg_dump"))
+    resp = client.post("/", json={"trigger": "scheduled"})
+    assert resp.status_code == 500 and "does not exist" in resp.get_json()["error"]
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT count(*) FROM backup_logs").fetchone()[0] == 0
 
 
 def test_missing_configuration_is_500_without_a_traceback(client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

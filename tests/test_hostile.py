@@ -5,6 +5,7 @@ nothing. A hypothesis property test covers bodies and headers at large."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import psycopg
@@ -44,6 +45,8 @@ def logs(url: str) -> int:
         (b'{"trigger": "MANUAL"}', "application/json", 400),
         (b'"manual"', "application/json", 400),
         (b'{"trigger": "manual"', "application/json; charset=utf-8", 400),
+        (b"[" * 20_000 + b"]" * 20_000, "application/json", 400),  # 40 KB nested past the recursion limit
+        (b'{"trigger": ' + b'{"a": ' * 6_500 + b"1" + b"}" * 6_501, "application/json", 400),
     ],
 )
 def test_a_hostile_body_is_refused_in_one_line_and_starts_nothing(
@@ -209,3 +212,32 @@ def test_deployed_the_scheduler_audience_must_be_explicit(monkeypatch: pytest.Mo
     with pytest.raises(ConfigError, match="SCHEDULER_AUDIENCE must be set"):
         auth_config_from_env(env)
     assert auth_config_from_env(env | {"SCHEDULER_AUDIENCE": AUDIENCE}).scheduler_audience == AUDIENCE
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("path", ["/x%0D%1B[2K%0AINFO%20dbbackup:%20backup%20succeeded%C2%85%00", "/x%0D%1B[2K"])
+def test_control_characters_from_a_request_never_reach_a_log_line_raw(
+    secured: Secured, caplog: pytest.LogCaptureFixture, method: str, path: str
+) -> None:
+    caplog.set_level("DEBUG")
+    client = create_app("database_backup", str(BACKUP)).test_client()
+    resp = client.open(path, method=method, json={"trigger": "manual"})
+    assert resp.status_code in (401, 405) and resp.is_json, resp.get_data(as_text=True)[:100]
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("\\x1b[2K" in line for line in lines), lines  # the path is logged, escaped
+    assert [line for line in lines if re.search(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]", line)] == []
+    assert logs(secured.url) == 0
+
+
+@pytest.mark.parametrize("source", [BACKUP, CLEANUP])
+def test_a_40_kb_body_nested_past_the_recursion_limit_is_a_400(
+    secured: Secured, supabase: SupabaseJwksFake, source
+) -> None:  # type: ignore[no-untyped-def]
+    client = create_app(source.parent.name, str(source)).test_client()
+    token = supabase.mint(MANAGER)
+    for data in (b"[" * 20_000 + b"]" * 20_000, b'{"dry_run": ' + b'{"a": ' * 6_500 + b"1" + b"}" * 6_501):
+        resp = client.post(
+            "/", data=data, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert resp.status_code == 400 and resp.is_json and "\n" not in resp.get_json()["error"]
+    assert logs(secured.url) == 0

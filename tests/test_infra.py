@@ -43,6 +43,7 @@ NOT_SET_BY_TERRAFORM = {
     "GOOGLE_DRIVE_RETRY_DELAY_SECONDS": "tuning; the code's default",
     "GOOGLE_DRIVE_TIMEOUT_SECONDS": "tuning; the code's default",
     "MAX_BODY_BYTES": "tuning; the code's default (64 KiB)",
+    "REQUEST_READ_TIMEOUT_SECONDS": "tuning; the code's default (30 s)",
     "K_SERVICE": "set by the platform itself",
     "FUNCTION_TARGET": "set by the platform itself (the entry point, a label of the JSON log lines)",
     "LOG_FORMAT": "JSON lines already, because K_SERVICE is set; text is for a terminal",
@@ -63,7 +64,7 @@ NOT_SET_BY_TERRAFORM = {
     "STORAGE_EMULATOR_HOST": "the GCS client's own variable, for tests against an emulator",
 }
 SCHEDULED = {"database_backup", "cleanup_old_backups", "verify_backup"}
-# Variables without a default: the operator must choose them (README "Deployment").
+# Variables without a default: the operator must choose them (docs/deployment.md).
 REQUIRED_VARIABLES = {"project_id", "ops_alert_email", "notification_email"}
 
 
@@ -153,8 +154,7 @@ def test_schedules_and_time_zone_match_the_documented_defaults() -> None:
     # One zone for the schedules and the file names: 01:00 in the schedule is 01-00 in the name.
     assert unq(job["time_zone"]) == "${var.time_zone}"
     assert unq(locals_(INFRA / "functions.tf")["settings"]["BACKUP_TIMEZONE"]) == "${var.time_zone}"
-    readme = (ROOT / "README.md").read_text()
-    deployment = readme[readme.index("## Deployment") : readme.index("## Tests")]
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
     for text in ("0 1 * * *", "0 2 * * *", "UTC"):
         assert text in deployment, f"the deployment guide does not document {text!r}"
 
@@ -197,9 +197,9 @@ def _mib(text: str) -> float:
 
 
 def test_memory_is_sized_from_the_benchmarks_peak_rss() -> None:
-    readme = (ROOT / "README.md").read_text()
-    row = re.search(r"^\| \(d\) dbbackup backup \|.*\| ([\d.]+) \(our process", readme, re.MULTILINE)
-    assert row, "README's Performance table has no (d) row"
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    row = re.search(r"^\| \(d\) dbbackup backup \|.*\| ([\d.]+) \(our process", operations, re.MULTILINE)
+    assert row, "docs/operations.md's Performance table has no (d) row"
     peak = float(row.group(1))
     memory = _mib(variable_defaults()["backup_memory"])
     # The dump's own peak plus the Python runtime and Google libraries: at least 4x, and not wasteful.
@@ -287,7 +287,7 @@ def test_terraform_tfvars_may_be_committed_and_is_uploaded_by_gcloud_builds_subm
     ignored = subprocess.run(
         ["git", "check-ignore", "-q", "infra/terraform.tfvars"], cwd=ROOT, capture_output=True, check=False
     )
-    assert ignored.returncode == 1, ".gitignore must not exclude infra/terraform.tfvars (README says commit it)"
+    assert ignored.returncode == 1, ".gitignore must not exclude infra/terraform.tfvars (docs say commit it)"
     gcloudignore = (ROOT / ".gcloudignore").read_text().splitlines()
     rules = [line.strip() for line in gcloudignore if line.strip() and not line.startswith("#")]
     assert not any("tfvars" in rule for rule in rules) and "/infra/*.tfstate*" in rules and ".venv/" in rules

@@ -11,6 +11,7 @@ import pytest
 from support.cli import run_cli
 from support.db import OwnerDb
 from support.paths import FIXTURES
+from support.supabase_roles import api_roles_problems, ensure_api_roles
 
 MANAGER = "00000000-0000-0000-0000-00000000000a"
 ADMIN = "00000000-0000-0000-0000-00000000000b"
@@ -76,6 +77,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             "005_manual_rate_limit",
             "006_protect_settings",
             "007_backup_logs_schedule_time",
+            "008_backup_logs_storage_backend",
             "009_backup_logs_manifest_verify",
             "011_backup_copies",
         ]
@@ -124,6 +126,7 @@ def test_migrate_says_what_it_skipped_on_plain_postgresql(db_url: str) -> None:
 def supabase_db(owner_db: OwnerDb) -> tuple[str, str]:
     """A database shaped like Supabase's, owned by a non-superuser role that runs migrate and
     backup (on Supabase, `postgres` is not a superuser). Returns (owner URL, superuser URL)."""
+    ensure_api_roles(owner_db.admin_url)
     with psycopg.connect(owner_db.admin_url, autocommit=True) as conn:
         conn.execute((FIXTURES / "supabase_auth.sql").read_text())
         conn.execute(f"GRANT anon, authenticated, service_role TO {owner_db.role}")
@@ -232,3 +235,27 @@ def test_nobody_signed_in_may_change_the_backup_settings_or_the_migration_record
         conn.execute("RESET ROLE")
     with psycopg.connect(owner_url) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM dbbackup_migrations WHERE version LIKE '9%'")] == []
+
+
+def test_api_roles_left_with_other_attributes_fail_in_one_line_naming_them() -> None:
+    """A shared server where service_role exists without BYPASSRLS (another tool made it): the
+    RLS tests fail up front saying so, not with "new row violates row-level security policy"."""
+    from dbbackup.pg.embedded import EmbeddedPostgres
+
+    with EmbeddedPostgres() as pg:
+        with psycopg.connect(pg.url(), autocommit=True) as conn:
+            conn.execute("CREATE ROLE service_role NOLOGIN NOBYPASSRLS; CREATE ROLE anon NOLOGIN BYPASSRLS")
+        with pytest.raises(pytest.fail.Exception) as failed:
+            ensure_api_roles(pg.url())
+        message = str(failed.value)
+        assert "\n" not in message and "TEST_DATABASE_URL" in message
+        assert "service_role is NOSUPERUSER NOBYPASSRLS, Supabase's is NOSUPERUSER BYPASSRLS" in message
+        assert "anon is NOSUPERUSER BYPASSRLS" in message
+        assert api_roles_problems(pg.url()) == [
+            "anon is NOSUPERUSER BYPASSRLS, Supabase's is NOSUPERUSER NOBYPASSRLS",
+            "service_role is NOSUPERUSER NOBYPASSRLS, Supabase's is NOSUPERUSER BYPASSRLS",
+        ]
+        with psycopg.connect(pg.url()) as conn:  # the missing one was made as Supabase has it
+            assert conn.execute("SELECT rolbypassrls FROM pg_roles WHERE rolname = 'authenticated'").fetchone() == (
+                False,
+            )

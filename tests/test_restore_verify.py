@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from support.cli import run_cli
-from support.db import DbFactory
+from support.db import DbFactory, with_params
 from support.paths import FIXTURES
+from support.supabase_roles import ensure_api_roles
 
 
 @pytest.fixture
@@ -58,6 +60,29 @@ def test_restore_by_latest_id_or_path(backed_up, make_db: DbFactory, source: str
         assert conn.execute("SELECT count(*), sum(amount) FROM invoices").fetchone() == (20000, 300015000)
 
 
+def test_latest_is_the_newest_backup_the_configured_storage_holds(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
+    url, _, file = backed_up
+    with psycopg.connect(url, autocommit=True) as conn:
+        local_id, backend = conn.execute("SELECT id, storage_backend FROM backup_logs").fetchone()
+        assert backend == "local"  # the row says which backend holds its file
+        # Newer successes the local storage does not hold: one on Drive (another machine's
+        # BACKUP_STORAGE), one from before the column existed whose file is elsewhere.
+        for backend, file_id in (("google_drive", "1AbCdriveFileId"), (None, "MyDrive/x/DB_Backup_gone.sql.gz")):
+            conn.execute(
+                "INSERT INTO backup_logs (backup_type, status, file_name, google_drive_file_id, storage_backend,"
+                " started_at, completed_at) VALUES ('manual', 'success', 'DB_Backup_other.sql.gz', %s, %s,"
+                " now() + interval '1 hour', now() + interval '1 hour')",
+                (file_id, backend),
+            )
+    proc = cli(["verify", "latest"], backed_up)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{file.name} ({local_id})" in proc.stdout
+    target = make_db()
+    assert cli(["restore", "latest", "--target", target], backed_up).returncode == 0
+    drive = run_cli(["verify", "latest"], url, BACKUP_STORAGE="local", BACKUP_LOCAL_ROOT=str(file.parent / "empty"))
+    assert drive.returncode == 2 and "configured storage" in one_line(drive.stderr)
+
+
 def test_restore_refuses_a_target_with_tables(backed_up, make_db: DbFactory) -> None:  # type: ignore[no-untyped-def]
     target = make_db(sql="CREATE TABLE precious (x int); INSERT INTO precious VALUES (1)")
     proc = cli(["restore", "latest", "--target", target], backed_up)
@@ -67,6 +92,22 @@ def test_restore_refuses_a_target_with_tables(backed_up, make_db: DbFactory) -> 
     assert forced.returncode == 0, forced.stderr
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM precious").fetchone()[0] == 1  # never dropped
+
+
+def test_a_missing_target_database_offers_create_and_create_makes_it(backed_up, pg_admin_url: str) -> None:  # type: ignore[no-untyped-def]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    target = with_params(pg_admin_url, dbname=name)
+    proc = cli(["restore", "latest", "--target", target], backed_up)
+    assert proc.returncode == 2
+    assert f'"{name}" does not exist' in one_line(proc.stderr) and "--create" in proc.stderr
+    try:
+        created = cli(["restore", "latest", "--target", target, "--create"], backed_up)
+        assert created.returncode == 0, created.stderr
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 20000
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def rewrite(file: Path, change) -> Path:  # type: ignore[no-untyped-def]
@@ -147,7 +188,8 @@ def test_verify_with_a_restore_test_reports_tables_and_rows(backed_up) -> None: 
     proc = cli(["verify", "latest", "--restore-test", "--json"], backed_up)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
-    assert report["ok"] and report["table_count"] == 6  # invoices, items + our four tables (005: rate limits)
+    # invoices, items + our five tables (005: rate limits, 011: backup_copies)
+    assert report["ok"] and report["table_count"] == 7
     assert report["rows"] >= 40000
 
 
@@ -165,6 +207,7 @@ def test_a_supabase_backup_into_plain_postgresql_fails_clearly_then_works_with_t
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     source = make_db()
+    ensure_api_roles(pg_admin_url)
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute((FIXTURES / "supabase_auth.sql").read_text())
         conn.execute((FIXTURES / "supabase_app.sql").read_text())

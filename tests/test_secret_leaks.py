@@ -23,6 +23,7 @@ from fakes.sendgrid_fake import FakeSendGrid
 from support.cli import run_cli
 from support.db import OwnerDb, with_params
 from support.paths import FIXTURES, ROOT
+from support.supabase_roles import ensure_api_roles
 
 pytest_plugins = ["fakes.auth_fixtures", "fakes.fixtures"]  # fixtures.sendgrid
 
@@ -33,6 +34,7 @@ CLEANUP = ROOT / "functions" / "cleanup_old_backups" / "main.py"
 @pytest.fixture
 def supabase_owner_db(owner_db: OwnerDb) -> OwnerDb:
     """A Supabase-like database reached with a password, owned by a non-superuser."""
+    ensure_api_roles(owner_db.admin_url)
     with psycopg.connect(owner_db.admin_url, autocommit=True) as conn:
         conn.execute((FIXTURES / "supabase_auth.sql").read_text())  # type: ignore[arg-type]
         conn.execute(f"GRANT USAGE ON SCHEMA auth TO {owner_db.role}")  # as Supabase's postgres has

@@ -52,12 +52,18 @@ def check(body: dict) -> None:
 
 
 def test_status_json_reports_health_from_the_log(history: str) -> None:
-    proc = run_cli(["status", "--json"], history, check=True)
+    proc = run_cli(["status", "--json"], history)
     check(json.loads(proc.stdout))
 
 
+def test_status_exits_1_when_the_health_is_not_ok(history: str) -> None:
+    for args in (["status"], ["status", "--json"]):
+        proc = run_cli(args, history)
+        assert proc.returncode == 1 and proc.stderr == "", proc.stderr
+
+
 def test_status_text_is_readable(history: str) -> None:
-    out = run_cli(["status"], history, check=True).stdout
+    out = run_cli(["status"], history).stdout
     assert "health:               ATTENTION" in out and "consecutive failures: 2" in out
     assert "success rate 7 days:  33.3 % of 3" in out
     assert "800 bytes (-200 bytes, -20.0 % vs the previous)" in out
@@ -76,7 +82,9 @@ def test_get_status_on_the_backup_function(history: str, monkeypatch: pytest.Mon
 
 
 def test_a_fresh_database_is_unhealthy_with_no_rates(migrated_url: str) -> None:
-    body = json.loads(run_cli(["status", "--json"], migrated_url, check=True).stdout)
+    proc = run_cli(["status", "--json"], migrated_url)
+    body = json.loads(proc.stdout)
+    assert proc.returncode == 1
     assert body["healthy"] is False and body["last_success_at"] is None
     assert body["success_rate_7d"] is None and body["consecutive_failures"] == 0
 
@@ -84,5 +92,6 @@ def test_a_fresh_database_is_unhealthy_with_no_rates(migrated_url: str) -> None:
 def test_a_success_resets_the_failure_streak(migrated_url: str) -> None:
     add(migrated_url, "failed", 5)
     add(migrated_url, "success", 1, size=10)
-    body = json.loads(run_cli(["status", "--json"], migrated_url, check=True).stdout)
+    body = json.loads(run_cli(["status", "--json"], migrated_url, check=True).stdout)  # healthy: exit 0
     assert body["consecutive_failures"] == 0 and body["healthy"] is True
+    assert run_cli(["status"], migrated_url).returncode == 0

@@ -1,5 +1,5 @@
 """Backing up a Supabase-shaped database as Supabase's non-superuser ``postgres``, and restoring a
-``supabase``-profile backup into a fresh project (README: Supabase; docs/supabase.md)."""
+``supabase``-profile backup into a fresh project (docs/supabase.md)."""
 
 from __future__ import annotations
 

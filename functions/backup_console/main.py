@@ -7,9 +7,17 @@ import flask
 import functions_framework
 
 from dbbackup.console.api import console_endpoint
-from dbbackup.http.flask_app import configure_logging, request_of, response_of
+from dbbackup.http.flask_app import (
+    answer_every_request,
+    configure_logging,
+    limit_request_reading,
+    request_of,
+    response_of,
+)
 
 configure_logging()
+answer_every_request()
+limit_request_reading()
 
 
 @functions_framework.http

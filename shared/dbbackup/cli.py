@@ -1,5 +1,6 @@
-"""The ``dbbackup`` command line. Exit codes, in one place: 0 success, 1 the backup failed,
-2 usage or configuration error (always one line on stderr, never a traceback)."""
+"""The ``dbbackup`` command line. Exit codes, in one place: 0 success, 1 the backup failed (or
+``status`` found the health not OK), 2 usage or configuration error (always one line on stderr,
+never a traceback)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,21 @@ if TYPE_CHECKING:
     from dbbackup.dump.age import Identities
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEMO_ROOT = "demo-backups"
+FROM_HELP = "read the copy on this BACKUP_STORAGE target (default: the first target that holds a good copy)"
 IDENTITY_HELP = (
     "age identity file (age-keygen's output) to decrypt an encrypted backup; default BACKUP_AGE_IDENTITY"
     " (a file or the key) or BACKUP_AGE_IDENTITY_SECRET"
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dbbackup")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,6 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dbbackup", description="Streaming PostgreSQL backups logged in backup_logs.")
+    parser.add_argument("-V", "--version", action="version", version=f"dbbackup {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("migrate", help="create or update backup_logs, settings rows and policies")
     backup = sub.add_parser("backup", help="dump DATABASE_URL to the configured storage")
@@ -48,8 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true")
     restore = sub.add_parser("restore", help="restore a backup into an empty database")
     restore.add_argument("source", help="a .sql.gz(.age) file, a backup_logs id, or 'latest'")
-    restore.add_argument("--target", required=True, help="URL of the (empty) database to restore into")
+    restore.add_argument(
+        "--target", required=True, help="URL of the (empty, existing unless --create) database to restore into"
+    )
     restore.add_argument("--force", action="store_true", help="restore even if the target holds tables")
+    restore.add_argument(
+        "--create", action="store_true", help="create the target database when it does not exist (needs CREATEDB)"
+    )
     restore.add_argument(
         "--no-single-transaction",
         dest="single_transaction",
@@ -57,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="commit statement by statement (a failure leaves a partial restore)",
     )
     restore.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
+    restore.add_argument("--from", dest="from_target", metavar="TARGET", help=FROM_HELP)
     restore.add_argument(
         "--skip-managed-errors",
         action="store_true",
@@ -67,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("source", help="a .sql.gz(.age) file, a backup_logs id, or 'latest'")
     verify.add_argument("--restore-test", action="store_true", help="also restore it into a throwaway server")
     verify.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
+    verify.add_argument("--from", dest="from_target", metavar="TARGET", help=FROM_HELP)
     verify.add_argument("--json", action="store_true")
     cleanup = sub.add_parser("cleanup", help="delete backups older than BACKUP_RETENTION_DAYS (keeps a safety floor)")
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
@@ -74,10 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="one backup_logs row and its manifest (rows and bytes per table)")
     show.add_argument("id", help="a backup_logs id, or 'latest' (the newest successful backup)")
     show.add_argument("--json", action="store_true")
-    status = sub.add_parser("status", help="backup health: last success, failures in a row, success rates, size")
+    status = sub.add_parser(
+        "status",
+        help="backup health: last success, failures in a row, success rates, size (exit 1 when not OK)",
+    )
     status.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="run everything on a throwaway server with a sample database")
-    demo.add_argument("--local-root", default=None, help="where backups go (default: BACKUP_LOCAL_ROOT or ./backups)")
+    demo.add_argument(
+        "--local-root",
+        default=None,
+        help=f"where the demo's backups go (default: ./{DEMO_ROOT}, never BACKUP_LOCAL_ROOT)",
+    )
     return parser
 
 
@@ -170,17 +197,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be at least 1")
     settings = Settings.from_env()
     with db.connect(settings.database_url, secrets=settings.secrets) as conn:
-        rows = [
-            _row(r) for r in PgBackupLog(conn, settings.database_url, settings.secrets).recent(args.status, args.limit)
-        ]
+        rows = PgBackupLog(conn, settings.database_url, settings.secrets).recent(args.status, args.limit)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([_row(r) for r in rows], indent=2))
         return EXIT_OK
+    if not rows:
+        print("no backups match" + (f" (status {args.status})" if args.status else ""))
+        return EXIT_OK
+    # Times in BACKUP_TIMEZONE with their offset: the file names are in that zone too, so a row's
+    # time and its file's name read alike.
+    tz = settings.timezone
+    print(f"{'started':<25}  {'status':<11} {'type':<9} {'size (bytes)':>14}  file  id  reason")
     for r in rows:
+        started = r["started_at"].astimezone(tz).isoformat(sep=" ", timespec="seconds") if r["started_at"] else "-"
         size = f"{r['file_size_bytes']:,}" if r["file_size_bytes"] is not None else "-"
-        extra = r["failure_reason"] or ""
+        extra = one_line(r["failure_reason"] or "")
         print(
-            f"{r['started_at'][:19]}  {r['status']:<11} {r['backup_type']:<9} {size:>14}  "
+            f"{started:<25}  {r['status']:<11} {r['backup_type']:<9} {size:>14}  "
             f"{r['file_name']}  {r['id']}  {extra}".rstrip()
         )
     return EXIT_OK
@@ -237,10 +270,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     identities = _identities(args)
     result = restore(
-        resolve_source(args.source),
+        resolve_source(args.source, from_target=args.from_target),
         args.target,
         single_transaction=args.single_transaction,
         force=args.force,
+        create=args.create,
         identities=identities,
         skip_managed_errors=args.skip_managed_errors,
     )
@@ -260,7 +294,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from dbbackup.restore.verify import verify
     from dbbackup.wiring import resolve_source
 
-    report = verify(resolve_source(args.source), restore_test=args.restore_test, identities=_identities(args))
+    report = verify(
+        resolve_source(args.source, from_target=args.from_target),
+        restore_test=args.restore_test,
+        identities=_identities(args),
+    )
     if args.json:
         print(
             json.dumps(
@@ -324,9 +362,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dbbackup.settings import Settings
 
     health = wiring.health(Settings.from_env())
+    # Not OK exits 1 (as a failed backup does), so cron and monitoring can act on the exit code alone.
+    verdict = EXIT_OK if health.healthy else EXIT_FAILED
     if args.json:
         print(json.dumps(health.as_dict(), indent=2))
-        return EXIT_OK
+        return verdict
 
     def rate(value: float | None, attempts: int) -> str:
         return "no attempts" if value is None else f"{value:.1f} % of {attempts}"
@@ -354,16 +394,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     else:
         print("last restore drill:   never (verify_backup has not run)")
-    return EXIT_OK
+    return verdict
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from dbbackup.demo import run_demo
 
-    return run_demo(Path(args.local_root or os.environ.get("BACKUP_LOCAL_ROOT") or "backups").absolute())
+    # A folder of its own: in BACKUP_LOCAL_ROOT the demo's files would sit among real backups and
+    # take slots of the retention's safety floor.
+    return run_demo(Path(args.local_root or DEMO_ROOT).absolute())
 
 
 COMMANDS = {

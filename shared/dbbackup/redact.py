@@ -41,6 +41,17 @@ def one_line(text: str, limit: int = 500) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+# C0 and C1 control characters (CR, LF, ESC, NUL...), DEL, and lone surrogates: as text in a
+# log line they could end it and forge the next, or drive the terminal that shows it.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character written as an escape (``\\r``, ``\\x1b``): a log line
+    stays one line whatever a request put in it. Tabs stay."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
 _known: set[str] = set()
 
 
@@ -69,11 +80,11 @@ def install_log_redaction() -> None:
             message = record.getMessage()
         except Exception:  # a broken %-format must not lose the record; log it unformatted
             message = str(record.msg)
-        record.msg, record.args = redact(message, tuple(_known)), None
+        record.msg, record.args = printable(redact(message, tuple(_known))), None
         if record.exc_info and record.exc_info[1] is not None:
             # Tracebacks are formatted later from exc_info; keep the type and a redacted line instead.
             exc = record.exc_info[1]
-            record.msg += f" [{type(exc).__name__}: {one_line(redact(str(exc), tuple(_known)))}]"
+            record.msg += f" [{type(exc).__name__}: {printable(one_line(redact(str(exc), tuple(_known))))}]"
             record.exc_info = None
         return record
 

@@ -144,7 +144,7 @@ def _webhook_url(env: Mapping[str, str]) -> str | None:
 
 
 def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
-    """The retention, monitoring and alert variables (README "Retention and alerts")."""
+    """The retention, monitoring and alert variables (docs/operations.md "Retention and alerts")."""
     key = env.get("SENDGRID_API_KEY", "").strip() or None
     sender = _email(env, "ALERT_FROM_EMAIL")
     if key and not sender:

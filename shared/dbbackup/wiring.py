@@ -224,7 +224,8 @@ def drill(
     return Drill(
         config,
         open_log(settings),
-        (lambda: storage) if storage is not None else (lambda: make_storage(settings)),
+        (lambda name: storage) if storage is not None else (lambda name: storage_named(settings, name)),
+        settings.storage_targets,
         lambda: age_identities(None, settings.identity_env),
         alerter or alerter_for(settings),
         alert,
@@ -237,14 +238,17 @@ def health(settings: Settings, now: datetime | None = None) -> Health:
         return read_health(log, now or utc_now(), settings.max_age_hours)
 
 
-def resolve_source(source: str, settings_loader: Callable[[], Settings] = Settings.from_env) -> Source:
-    """A backup SOURCE (a file, a backup_logs id, ``latest``) with the configured log and storage."""
+def resolve_source(
+    source: str, settings_loader: Callable[[], Settings] = Settings.from_env, from_target: str | None = None
+) -> Source:
+    """A backup SOURCE (a file, a backup_logs id, ``latest``) with the configured log and storage
+    targets; ``from_target`` reads the copy of that target only (``--from``)."""
 
-    def log_and_storage() -> tuple[OpenLog, Callable[[], Storage]]:
+    def log_and_storage() -> tuple[OpenLog, Callable[[str], Storage], tuple[str, ...]]:
         settings = settings_loader()
-        return open_log(settings), lambda: make_storage(settings)
+        return open_log(settings), lambda name: storage_named(settings, name), settings.storage_targets
 
-    return resolve(source, log_and_storage)
+    return resolve(source, log_and_storage, from_target)
 
 
 def authenticator(config: AuthConfig, audiences: list[str], roles: RoleDirectory) -> Authenticator:

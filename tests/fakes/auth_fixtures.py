@@ -14,6 +14,7 @@ import pytest
 from support.cli import run_cli
 from support.db import with_params
 from support.paths import FIXTURES
+from support.supabase_roles import ensure_api_roles
 
 from .auth_people import Secured, auth_env
 from .jwks_fake import SupabaseJwksFake
@@ -42,6 +43,7 @@ def app_db_template(pg_admin_url: str) -> Iterator[str]:
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = with_params(pg_admin_url, dbname=name)
+    ensure_api_roles(pg_admin_url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute((FIXTURES / "supabase_auth.sql").read_text())  # type: ignore[arg-type]
         conn.execute((FIXTURES / "supabase_app.sql").read_text())  # type: ignore[arg-type]

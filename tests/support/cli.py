@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def cli_env(database_url: str | None, **extra: str) -> dict[str, str]:
@@ -33,3 +34,17 @@ def run_cli(
     if check and proc.returncode != 0:
         raise AssertionError(f"dbbackup {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
+
+
+def pg_dump_that_fails(directory: Path) -> Path:
+    """A PG_DUMP_PATH that passes the checks (its --version is the bundled pg_dump's) and then
+    fails as pg_dump does when the connection drops: the backup's row exists and ends failed."""
+    from dbbackup.pg import binaries as pgbin
+
+    script = directory / "pg_dump"
+    script.write_text(
+        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{pgbin.tool("pg_dump")}" --version; fi\n'
+        'echo "pg_dump: error: connection lost" >&2\nexit 1\n'
+    )
+    script.chmod(0o755)
+    return script

@@ -15,6 +15,8 @@ from pathlib import Path
 import psycopg
 import psycopg.conninfo
 
+from support.supabase_roles import ensure_api_roles
+
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "supabase_shaped.sql"
 PLATFORM, _, _rest = FIXTURE.read_text().partition("\n-- @@ project")
 PROJECT = "\n-- @@ project" + _rest
@@ -34,6 +36,7 @@ class SupabaseCluster:
     databases: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        ensure_api_roles(self.admin_url)
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {self.role} LOGIN NOSUPERUSER CREATEROLE BYPASSRLS PASSWORD '{self.password}'")
 

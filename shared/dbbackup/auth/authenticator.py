@@ -1,6 +1,6 @@
 """Who is calling, and may they: the framework-free core of the functions' security.
 
-Two kinds of bearer token reach us (README "Security"): Google-signed OIDC ID tokens from
+Two kinds of bearer token reach us (docs/security.md): Google-signed OIDC ID tokens from
 Cloud Scheduler, and Supabase access tokens from the app's frontend. The verifiers that check
 signatures live in adapters (``auth.google``, ``auth.supabase``) behind the small ``Verifier``
 protocol; this module only routes a token to one, and turns the outcome into a ``Caller`` or an

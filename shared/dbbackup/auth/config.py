@@ -1,4 +1,4 @@
-"""Settings of the HTTP functions' security (README "Security"), parsed without importing any
+"""Settings of the HTTP functions' security (docs/security.md), parsed without importing any
 Google or JWT library so that ``Settings.from_env`` can name a bad variable at start.
 
 Nothing here is required for the CLI: what a request needs is checked when the request needs it

@@ -336,7 +336,7 @@ def _route(req: HttpRequest, env: Mapping[str, str], public: PublicConfig) -> Ht
 
 
 def console_endpoint(req: HttpRequest, env: Mapping[str, str] | None = None) -> HttpReply:
-    """``backup_console``: the page, its files and its API (README "HTTP function backup_console")."""
+    """``backup_console``: the page, its files and its API (docs/http-api.md)."""
     env = os.environ if env is None else env
     try:
         public = public_config(env)

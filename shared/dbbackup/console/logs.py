@@ -23,7 +23,7 @@ from dbbackup.pg import log_query
 from dbbackup.pg.log_query import DEFAULT_PER_PAGE, SORTABLE, LogQuery
 
 # Allowed values of each parameter, the first being the default. The OpenAPI document and the
-# README are built from / checked against these.
+# docs/http-api.md are built from / checked against these.
 CHOICES: dict[str, tuple[str, ...]] = {
     "status": ("all", "success", "failed", "in_progress"),
     "type": ("all", "automatic", "manual"),
@@ -35,6 +35,7 @@ DATES = ("from", "to")  # YYYY-MM-DD, inclusive, in BACKUP_TIMEZONE
 PAGING = ("page", "per_page")
 FILTERS = (*CHOICES, *DATES)  # what /api/logs.csv accepts
 MAX_PER_PAGE, MAX_PAGE = 100, 1_000_000
+FIRST_DATE, LAST_DATE = date(1900, 1, 1), date(9999, 12, 30)
 CSV_BATCH = 500  # rows per fetch of the export's cursor, and per chunk sent
 DRIVE_URL = "https://drive.google.com/file/d/{}/view"
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -95,9 +96,14 @@ def _date(given: dict[str, str], name: str) -> date | None:
     try:
         if not _DATE.match(text):
             raise ValueError
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
-        raise QueryError(name, f"{name} must be a date YYYY-MM-DD") from None
+        day = None
+    # Bounded so that the day after (`to` is inclusive) and local midnight in any zone stay
+    # within what date and datetime can hold: 9999-12-31 would overflow into a 500.
+    if day is None or not FIRST_DATE <= day <= LAST_DATE:
+        raise QueryError(name, f"{name} must be a date YYYY-MM-DD from {FIRST_DATE} to {LAST_DATE}")
+    return day
 
 
 def _number(given: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -161,12 +167,19 @@ def decrypt_command(name: str) -> str | None:
     return f"age -d -i key.txt {name} | gunzip | psql -X -v ON_ERROR_STOP=1 -d EMPTY_DB_URL"
 
 
+# The start of the cell, and of every segment a spreadsheet may split the cell into when it
+# imports with ";" or "," as the separator (spaces after it may be trimmed), before a character
+# that would start a formula there.
+_FORMULA_START = re.compile(r"(^|[;,])( *)(?=[=+\-@\t\r])")
+
+
 def safe_cell(value: Any) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a leading quote."""
+    """A CSV cell a spreadsheet shows as text: wherever a segment starts like a formula (the
+    cell's start, or after a ";" or ","), a quote goes in front of it."""
     if value is None:
         return ""
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return _FORMULA_START.sub(r"\1\2'", text)
 
 
 def _csv_bytes(rows: list[tuple[Any, ...]]) -> bytes:

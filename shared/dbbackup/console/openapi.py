@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbbackup.console.logs import CHOICES, MAX_PAGE, MAX_PER_PAGE
+from dbbackup.console.logs import CHOICES, FIRST_DATE, LAST_DATE, MAX_PAGE, MAX_PER_PAGE
 from dbbackup.console.settings import SETTINGS
 from dbbackup.pg.log_query import DEFAULT_PER_PAGE
 
@@ -53,7 +53,10 @@ def _filters() -> list[dict[str, Any]]:
         {
             "name": name,
             "in": "query",
-            "description": f"first/last day ({name}), inclusive, YYYY-MM-DD in BACKUP_TIMEZONE; not with range",
+            "description": (
+                f"first/last day ({name}), inclusive, YYYY-MM-DD in BACKUP_TIMEZONE, from {FIRST_DATE}"
+                f" to {LAST_DATE}; not with range"
+            ),
             "schema": {"type": "string", "format": "date"},
         }
         for name in ("from", "to")

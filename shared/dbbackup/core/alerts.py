@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,15 +32,18 @@ WEBHOOK = "the webhook"  # what the log names as the recipient of ALERT_WEBHOOK_
 
 
 def is_email(value: str) -> bool:
+    # Control characters (NUL among them: PostgreSQL text cannot hold it) and lone surrogates
+    # are never part of an address.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value.strip()):
+        return False
     return bool(_EMAIL.match(value.strip()))
 
 
-def log_alert(to: str, email: Email) -> None:
-    """An alert's full content in the log: where it goes when there is no notifier or it failed."""
+def log_alert(to: str, email: Email, why: str = "no SENDGRID_API_KEY") -> None:
+    """An alert's full content in the log: where it goes when there is no notifier, no recipient,
+    or delivery failed; ``why`` says which (a rejected key is not a missing one)."""
     level = logging.ERROR if email.severity == "error" else logging.WARNING
-    log.log(
-        level, "ALERT (log only, no SENDGRID_API_KEY) to %s: %s | %s", to, email.subject, one_line(email.text, 4000)
-    )
+    log.log(level, "ALERT (log only, %s) to %s: %s | %s", why, to, email.subject, one_line(email.text, 4000))
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ class Alerter:
     def _deliver(self, email: Email, configured_recipient: str | None) -> Delivery:
         to = self.recipient(configured_recipient)
         if to is None:
-            log_alert("(nobody)", email)
+            log_alert("(nobody)", email, "no valid recipient")
             return Delivery(False, "log", None, 0, "no valid recipient")
         return self._attempts(self.notifier, to, email)
 
@@ -143,7 +147,7 @@ class Alerter:
                     self.sleep(self.delays[attempts - 1])
                     continue
                 log.error("alert %r to %s NOT sent after %d attempt(s): %s", email.subject, to, attempts, error)
-                log_alert(to, email)  # at least the content reaches the log
+                log_alert(to, email, f"{notifier.name} did not deliver it")  # at least the content is logged
                 return Delivery(False, notifier.name, to, attempts, error)
             if notifier.name != "log":
                 log.info("alert %r sent to %s via %s", email.subject, to, notifier.name)

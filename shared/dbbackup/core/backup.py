@@ -117,6 +117,9 @@ class BackupJob:
                         path=done.google_drive_path,
                         reason=f"already done: the backup scheduled for {schedule_time.isoformat()} succeeded",
                     )
+                # A pg_dump that is missing, not executable or too old for this server is a
+                # configuration error: refused before an attempt's row exists, like a bad variable.
+                self.dumper.prepare()
                 outcome = self._locked(repo, config.folder_path, trigger, triggered_by, schedule_time)
                 self._check_size(repo, outcome)
                 self._check_shrink(repo, outcome)
@@ -137,12 +140,12 @@ class BackupJob:
         moment = self.clock()
         name = naming.base_name(moment, self.settings.timezone, self.dumper.suffix)
         log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
+        structured_log.set_label("backup_log_id", log_id)
         stored: dict[str, StoredFile] = {}
         copies: list[Copy] = []
         keep = False  # whether the complete copies of a failed attempt stay (recorded per copy)
         try:
             folder_path.split(folder)
-            self.dumper.prepare()
             folders: dict[str, Folder] = {}
             taken: set[str] = set()
             for t in self.targets:
@@ -177,7 +180,13 @@ class BackupJob:
                 raise StorageError(self._copies_reason(failed, copies))
             primary = stored[self.targets[0].name]
             repo.succeed(
-                log_id, size=primary.size, file_id=primary.id, path=path, md5=stats.md5, sql_bytes=stats.sql_bytes
+                log_id,
+                size=primary.size,
+                file_id=primary.id,
+                path=path,
+                md5=stats.md5,
+                sql_bytes=stats.sql_bytes,
+                backend=self.targets[0].name,
             )
             repo.record_copies(log_id, copies)
             self._record_manifest(repo, log_id, stats.tables)

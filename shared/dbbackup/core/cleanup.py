@@ -72,7 +72,7 @@ class CleanupResult:
             + (f"weekly {len(self.kept_weekly)}, " if self.keep_weekly else "")
             + (f"monthly {len(self.kept_monthly)}, " if self.keep_monthly else "")
             + f"ignored {self.ignored}, "
-            f"failed {len(self.failed)}, bytes freed {self.bytes_freed:,}"
+            f"failed {len(self.failed)}, {'would free' if self.dry_run else 'freed'} {self.bytes_freed:,} bytes"
         )
 
 

@@ -33,4 +33,7 @@ def split(path: str) -> list[str]:
             raise ConfigError(f"backup_folder_path segment is longer than {MAX_SEGMENT} characters")
         if any(unicodedata.category(c) in ("Cc", "Cf") for c in seg):
             raise ConfigError(f"backup_folder_path {path!r} contains a control character")
+        if any(unicodedata.category(c) == "Cs" for c in seg):
+            # A lone surrogate (JSON's "\ud800") is no character at all: no UTF-8 encodes it.
+            raise ConfigError(f"backup_folder_path {path!r} contains a lone surrogate, not a character")
     return segments

@@ -159,6 +159,7 @@ class LogRow:
     verified_at: datetime | None = None
     verify_status: str | None = None
     verify_detail: str | None = None
+    storage_backend: str | None = None
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> LogRow:
@@ -232,8 +233,11 @@ class BackupLog(Protocol):
 
     def rename(self, log_id: str, file_name: str) -> None: ...
 
-    def succeed(self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int) -> None:
-        """Raises ConfigError when the row is no longer in_progress."""
+    def succeed(
+        self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int, backend: str
+    ) -> None:
+        """``backend``: the storage backend that holds the file (BACKUP_STORAGE). Raises
+        ConfigError when the row is no longer in_progress."""
         ...
 
     def fail(self, log_id: str, reason: str) -> None:
@@ -254,8 +258,8 @@ class BackupLog(Protocol):
 
     def get(self, log_id: str) -> LogRow | None: ...
 
-    def latest_success(self) -> LogRow | None:
-        """The newest successful backup whose file retention has not deleted."""
+    def latest_successes(self, limit: int) -> list[LogRow]:
+        """Up to ``limit`` successful backups whose files retention has not deleted, newest first."""
         ...
 
     def by_file_name(self, file_name: str) -> LogRow | None:
@@ -343,8 +347,9 @@ class Dumper(Protocol):
         ...
 
     def prepare(self) -> None:
-        """Before anything is stored: the dump program can dump this server (ConfigError), or
-        the database cannot be asked (DatabaseUnavailable / DatabaseError)."""
+        """Before the attempt's row is written: the dump program exists, runs and can dump this
+        server (ConfigError), or the database cannot be asked (DatabaseUnavailable /
+        DatabaseError). Called holding the backup lock."""
         ...
 
     def dump(self, log_id: str) -> AbstractContextManager[Dump]:

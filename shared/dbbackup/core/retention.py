@@ -38,7 +38,7 @@ from dbbackup.core.ports import StoredFile
 
 KEEP, DELETE = "keep", "delete"
 
-# Reasons (stable strings: they appear in the JSON result and the README).
+# Reasons (stable strings: they appear in the JSON result and docs/operations.md).
 WITHIN = "within_retention"
 FLOOR = "safety_floor"
 FUTURE = "future"

@@ -72,7 +72,7 @@ class PgDumper:
         age_recipients: tuple[str, ...] = (),
     ) -> None:
         self.url, self.profile, self.pg_dump_path = url, profile, pg_dump_path
-        # Public keys only: this side can encrypt, never decrypt (README: Encryption).
+        # Public keys only: this side can encrypt, never decrypt (docs/configuration.md: BACKUP_AGE_RECIPIENTS).
         self.age_recipients = age_recipients
         self.gzip_level, self.secrets, self.progress = gzip_level, secrets, progress
         self.connect_attempts = connect_attempts

@@ -50,7 +50,7 @@ def _audiences(config: AuthConfig, req: HttpRequest) -> list[str]:
     if config.scheduler_audience:
         return [config.scheduler_audience]
     # Scheduler's default audience is the target URI; behind Cloud Run the request arrives as
-    # http, so the https form is rebuilt from the Host header (README: set it explicitly).
+    # http, so the https form is rebuilt from the Host header (docs/security.md: set it explicitly).
     base = f"https://{req.host}"
     found = [base, base + "/"]
     if req.path not in ("", "/"):

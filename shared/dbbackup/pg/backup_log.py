@@ -186,14 +186,22 @@ class PgBackupLog:
         self.conn.execute("UPDATE public.backup_logs SET file_name = %s WHERE id = %s", (file_name, log_id))
 
     @_translated
-    def succeed(self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int) -> None:
-        cur = self.conn.execute(
+    def succeed(
+        self, log_id: str, *, size: int, file_id: str, path: str, md5: str, sql_bytes: int, backend: str
+    ) -> None:
+        sql = (
             "UPDATE public.backup_logs SET status = 'success', completed_at = clock_timestamp(),"
             " file_size_bytes = %s, google_drive_file_id = %s, google_drive_path = %s,"
-            " md5_checksum = %s, sql_bytes = %s, failure_reason = NULL"
-            " WHERE id = %s AND status = 'in_progress'",
-            (size, file_id, path, md5, sql_bytes, log_id),
+            " md5_checksum = %s, sql_bytes = %s, failure_reason = NULL{backend}"
+            " WHERE id = %s AND status = 'in_progress'"
         )
+        values = (size, file_id, path, md5, sql_bytes)
+        try:
+            cur = self.conn.execute(sql.format(backend=", storage_backend = %s"), (*values, backend, log_id))
+        except psycopg.errors.UndefinedColumn:
+            # Migrated before 008: the file is stored, so the row still says success (autocommit:
+            # the failed statement left nothing to roll back); `latest` then asks the storage.
+            cur = self.conn.execute(sql.format(backend=""), (*values, log_id))
         if cur.rowcount != 1:
             raise ConfigError(f"backup_logs row {log_id} was no longer in_progress")
 
@@ -350,10 +358,11 @@ class PgBackupLog:
         return self._row("SELECT * FROM public.backup_logs WHERE id = %s", (log_id,))
 
     @_translated
-    def latest_success(self) -> LogRow | None:
-        return self._row(
+    def latest_successes(self, limit: int) -> list[LogRow]:
+        return self._rows(
             "SELECT * FROM public.backup_logs WHERE status = 'success' AND deleted_at IS NULL"
-            " ORDER BY started_at DESC LIMIT 1"
+            " ORDER BY started_at DESC LIMIT %s",
+            (limit,),
         )
 
     @_translated

@@ -129,5 +129,8 @@ def program_major_version(path: Path) -> int:
         raise ConfigError(f"{path} --version did not answer within 30 s") from None
     match = _VERSION_RE.search(out.stdout)
     if out.returncode != 0 or not match:
-        raise ConfigError(f"{path} is not a working PostgreSQL program (--version said {out.stdout.strip()!r})")
+        # What the program printed is not quoted: it may be many lines (a wrapper's usage text),
+        # and a reason is one line.
+        said = f"exited {out.returncode}" if out.returncode != 0 else "printed no PostgreSQL version"
+        raise ConfigError(f"{path} is not a working PostgreSQL program: its --version {said}")
     return int(match.group(1))

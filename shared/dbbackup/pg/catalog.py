@@ -4,8 +4,10 @@ and the demo ask of a database; the SQL lives here with the rest of ours."""
 from __future__ import annotations
 
 import psycopg
+import psycopg.conninfo
 from psycopg import sql
 
+from dbbackup.errors import DatabaseUnavailable
 from dbbackup.pg import connect as db
 
 # (relkind, schema, name, qualified name, schema usable)
@@ -59,6 +61,27 @@ def is_supabase_project(url: str, secrets: tuple[str, ...] = ()) -> bool:
             " WHERE nspname IN ('auth', 'storage') AND pg_catalog.pg_get_userbyid(nspowner) LIKE 'supabase\\_%'"
         ).fetchone()
     return row is not None and int(row[0]) == 2
+
+
+def missing_database(url: str, secrets: tuple[str, ...] = ()) -> str | None:
+    """The name of the database ``url`` names when the server says it does not exist; None when
+    it does (any other connection failure is raised as it is)."""
+    name = str(psycopg.conninfo.conninfo_to_dict(url).get("dbname") or "")
+    try:
+        db.connect(url, attempts=1, secrets=secrets).close()
+    except DatabaseUnavailable as exc:
+        if name and f'database "{name}" does not exist' in str(exc):
+            return name
+        raise
+    return None
+
+
+def create_database(url: str, name: str, secrets: tuple[str, ...] = ()) -> None:
+    """CREATE DATABASE ``name`` on the server of ``url``, connecting to its ``postgres`` database
+    with the same role (the role needs CREATEDB)."""
+    maintenance = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+    with db.sql_errors(secrets), db.connect(maintenance, attempts=1, secrets=secrets) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def count_rows(url: str) -> tuple[int, int]:

@@ -64,12 +64,16 @@ class Drill:
         self,
         config: DrillConfig,
         open_log: OpenLog,
-        make_storage: Callable[[], Storage],
+        storage_for: Callable[[str], Storage],
+        targets: tuple[str, ...],
         identities: Callable[[], Identities | None],
         alerter: Alerter,
         alert: Callable[[DrillResult], Email],
     ) -> None:
-        self.config, self.open_log, self.make_storage = config, open_log, make_storage
+        """``storage_for`` builds the storage of a target named in ``targets`` (BACKUP_STORAGE's
+        order: the drill reads the first good copy, as ``restore`` does)."""
+        self.config, self.open_log = config, open_log
+        self.storage_for, self.targets = storage_for, targets
         self.identities, self.alerter, self.alert = identities, alerter, alert
 
     def run(self) -> DrillResult:
@@ -77,7 +81,8 @@ class Drill:
         ConfigError / DatabaseUnavailable when the log cannot be read at all."""
         started = time.monotonic()
         with self.open_log() as repo:
-            row = repo.latest_success()
+            newest = repo.latest_successes(1)
+        row = newest[0] if newest else None
         if row is None:
             return DrillResult(SKIPPED, "no successful backup to verify")
         result = DrillResult(FAILED, "", row.id, row.file_name)
@@ -100,7 +105,7 @@ class Drill:
                 result.status = SKIPPED
                 result.detail = "the backup is encrypted and no identity is configured (BACKUP_AGE_IDENTITY_SECRET)"
                 return
-        source = resolve(log_id, lambda: (self.open_log, self.make_storage))
+        source = resolve(log_id, lambda: (self.open_log, self.storage_for, self.targets))
         report = VerifyReport(source.label)
         if self.config.verify_url:
             url = self.config.verify_url

@@ -23,7 +23,7 @@ from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
-from dbbackup.pg.catalog import is_supabase_project, user_tables
+from dbbackup.pg.catalog import create_database, is_supabase_project, missing_database, user_tables
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
 from dbbackup.pg.managed import SKIP_SETTING
 from dbbackup.pg.process import drain_lines, stop_group
@@ -76,13 +76,16 @@ def restore(
     *,
     single_transaction: bool = True,
     force: bool = False,
+    create: bool = False,
     identities: Identities | None = None,
     skip_managed_errors: bool = False,
 ) -> RestoreResult:
     """An age-encrypted backup needs ``identities`` (UsageError before anything is touched);
     its pieces are authenticated as they stream, and a damaged one stops psql uncommitted.
     ``skip_managed_errors``: an app object on a managed schema the restoring role may not
-    re-create is reported and skipped instead of stopping the restore (pg.managed)."""
+    re-create is reported and skipped instead of stopping the restore (pg.managed).
+    ``create``: when the target database does not exist, create it (else that is a UsageError
+    that says so), once the backup could be opened."""
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
@@ -90,6 +93,12 @@ def restore(
     opened = open_stored(source)
     blocks = gunzip(opened.gzip(identities, source.label, "restore"), stats)
     first = next(blocks, b"")
+    if (missing := missing_database(target_url, secrets)) is not None:
+        if not create:
+            raise UsageError(
+                f'the target database "{missing}" does not exist: create it, or pass --create to create it'
+            )
+        create_database(target_url, missing, secrets)
     supabase_dump = profiles.is_supabase_dump(first)
     if not supabase_dump and is_supabase_project(target_url, secrets):
         raise UsageError(FULL_INTO_SUPABASE)  # its CREATE SCHEMA auth would fail anyway, after a long wait
@@ -179,7 +188,7 @@ def _hint(message: str) -> str:
     if role and role["role"] in SUPABASE_ROLES:
         return (
             "; the backup is of a Supabase database: create its roles on the target first"
-            " (README: Restoring a Supabase backup)"
+            " (docs/cli.md: Restoring a Supabase backup)"
         )
     if "session_replication_role" in message and "permission denied" in message:
         return (
@@ -195,7 +204,7 @@ def _hint(message: str) -> str:
     if re.match(r'schema "[^"]+" already exists', message):
         return (
             "; restoring into a Supabase project? its managed schemas already exist: restore a backup taken"
-            " with BACKUP_PROFILE=supabase (README: Supabase)"
+            " with BACKUP_PROFILE=supabase (docs/supabase.md)"
         )
     if "extension" in message and ("is not available" in message or "could not open extension" in message):
         return "; the target lacks an extension the source had: install it, or restore into a server that has it"

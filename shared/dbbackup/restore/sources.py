@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbbackup.core.ports import LogRow, OpenLog, Storage
+from dbbackup.core.ports import BackupLog, LogRow, OpenLog, Storage
 from dbbackup.errors import BackupError, StorageNotFound, UsageError
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 READ_CHUNK = 1 << 20
-# Where ids and ``latest`` are looked up: the backup log and the storage (``wiring`` builds both,
-# only when a SOURCE needs them: a file path needs no configuration at all).
-Lookup = Callable[[], tuple[OpenLog, Callable[[], Storage]]]
+# Where ids and ``latest`` are looked up: the backup log, a storage by target name, and the
+# targets BACKUP_STORAGE lists (the first is the primary); ``wiring`` builds them only when a
+# SOURCE needs them: a file path needs no configuration at all.
+Lookup = Callable[[], tuple[OpenLog, Callable[[str], Storage], tuple[str, ...]]]
+# How many of the newest successful rows ``latest`` considers when looking for one whose file
+# the configured storage holds.
+LATEST_CANDIDATES = 50
 
 
 @dataclass
@@ -22,6 +27,7 @@ class Source:
     label: str  # what to call it in messages
     open: Callable[[], Iterator[bytes]]
     row: LogRow | None  # its backup_logs row, when known
+    target: str | None = None  # the storage target it is read from, for a logged backup
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -30,40 +36,97 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield block
 
 
-def resolve(source: str, lookup: Lookup) -> Source:
+def resolve(source: str, lookup: Lookup, from_target: str | None = None) -> Source:
     """A path that exists is a file; otherwise an id or ``latest`` is looked up in backup_logs
-    (DATABASE_URL) and opened from the configured storage."""
+    (DATABASE_URL) and read from the first target (in BACKUP_STORAGE's order) that holds a good
+    copy, or from ``from_target`` only."""
     path = Path(source)
     if path.is_file():
+        if from_target is not None:
+            raise UsageError("--from picks a copy of a logged backup; a file path is read as it is")
         return Source(str(path), lambda: _file_chunks(path), _row_for_file(path, lookup))
     if source != "latest" and not UUID_RE.match(source):
         raise UsageError(f"{source}: no such file, and not a backup_logs id or 'latest'")
-    open_log, make_storage = lookup()
+    open_log, storage_for, targets = lookup()
+    if from_target is not None and from_target not in targets:
+        raise UsageError(f"--from {from_target}: not one of BACKUP_STORAGE's targets ({', '.join(targets)})")
+    wanted = (from_target,) if from_target else targets
+    if source == "latest":
+        return _latest(open_log, storage_for, wanted, targets)
     with open_log() as log:
-        row = log.latest_success() if source == "latest" else log.get(source)
+        row = log.get(source)
+        copies = _copies(log, row, targets) if row is not None else []
     if row is None:
-        raise UsageError(
-            "no successful backup in backup_logs" if source == "latest" else f"no backup_logs row {source}"
-        )
+        raise UsageError(f"no backup_logs row {source}")
     if row.status != "success":
         raise UsageError(f"backup {row.id} is {row.status}, not a successful backup")
     if row.deleted_at is not None:
         raise UsageError(f"backup {row.id} ({row.file_name}) was deleted by retention")
-    if not row.google_drive_file_id:
+    if not copies:
         raise UsageError(f"backup {row.id} ({row.file_name}) has no storage file id in backup_logs")
-    storage = make_storage()
-    file_id = row.google_drive_file_id
-    try:
-        storage.stat(file_id)
-    except StorageNotFound:
-        raise UsageError(f"backup {row.id}: file {row.file_name} is missing from storage") from None
-    return Source(f"{row.file_name} ({row.id})", lambda: storage.open(file_id), row)
+    found = _first_held(row, copies, wanted, storage_for)
+    if found is None:
+        where = from_target or ", ".join(targets)
+        held = ", ".join(t for t, _ in copies)
+        raise UsageError(
+            f"backup {row.id}: file {row.file_name} is missing from storage ({where}; copies recorded in: {held})"
+        )
+    return found
+
+
+def _copies(log: BackupLog, row: LogRow, targets: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(target, file id) of each good copy of ``row``: its ``backup_copies`` rows, or, for a backup
+    made before them (or by one target), the row's own file on the backend that wrote it."""
+    recorded = [(c.target, c.file_id) for c in log.copies(row.id) if c.status == "success" and c.file_id]
+    if recorded:
+        return recorded
+    if not row.google_drive_file_id:
+        return []
+    return [(row.storage_backend or targets[0], row.google_drive_file_id)]
+
+
+def _first_held(
+    row: LogRow, copies: list[tuple[str, str]], wanted: tuple[str, ...], storage_for: Callable[[str], Storage]
+) -> Source | None:
+    for target in wanted:
+        for name, file_id in copies:
+            if name != target:
+                continue
+            storage = storage_for(target)
+            try:
+                storage.stat(file_id)
+            except StorageNotFound:
+                continue
+            label = f"{row.file_name} ({row.id}" + (f", from {target})" if len(copies) > 1 else ")")
+            return Source(label, functools.partial(storage.open, file_id), row, target)
+    return None
+
+
+def _latest(
+    open_log: OpenLog, storage_for: Callable[[str], Storage], wanted: tuple[str, ...], targets: tuple[str, ...]
+) -> Source:
+    """The newest successful backup whose copy a wanted target holds: rows of another backend,
+    and rows (older than migration 008, or of another local folder) whose file is not there, are
+    passed over."""
+    with open_log() as log:
+        rows = log.latest_successes(LATEST_CANDIDATES)
+        candidates = [(row, _copies(log, row, targets)) for row in rows]
+    if not rows:
+        raise UsageError("no successful backup in backup_logs")
+    for row, copies in candidates:
+        found = _first_held(row, copies, wanted, storage_for)
+        if found is not None:
+            return found
+    raise UsageError(
+        f"none of the {len(rows)} newest successful backups in backup_logs is in the configured storage"
+        f" (BACKUP_STORAGE={','.join(wanted)}); name one by id or file instead"
+    )
 
 
 def _row_for_file(path: Path, lookup: Lookup) -> LogRow | None:
     """The log row of a local file, by name, when a database is configured (best effort)."""
     try:
-        open_log, _ = lookup()
+        open_log, _, _ = lookup()
         with open_log(attempts=1) as log:
             return log.by_file_name(path.name)
     except BackupError:
