@@ -198,3 +198,55 @@ def test_a_failing_target_is_dropped_and_the_others_complete() -> None:
 
     results = fan_out(iter([b"a" * 10] * 30), {"broken": broken, "good": good})
     assert isinstance(results["broken"], OSError) and results["good"].size == 300  # type: ignore[union-attr]
+
+
+# --- the object stores: moto's S3 server and the GCS emulator ---------------------------------
+
+
+def test_local_and_s3_hold_byte_identical_copies_and_restore_from_s3_is_the_source(
+    data_db: str, moto_s3: Any, tmp_path: Path, make_db: DbFactory
+) -> None:
+    root, bucket = tmp_path / "store", moto_s3.bucket()
+    env = moto_s3.env(bucket, BACKUP_STORAGE="local,s3", BACKUP_LOCAL_ROOT=str(root))
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    [local] = local_files(root)
+    rows = {r["target"]: r for r in copies(data_db, outcome.backup_log_id)}
+    assert set(rows) == {"local", "s3"} and all(r["status"] == "success" for r in rows.values())
+    body = moto_s3.client().get_object(Bucket=bucket, Key=rows["s3"]["file_id"])["Body"].read()
+    assert body == local.read_bytes()
+    target = make_db()
+    proc = run_cli(["restore", outcome.backup_log_id, "--target", target, "--from", "s3"], data_db, **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "from s3" in proc.stdout
+    with psycopg.connect(data_db) as src, psycopg.connect(target) as dst:
+        query = "SELECT count(*), md5(string_agg(a || b, ',' ORDER BY id)) FROM readings"
+        assert src.execute(query).fetchone() == dst.execute(query).fetchone()
+
+
+def test_a_missing_bucket_fails_the_attempt_naming_s3_and_keeps_the_local_copy(
+    data_db: str, moto_s3: Any, tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    env = moto_s3.env("no-such-bucket-here", BACKUP_STORAGE="local,s3", BACKUP_LOCAL_ROOT=str(root))
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env})).run("manual")
+    assert outcome.status == "failed"
+    assert outcome.reason.startswith("not every target holds a copy: s3: ") and "no-such-bucket-here" in outcome.reason
+    rows = {r["target"]: r for r in copies(data_db, outcome.backup_log_id)}
+    assert (rows["local"]["status"], rows["s3"]["status"]) == ("success", "failed")
+    assert len(local_files(root)) == 1
+
+
+def test_drive_and_gcs_hold_byte_identical_copies(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], gcs_emulator: Any
+) -> None:
+    bucket = gcs_emulator.bucket()
+    env = {**drive_env(drive_fake, drive_user), **gcs_emulator.env(bucket), "BACKUP_STORAGE": "google_drive,gcs"}
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    rows = {r["target"]: r for r in copies(data_db, outcome.backup_log_id)}
+    assert set(rows) == {"google_drive", "gcs"} and all(r["status"] == "success" for r in rows.values())
+    on_drive = drive_fake.files[rows["google_drive"]["file_id"]].content
+    in_gcs = gcs_emulator.client().bucket(bucket).blob(rows["gcs"]["file_id"]).download_as_bytes()
+    assert on_drive == in_gcs and len(in_gcs) == rows["gcs"]["file_size_bytes"]
+    assert outcome.file_id == rows["google_drive"]["file_id"]  # the first target fills backup_logs

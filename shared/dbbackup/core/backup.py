@@ -148,19 +148,29 @@ class BackupJob:
             folder_path.split(folder)
             folders: dict[str, Folder] = {}
             taken: set[str] = set()
+            unreachable: dict[str, Exception] = {}
             for t in self.targets:
-                folders[t.name] = t.storage.ensure_folder(folder)
-                t.storage.discard_incomplete(folders[t.name])  # leftovers of a killed run; we hold the lock
-                taken.update(f.name for f in t.storage.list(folders[t.name]))
+                try:
+                    folders[t.name] = t.storage.ensure_folder(folder)
+                    t.storage.discard_incomplete(folders[t.name])  # leftovers of a killed run; we hold the lock
+                    taken.update(f.name for f in t.storage.list(folders[t.name]))
+                except Exception as exc:
+                    # One target out of reach (a missing bucket, a revoked key) must not cost the
+                    # others their copy: it fails on its own, named, like a failed upload.
+                    if len(self.targets) == 1:
+                        raise
+                    unreachable[t.name] = exc
+            live = [t for t in self.targets if t.name not in unreachable]
+            if not live:
+                raise next(iter(unreachable.values()))
             # Free in every target: all copies of one backup share its name.
             name = naming.free_name(moment, self.settings.timezone, taken, self.dumper.suffix)
             repo.rename(log_id, name)
             with self.dumper.dump(log_id) as dump:
                 chunks = iter(dump)
                 try:
-                    results = fan_out(
-                        chunks, {t.name: self._writer(t.storage, folders[t.name], name) for t in self.targets}
-                    )
+                    written = fan_out(chunks, {t.name: self._writer(t.storage, folders[t.name], name) for t in live})
+                    results: dict[str, StoredFile | Exception] = {**unreachable, **written}
                 finally:
                     # Stop pg_dump now: a backend may still hold the generator (in a traceback),
                     # and pg_dump's snapshot and locks must not outlive a failed upload.
