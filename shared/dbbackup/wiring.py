@@ -19,6 +19,7 @@ from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
 from dbbackup.errors import ConfigError
+from dbbackup.memory import release_large_buffers
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
 from dbbackup.redact import remember_secrets
@@ -171,6 +172,8 @@ def backup_job(
         connect_attempts=settings.connect_attempts,
         age_recipients=settings.age_recipients,
     )
+    if storage is None and len(settings.storage_targets) > 1:
+        release_large_buffers()  # one upload thread per target (dbbackup.memory says why)
     return BackupJob(
         settings,
         open_log(settings),

@@ -14,6 +14,8 @@ Usage (from the repository root)::
    (e) dbbackup backup with BACKUP_AGE_RECIPIENTS set: the same backup, age-encrypted.
 3. Restores dbbackup's file with ``dbbackup restore`` and with ``gunzip -c | psql``, and the (e) file
    with ``dbbackup restore --identity``.
+   (f) dbbackup backup to three targets at once (local, S3 on moto's server, GCS on the emulator,
+   both in this process): one dump, three copies; its peak RSS is what multi-target costs.
 4. With ``--sizes``, repeats (d) and (e) at each size, to show our peak RSS does not grow with the
    database.
 
@@ -73,6 +75,7 @@ TARGETS = {
     "rss_flat": 0.10,  # (d) own peak RSS within +-10% across --sizes
     "encrypted_wall": 1.05,  # (e) wall <= 1.05 x (d)
     "encrypted_rss_mb": 10,  # (e) own peak RSS within 10 MB of (d)
+    "three_targets_rss_mb": 150,  # (f) own peak RSS with three targets
 }
 
 # --------------------------------------------------------------------------- data generation
@@ -481,6 +484,7 @@ LABELS = {
     "c": "(c) pg_dump | pigz",
     "d": "(d) dbbackup backup",
     "e": "(e) dbbackup backup, age-encrypted",
+    "f": "(f) dbbackup backup to local,s3,gcs",
     "r1": "dbbackup restore",
     "r2": "gunzip -c | psql",
     "r3": "dbbackup restore --identity (e)",
@@ -505,14 +509,39 @@ def make_age_key(work: Path) -> AgeKey:
     return AgeKey(str(identity.to_public()), file)
 
 
-def run_backup(url: str, backup_root: Path, key: AgeKey | None = None) -> Run:
-    """(d), or (e) with ``key``, into an emptied backup_root; the produced file stays until the next call."""
+class ObjectStores:
+    """moto's S3 server and the GCS emulator (the tests' own, from tests/fakes), in this process:
+    their memory is not the measured process tree's."""
+
+    def __init__(self) -> None:
+        sys.path.insert(0, str(HERE.parent))
+        from fakes.object_stores import GcsEmulator, MotoS3
+
+        self.s3, self.gcs = MotoS3(), GcsEmulator()
+
+    def env(self) -> dict[str, str]:
+        """A fresh bucket in each, so every round writes a new object."""
+        s3, gcs = self.s3.env(self.s3.bucket()), self.gcs.env(self.gcs.bucket())
+        del gcs["BACKUP_GCS_CHUNK_SIZE"]  # the deployed default, not the tests' small chunks
+        return s3 | gcs | {"BACKUP_STORAGE": "local,s3,gcs"}
+
+    def stop(self) -> None:
+        self.s3.stop()
+        self.gcs.stop()
+
+
+def run_backup(url: str, backup_root: Path, key: AgeKey | None = None, stores: ObjectStores | None = None) -> Run:
+    """(d), (e) with ``key``, or (f) with ``stores``, into an emptied backup_root; the produced file
+    stays until the next call."""
     shutil.rmtree(backup_root, ignore_errors=True)
     backup_root.mkdir()
     env = bench_env(DATABASE_URL=url, BACKUP_LOCAL_ROOT=str(backup_root))
     if key is not None:
         env["BACKUP_AGE_RECIPIENTS"] = key.recipient
-    run = measure("e" if key else "d", [dbbackup_cli(), "backup", "--json"], env, dbname_of(url))
+    if stores is not None:
+        env |= stores.env()
+    method = "f" if stores else "e" if key else "d"
+    run = measure(method, [dbbackup_cli(), "backup", "--json"], env, dbname_of(url))
     outcome = json.loads(run.stdout)
     if outcome["status"] != "success":
         raise SystemExit(f"dbbackup backup: {outcome}")
@@ -530,7 +559,7 @@ def sql_bytes_of(url: str) -> int:
     return int(run_checked(shell(f"{dump} | wc -c")).strip())
 
 
-def dump_rounds(url: str, rounds: int, work: Path, key: AgeKey) -> list[Run]:
+def dump_rounds(url: str, rounds: int, work: Path, key: AgeKey, stores: ObjectStores) -> list[Run]:
     out_dir, backup_root = work / "out", work / "backups"
     out_dir.mkdir(exist_ok=True)
     runs: list[Run] = []
@@ -546,6 +575,8 @@ def dump_rounds(url: str, rounds: int, work: Path, key: AgeKey) -> list[Run]:
         print(f"  round {n} {LABELS['d']:<34} {runs[-1].wall_s:7.2f} s", flush=True)
         runs.append(run_backup(url, work / "backups-age", key))
         print(f"  round {n} {LABELS['e']:<34} {runs[-1].wall_s:7.2f} s", flush=True)
+        runs.append(run_backup(url, work / "backups-three", stores=stores))
+        print(f"  round {n} {LABELS['f']:<34} {runs[-1].wall_s:7.2f} s", flush=True)
     return runs
 
 
@@ -621,7 +652,7 @@ def dump_table(summary: dict[str, dict[str, Any]], sql_bytes: int) -> str:
     for method, s in summary.items():
         out = s["out_bytes"] if s["out_bytes"] is not None else sql_bytes
         ratio = f"{s['compression_ratio']:.2f}" if s["compression_ratio"] else "1 (SQL)"
-        own = f"{s['own_rss_peak_mb']:.1f}" if method in ("d", "e") else ""
+        own = f"{s['own_rss_peak_mb']:.1f}" if method in ("d", "e", "f") else ""
         lines.append(
             f"| {cell(s['label'])} | {s['wall_s_median']:.2f} | {s['wall_s_median'] / floor:.2f} | {out / MB:,.1f} "
             f"| {ratio} | {s['tree_rss_peak_mb']:.1f} | {own} "
@@ -674,6 +705,9 @@ def targets(dumps: dict[str, dict[str, Any]], sizes: list[dict[str, Any]]) -> li
         peaks = [r["own_rss_peak_mb"] for r in sizes]
         spread = max(peaks) / min(peaks) - 1
         checks.append(("(d) own peak RSS flat across sizes (max/min - 1 <= 10%)", spread, TARGETS["rss_flat"]))
+    if "f" in dumps:
+        f_rss = dumps["f"]["own_rss_peak_mb"]
+        checks.append(("(f) own peak RSS with three targets <= 150 MB", f_rss, TARGETS["three_targets_rss_mb"]))
     if "e" in dumps:
         e = dumps["e"]
         checks.append(
@@ -732,7 +766,11 @@ def main() -> int:
         sql_bytes = sql_bytes_of(url)
         print(f"dump: {sql_bytes / MB:,.0f} MB of SQL; {args.rounds} round(s) of each method", flush=True)
         key = make_age_key(work)
-        runs = dump_rounds(url, args.rounds, work, key)
+        stores = ObjectStores()
+        try:
+            runs = dump_rounds(url, args.rounds, work, key, stores)
+        finally:
+            stores.stop()
         dumps = summarize(runs, sql_bytes)
         restores: dict[str, dict[str, Any]] = {}
         restore_runs: list[Run] = []

@@ -226,8 +226,11 @@ class S3Storage:
                 buffer += chunk
                 # Strictly more than a part: the last part is sent only once the stream has ended.
                 while len(buffer) > part_size:
-                    send_part(bytes(buffer[:part_size]))
+                    with memoryview(buffer) as view:  # one copy of the part, not a slice and then a copy
+                        part = bytes(view[:part_size])
                     del buffer[:part_size]
+                    send_part(part)
+                    del part
             if upload_id is None:
                 doing = "upload"
                 answer = self.client.put_object(

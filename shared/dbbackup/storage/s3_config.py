@@ -18,7 +18,7 @@ from dbbackup.storage.object_keys import int_from_env, prefix_from_env
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3: every part but the last is at least 5 MiB
 MAX_PART_SIZE = 5 * 1024 * MIB
-DEFAULT_PART_SIZE = 16 * MIB  # 10,000 parts (S3's limit) of 16 MiB: backups up to 156 GiB
+DEFAULT_PART_SIZE = 8 * MIB  # 10,000 parts (S3's limit) of 8 MiB: backups up to 78 GiB; memory follows it
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_REGION = "us-east-1"
 
