@@ -15,7 +15,7 @@ import pytest
 
 from dbbackup.core import naming, retention
 from dbbackup.core.cleanup import CleanupJob
-from dbbackup.errors import LockBusy, StorageError
+from dbbackup.errors import LockBusy, StorageError, StorageRetained
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg.backup_log import BACKUP_LOCK_KEY, CLEANUP_LOCK_KEY
 from dbbackup.settings import Settings
@@ -304,6 +304,28 @@ def test_a_file_that_fails_to_delete_is_reported_and_the_others_are_still_delete
     assert not any(world.deleted_at(expired[1])) and all(world.deleted_at(expired[0]))
     assert "cleanup_failed" in result.alerts
     assert any("Cleanup Failed" in r.getMessage() and expired[1] in r.getMessage() for r in caplog.records)
+
+
+class RetainedDeletes(FailingDeletes):
+    """A store that refuses to delete chosen files before their retention ends (GCS retention
+    policy, S3 Object Lock), as the object-store backends report it."""
+
+    def delete(self, file_id: str) -> None:
+        if file_id in self.fail_ids:
+            raise StorageRetained(f"{file_id} is retained until 2030-01-02 03:04 UTC; not deleted")
+        self.inner.delete(file_id)
+
+
+def test_a_file_its_store_still_retains_is_reported_as_kept_not_as_a_failure(world: World) -> None:
+    [world.put(NOW - timedelta(days=d)) for d in (1, 2, 3)]
+    expired = [world.put(NOW - timedelta(days=d)) for d in (20, 21)]
+    locked = {f.id for f in world.backend.storage.list(world.folder) if f.name == expired[0]}
+    result = world.job(storage=RetainedDeletes(world.backend.storage, locked)).run()  # type: ignore[arg-type]
+    assert result.status == "success" and result.failed == [] and result.alerts == []
+    assert result.deleted == [expired[1]]
+    assert [k["file"] for k in result.kept_retained] == [expired[0]]
+    assert "retained until 2030-01-02" in result.kept_retained[0]["reason"]
+    assert expired[0] in world.names() and not any(world.deleted_at(expired[0]))
 
 
 def test_a_file_already_gone_counts_as_deleted_and_the_run_goes_on(world: World) -> None:
