@@ -24,6 +24,8 @@ PAGES = [
     "architecture.md",
     "encryption.md",
     "development.md",
+    "storage.md",
+    "verification.md",
 ]
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^```.*?^```", re.S | re.M)

@@ -250,3 +250,18 @@ def test_drive_and_gcs_hold_byte_identical_copies(
     in_gcs = gcs_emulator.client().bucket(bucket).blob(rows["gcs"]["file_id"]).download_as_bytes()
     assert on_drive == in_gcs and len(in_gcs) == rows["gcs"]["file_size_bytes"]
     assert outcome.file_id == rows["google_drive"]["file_id"]  # the first target fills backup_logs
+
+
+def test_the_functions_answer_lists_the_copies_when_there_are_several_targets(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], tmp_path: Path
+) -> None:
+    from dbbackup.http.endpoints import run_backup
+
+    env = env_for(drive_fake, drive_user, tmp_path / "store", "local,google_drive")
+    body, status = run_backup(Settings.from_env({"DATABASE_URL": data_db, **env}), "manual")
+    assert status == 200 and [(c["target"], c["status"]) for c in body["copies"]] == [
+        ("local", "success"),
+        ("google_drive", "success"),
+    ]
+    one, _ = run_backup(Settings.from_env({"DATABASE_URL": data_db, "BACKUP_LOCAL_ROOT": str(tmp_path)}), "manual")
+    assert "copies" not in one  # one target: the answer is as it always was

@@ -21,7 +21,7 @@ S3 = {"BACKUP_S3_BUCKET": "backups", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SE
         ({}, "BACKUP_S3_BUCKET"),
         ({**S3, "BACKUP_S3_BUCKET": "a/b"}, "BACKUP_S3_BUCKET"),
         ({**S3, "BACKUP_S3_ENDPOINT_URL": "http://minio.example.com:9000"}, "BACKUP_S3_ENDPOINT_URL"),
-        ({**S3, "BACKUP_S3_ENDPOINT_URL": "https://host/bucket"}, "BACKUP_S3_ENDPOINT_URL"),
+        ({**S3, "BACKUP_S3_ENDPOINT_URL": "https://host/s3?x=1"}, "BACKUP_S3_ENDPOINT_URL"),
         ({**S3, "BACKUP_S3_PART_SIZE": "1024"}, "BACKUP_S3_PART_SIZE"),
         ({**S3, "BACKUP_S3_OBJECT_LOCK_DAYS": "-1"}, "BACKUP_S3_OBJECT_LOCK_DAYS"),
         ({**S3, "BACKUP_S3_PREFIX": "a/../b"}, "BACKUP_S3_PREFIX"),
@@ -65,3 +65,11 @@ def test_storage_named_builds_each_backend() -> None:
     assert type(storage_named(gcs, "gcs")).__name__ == "GcsStorage"
     with pytest.raises(ConfigError, match="'gcs' is not supported"):
         storage_named(s3, "gcs")  # no BACKUP_GCS_* parsed for this deployment
+
+
+def test_an_endpoint_with_a_path_such_as_supabase_storages_addresses_buckets_under_it() -> None:
+    env = {**S3, "BACKUP_STORAGE": "s3", "BACKUP_S3_ENDPOINT_URL": "https://abcd.supabase.co/storage/v1/s3"}
+    storage = storage_named(Settings.from_env({**DB, **env}), "s3")
+    # Signed offline: where the client would send a request for one object.
+    url = storage.client.generate_presigned_url("get_object", Params={"Bucket": "backups", "Key": "A/f.sql.gz"})
+    assert url.startswith("https://abcd.supabase.co/storage/v1/s3/backups/A/f.sql.gz?")

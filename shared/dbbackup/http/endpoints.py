@@ -112,14 +112,17 @@ def run_backup(
         "file_size_bytes": outcome.file_size_bytes,
         "path": outcome.path,
     }
+    # With several targets, where each copy is (a failed attempt may still hold complete copies).
+    copies = {"copies": outcome.copies} if outcome.copies is not None else {}
     if outcome.status == "success":
         log.info("backup %s succeeded: %s (%s bytes)", outcome.backup_log_id, outcome.path, outcome.file_size_bytes)
         for line in outcome.warnings:
             log.warning("backup %s: %s", outcome.backup_log_id, line)
         extra = {"file_id": outcome.file_id, "md5": outcome.md5, "seconds": outcome.seconds}
-        return result | extra | {"tables": outcome.tables, "warnings": outcome.warnings}, 200
+        return result | extra | {"tables": outcome.tables, "warnings": outcome.warnings} | copies, 200
     log.error("backup %s failed: %s", outcome.backup_log_id, outcome.reason)
-    return {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}, 500
+    failed = {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}
+    return failed | copies, 500
 
 
 def start_backup(ctx: RequestContext, trigger: str, schedule_time: datetime | None = None) -> HttpReply:

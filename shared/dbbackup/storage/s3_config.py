@@ -47,9 +47,11 @@ def _endpoint(env: Mapping[str, str]) -> str | None:
     if not url:
         return None
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/"):
+    # A path is part of some endpoints (Supabase Storage: https://<ref>.supabase.co/storage/v1/s3);
+    # requests then go path-style under it. A query or fragment is never part of one.
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(
-            f"BACKUP_S3_ENDPOINT_URL={url!r}: expected https://host[:port] (no path; the bucket is separate)"
+            f"BACKUP_S3_ENDPOINT_URL={url!r}: expected https://host[:port][/path] (the bucket is separate)"
         )
     # Backups would cross the network in clear text: only a server on this machine (MinIO in a
     # test, the moto server of the test suite) may be reached without TLS.
