@@ -424,3 +424,12 @@ def test_closing_the_encrypting_stream_closes_its_source(keys: list[Key]) -> Non
     next(stream)
     stream.close()  # type: ignore[attr-defined]
     assert closed == [True]
+
+
+def test_an_identity_variable_that_is_neither_a_key_nor_a_file_is_refused_without_echoing_it(
+    encrypted: Encrypted,
+) -> None:
+    pasted = "AGE-PLUGIN-YUBIKEY-1QQSECRETLOOKINGVALUE"  # a shape the tool does not read
+    proc = encrypted.cli(["verify", "latest"], BACKUP_AGE_IDENTITY=pasted)
+    assert proc.returncode == 2 and "BACKUP_AGE_IDENTITY is neither" in one_line(proc.stderr)
+    assert pasted not in proc.stderr + proc.stdout

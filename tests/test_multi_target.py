@@ -265,3 +265,88 @@ def test_the_functions_answer_lists_the_copies_when_there_are_several_targets(
     ]
     one, _ = run_backup(Settings.from_env({"DATABASE_URL": data_db, "BACKUP_LOCAL_ROOT": str(tmp_path)}), "manual")
     assert "copies" not in one  # one target: the answer is as it always was
+
+
+def test_a_backup_whose_primary_copy_retention_deleted_restores_from_a_surviving_copy(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], tmp_path: Path, make_db: DbFactory
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(drive_fake, drive_user, root, "local,google_drive")
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    # As a cleanup does when the other store still retains its copy (S3 Object Lock, GCS policy).
+    [local] = local_files(root)
+    local.unlink()
+    with psycopg.connect(data_db, autocommit=True) as conn:
+        conn.execute("UPDATE backup_logs SET deleted_at = now() WHERE id = %s", (outcome.backup_log_id,))
+        conn.execute(
+            "UPDATE backup_copies SET deleted_at = now() WHERE backup_log_id = %s AND target = 'local'",
+            (outcome.backup_log_id,),
+        )
+    for source in (outcome.backup_log_id, "latest"):
+        target = make_db()
+        proc = run_cli(["restore", source, "--target", target], data_db, **env)
+        assert proc.returncode == 0, proc.stderr
+        assert "from google_drive" in proc.stdout
+
+
+def test_restore_moves_on_to_the_next_copy_when_a_target_is_out_of_reach(
+    data_db: str, drive_fake: DriveFake, drive_user: dict[str, Any], tmp_path: Path, make_db: DbFactory
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(drive_fake, drive_user, root, "google_drive,local")
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    drive_fake.fail(500, method="GET", path="/drive/v3/files/", times=1000)  # Drive down for reads
+    target = make_db()
+    proc = run_cli(["restore", outcome.backup_log_id, "--target", target], data_db, **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "from local" in proc.stdout
+
+
+def test_when_every_target_has_failed_the_dump_is_not_read_to_the_end() -> None:
+    read = 0
+
+    def source() -> Iterator[bytes]:
+        nonlocal read
+        for _ in range(2000):
+            read += 1
+            yield b"x" * 1024
+
+    def broken(chunks: Iterator[bytes]) -> StoredFile:
+        next(chunks)
+        raise OSError("403 Forbidden")
+
+    results = fan_out(source(), {"a": broken, "b": broken})
+    assert all(isinstance(r, OSError) for r in results.values())
+    assert read < 100, read
+
+
+def test_an_interrupted_fan_out_aborts_every_target_without_a_thread_traceback() -> None:
+    hooks: list[object] = []
+    previous = threading.excepthook
+    threading.excepthook = hooks.append  # type: ignore[assignment]
+    aborted: list[str] = []
+
+    def source() -> Iterator[bytes]:
+        yield b"x" * 1024
+        raise KeyboardInterrupt
+
+    def writer(name: str):  # type: ignore[no-untyped-def]
+        def write(chunks: Iterator[bytes]) -> StoredFile:
+            try:
+                for _ in chunks:
+                    pass
+            except BaseException:
+                aborted.append(name)
+                raise
+            return StoredFile(id=name, name=name, size=0, path=name)
+
+        return write
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fan_out(source(), {"a": writer("a"), "b": writer("b")})
+    finally:
+        threading.excepthook = previous
+    assert sorted(aborted) == ["a", "b"] and hooks == []

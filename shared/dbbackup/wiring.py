@@ -4,6 +4,7 @@ nothing below this module knows which backend or notifier is configured."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from dbbackup.core.ports import Email, Notifier, OpenLog, Storage, Target
 from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
-from dbbackup.errors import ConfigError
+from dbbackup.errors import ConfigError, UsageError
 from dbbackup.memory import release_large_buffers
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
@@ -145,6 +146,12 @@ def age_identities(path: str | None, env: Mapping[str, str]) -> Identities | Non
         return None
     if "AGE-SECRET-KEY-" in value.upper():
         return parse_identities(value, IDENTITY_VARIABLE)
+    if not os.path.isfile(value):
+        # Never quote the value: it may be a key pasted in a shape we do not recognise.
+        raise UsageError(
+            f"{IDENTITY_VARIABLE} is neither an age identity (AGE-SECRET-KEY-1…) nor the path of a readable"
+            " identity file"
+        )
     return load_identities(value, IDENTITY_VARIABLE)
 
 

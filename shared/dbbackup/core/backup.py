@@ -144,6 +144,7 @@ class BackupJob:
         stored: dict[str, StoredFile] = {}
         copies: list[Copy] = []
         keep = False  # whether the complete copies of a failed attempt stay (recorded per copy)
+        committed = False  # the row says success: an interrupt after this must not undo it
         try:
             folder_path.split(folder)
             folders: dict[str, Folder] = {}
@@ -169,7 +170,9 @@ class BackupJob:
             with self.dumper.dump(log_id) as dump:
                 chunks = iter(dump)
                 try:
-                    written = fan_out(chunks, {t.name: self._writer(t.storage, folders[t.name], name) for t in live})
+                    written = fan_out(
+                        chunks, {t.name: self._writer(t.storage, folders[t.name], name, stored, t.name) for t in live}
+                    )
                     results: dict[str, StoredFile | Exception] = {**unreachable, **written}
                 finally:
                     # Stop pg_dump now: a backend may still hold the generator (in a traceback),
@@ -180,8 +183,8 @@ class BackupJob:
             for t in self.targets:
                 copy, ok = self._checked(t, results[t.name], dump, path)
                 copies.append(copy)
-                if ok is not None:
-                    stored[t.name] = ok
+                if ok is None:
+                    stored.pop(t.name, None)  # deleted by the check, or never stored
             failed = [c for c in copies if c.status != "success"]
             if failed:
                 # The complete copies stay, recorded; retention treats them as a failed attempt's.
@@ -189,6 +192,8 @@ class BackupJob:
                 keep = True
                 raise StorageError(self._copies_reason(failed, copies))
             primary = stored[self.targets[0].name]
+            # The copies first: once succeed() commits, nothing may undo the backup.
+            repo.record_copies(log_id, copies)
             repo.succeed(
                 log_id,
                 size=primary.size,
@@ -198,7 +203,7 @@ class BackupJob:
                 sql_bytes=stats.sql_bytes,
                 backend=self.targets[0].name,
             )
-            repo.record_copies(log_id, copies)
+            committed = True
             self._record_manifest(repo, log_id, stats.tables)
             return BackupOutcome(
                 status="success",
@@ -215,6 +220,8 @@ class BackupJob:
                 counts=dict(stats.tables),
             )
         except BaseException as exc:
+            if committed:
+                raise  # only an interrupt gets here (the manifest's write is log-only): the backup stands
             reason = self._reason(exc)
             if not keep:
                 # No copy of a failed attempt stays behind unless it is recorded as one.
@@ -236,8 +243,17 @@ class BackupJob:
                 copies=self._copies_out(copies),
             )
 
-    def _writer(self, storage: Storage, folder: Folder, name: str) -> Callable[[Iterator[bytes]], StoredFile]:
-        return lambda chunks: storage.put(folder, name, chunks)
+    def _writer(
+        self, storage: Storage, folder: Folder, name: str, stored: dict[str, StoredFile], target: str
+    ) -> Callable[[Iterator[bytes]], StoredFile]:
+        """``put``, noting the file the moment it exists: if the run is then interrupted, the
+        failure path still finds (and removes) every copy that was committed."""
+
+        def write(chunks: Iterator[bytes]) -> StoredFile:
+            stored[target] = result = storage.put(folder, name, chunks)
+            return result
+
+        return write
 
     def _checked(
         self, target: Target, result: StoredFile | Exception, dump: Dump, path: str

@@ -13,6 +13,7 @@ thread at all: ``put`` reads the source directly, exactly as before.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -22,9 +23,16 @@ from typing import Final
 from dbbackup.core.ports import StoredFile
 
 QUEUE_DEPTH = 4
+JOIN_SECONDS = 60  # how long an interrupted run waits for a target to abort its upload
 _END: Final = object()
 
 Writer = Callable[[Iterator[bytes]], StoredFile]
+
+
+class SourceFailed(Exception):
+    """What a target's stream raises when the source failed (or the run was interrupted): an
+    ordinary exception in that thread, whatever the source raised, so every backend aborts its
+    write and no thread prints a traceback of its own; the caller gets the original."""
 
 
 @dataclass
@@ -40,7 +48,7 @@ def _stream(inbox: queue.Queue[object]) -> Iterator[bytes]:
         if item is _END:
             return
         if isinstance(item, _Failed):
-            raise item.error
+            raise SourceFailed(str(item.error) or type(item.error).__name__)
         assert isinstance(item, bytes)
         yield item
 
@@ -64,13 +72,16 @@ def fan_out(source: Iterator[bytes], writers: Mapping[str, Writer]) -> dict[str,
     def run(name: str, write: Writer) -> None:
         try:
             results[name] = write(_stream(inboxes[name]))
-        except Exception as exc:
-            results[name] = exc
+        except BaseException as exc:  # never a traceback from this thread: the caller reports
+            results[name] = exc if isinstance(exc, Exception) else SourceFailed(type(exc).__name__)
         finally:
             done[name].set()
 
+    # Each thread runs in a copy of the caller's context, so its log lines keep their labels.
     threads = [
-        threading.Thread(target=run, args=(name, write), name=f"dbbackup-put-{name}", daemon=True)
+        threading.Thread(
+            target=contextvars.copy_context().run, args=(run, name, write), name=f"dbbackup-put-{name}", daemon=True
+        )
         for name, write in writers.items()
     ]
     for thread in threads:
@@ -86,18 +97,26 @@ def fan_out(source: Iterator[bytes], writers: Mapping[str, Writer]) -> dict[str,
                 except queue.Full:
                     continue
 
+    ended = False
     try:
         for chunk in source:
+            if all(d.is_set() for d in done.values()):
+                break  # every target has given up: stop reading the dump (the caller stops pg_dump)
             offer(chunk)
-    except BaseException as exc:
-        offer(_Failed(exc))
+        else:
+            offer(_END)
+            ended = True
         for thread in threads:
             thread.join()
+    except BaseException as exc:
+        # The source failed or the run was interrupted: a target not yet told the stream ended
+        # must not commit; wait (bounded) for every writer to finish or abort.
+        if not ended:
+            offer(_Failed(exc))
+        for thread in threads:
+            thread.join(timeout=JOIN_SECONDS)
         raise
-    offer(_END)
-    for thread in threads:
-        thread.join()
-    return {name: results[name] for name in writers}
+    return {name: results.get(name, SourceFailed("the upload did not finish")) for name in writers}
 
 
 def _watched(source: Iterator[bytes], error: list[BaseException]) -> Iterator[bytes]:

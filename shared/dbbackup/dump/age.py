@@ -15,6 +15,7 @@ output queue is unbounded), and it can only produce output for input it was give
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import io
 import queue
@@ -293,13 +294,16 @@ def _through(
         finally:
             finished.set()
 
+    over = threading.Event()  # the worker's _DONE was taken: nothing more will come
+
     def take(block: bool) -> Iterator[bytes]:
-        while True:
+        while not over.is_set():
             try:
                 item = outbox.get(block=block)
             except queue.Empty:
                 return
             if item is _DONE:
+                over.set()
                 return
             if isinstance(item, BaseException):
                 raise translate(item) from None
@@ -319,7 +323,8 @@ def _through(
                 raise translate(RuntimeError("stopped before the end of its input"))
 
     def generate() -> Iterator[bytes]:
-        worker = threading.Thread(target=work, name="dbbackup-age", daemon=True)
+        # In a copy of the caller's context, so log lines keep their labels (structured_log).
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="dbbackup-age", daemon=True)
         worker.start()
         try:
             for chunk in source:

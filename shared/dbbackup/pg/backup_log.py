@@ -359,11 +359,23 @@ class PgBackupLog:
 
     @_translated
     def latest_successes(self, limit: int) -> list[LogRow]:
-        return self._rows(
-            "SELECT * FROM public.backup_logs WHERE status = 'success' AND deleted_at IS NULL"
-            " ORDER BY started_at DESC LIMIT %s",
-            (limit,),
-        )
+        """Successful backups with a file left: retention may have deleted the primary's copy and
+        kept another (a retention-locked bucket), which still restores."""
+        try:
+            with self.conn.transaction():
+                return self._rows(
+                    "SELECT * FROM public.backup_logs b WHERE status = 'success' AND (deleted_at IS NULL"
+                    " OR EXISTS (SELECT 1 FROM public.backup_copies c WHERE c.backup_log_id = b.id"
+                    " AND c.status = 'success' AND c.deleted_at IS NULL))"
+                    " ORDER BY started_at DESC LIMIT %s",
+                    (limit,),
+                )
+        except psycopg.errors.UndefinedTable:  # migrated before 011
+            return self._rows(
+                "SELECT * FROM public.backup_logs WHERE status = 'success' AND deleted_at IS NULL"
+                " ORDER BY started_at DESC LIMIT %s",
+                (limit,),
+            )
 
     @_translated
     def by_file_name(self, file_name: str) -> LogRow | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dbbackup.core.ports import BackupLog, LogRow, OpenLog, Storage
 from dbbackup.errors import BackupError, StorageNotFound, UsageError
+from dbbackup.redact import one_line
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 READ_CHUNK = 1 << 20
@@ -60,16 +61,19 @@ def resolve(source: str, lookup: Lookup, from_target: str | None = None) -> Sour
         raise UsageError(f"no backup_logs row {source}")
     if row.status != "success":
         raise UsageError(f"backup {row.id} is {row.status}, not a successful backup")
-    if row.deleted_at is not None:
+    if row.deleted_at is not None and not copies:
         raise UsageError(f"backup {row.id} ({row.file_name}) was deleted by retention")
     if not copies:
         raise UsageError(f"backup {row.id} ({row.file_name}) has no storage file id in backup_logs")
-    found = _first_held(row, copies, wanted, storage_for)
+    problems: list[str] = []
+    found = _first_held(row, copies, wanted, storage_for, problems)
     if found is None:
         where = from_target or ", ".join(targets)
         held = ", ".join(t for t, _ in copies)
+        detail = f"; {'; '.join(problems)}" if problems else ""
         raise UsageError(
-            f"backup {row.id}: file {row.file_name} is missing from storage ({where}; copies recorded in: {held})"
+            f"backup {row.id}: file {row.file_name} is missing from storage ({where}; copies recorded in:"
+            f" {held}){detail}"
         )
     return found
 
@@ -79,25 +83,36 @@ def _copies(log: BackupLog, row: LogRow, targets: tuple[str, ...]) -> list[tuple
     made before them (or by one target), the row's own file on the backend that wrote it."""
     recorded = [(c.target, c.file_id) for c in log.copies(row.id) if c.status == "success" and c.file_id]
     if recorded:
-        return recorded
-    if not row.google_drive_file_id:
+        return recorded  # the live ones: retention may have deleted the primary's and kept another
+    if not row.google_drive_file_id or row.deleted_at is not None:
         return []
     return [(row.storage_backend or targets[0], row.google_drive_file_id)]
 
 
 def _first_held(
-    row: LogRow, copies: list[tuple[str, str]], wanted: tuple[str, ...], storage_for: Callable[[str], Storage]
+    row: LogRow,
+    copies: list[tuple[str, str]],
+    wanted: tuple[str, ...],
+    storage_for: Callable[[str], Storage],
+    problems: list[str] | None = None,
 ) -> Source | None:
+    """The first wanted target whose copy is there; a target out of reach (an outage, a revoked
+    key) is noted in ``problems`` and the next one is tried: that is what several copies are for."""
     for target in wanted:
         for name, file_id in copies:
             if name != target:
                 continue
-            storage = storage_for(target)
             try:
+                storage = storage_for(target)
                 storage.stat(file_id)
             except StorageNotFound:
                 continue
-            label = f"{row.file_name} ({row.id}" + (f", from {target})" if len(copies) > 1 else ")")
+            except BackupError as exc:  # StorageError, ConfigError: this copy is out of reach now
+                if problems is not None:
+                    problems.append(f"{target}: {one_line(str(exc), 200)}")
+                continue
+            # Name the target whenever there is a choice of copies (several targets configured).
+            label = f"{row.file_name} ({row.id}" + (f", from {target})" if len(wanted) > 1 or len(copies) > 1 else ")")
             return Source(label, functools.partial(storage.open, file_id), row, target)
     return None
 
@@ -113,13 +128,15 @@ def _latest(
         candidates = [(row, _copies(log, row, targets)) for row in rows]
     if not rows:
         raise UsageError("no successful backup in backup_logs")
+    problems: list[str] = []
     for row, copies in candidates:
-        found = _first_held(row, copies, wanted, storage_for)
+        found = _first_held(row, copies, wanted, storage_for, problems)
         if found is not None:
             return found
+    detail = f" ({problems[0]})" if problems else ""
     raise UsageError(
         f"none of the {len(rows)} newest successful backups in backup_logs is in the configured storage"
-        f" (BACKUP_STORAGE={','.join(wanted)}); name one by id or file instead"
+        f" (BACKUP_STORAGE={','.join(wanted)}){detail}; name one by id or file instead"
     )
 
 
