@@ -32,7 +32,7 @@ from dbbackup.wiring import backup_job
 from fakes import drive_env
 from fakes.drive_fake import DriveFake
 from fakes.secretmanager_fake import SecretManagerFake
-from support.cli import run_cli
+from support.cli import pg_dump_that_fails, run_cli
 from support.db import DbFactory
 from support.pgcompare import assert_databases_equal
 
@@ -353,18 +353,12 @@ def test_an_encrypted_backup_whose_pg_dump_fails_at_the_very_end_leaves_no_file(
 ) -> None:
     """pg_dump writes everything, then exits 1: the age file's last piece is never written and
     nothing is stored (the row says why)."""
-    real = pgbin.tool("pg_dump")
-    script = tmp_path / "pg_dump_wrapper"
-    script.write_text(
-        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{real}" --version; fi\n'
-        f'"{real}" "$@"\necho "pg_dump: error: simulated late failure" >&2\nexit 1\n'
-    )
-    script.chmod(0o755)
+    script = pg_dump_that_fails(tmp_path, after_dumping=True)
     before = sorted(p.name for p in encrypted.root.rglob("*") if p.is_file())
     proc = encrypted.cli(["backup", "--json"], PG_DUMP_PATH=str(script), **encrypted_env(*encrypted.keys))
     assert proc.returncode == 1
     out = json.loads(proc.stdout)
-    assert out["status"] == "failed" and "simulated late failure" in out["reason"]
+    assert out["status"] == "failed" and "connection lost" in out["reason"]
     assert sorted(p.name for p in encrypted.root.rglob("*") if p.is_file()) == before
 
 

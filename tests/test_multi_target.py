@@ -20,7 +20,7 @@ from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job, cleanup_job
 from fakes import drive_env
 from fakes.drive_fake import DriveFake
-from support.cli import run_cli
+from support.cli import pg_dump_that_fails, run_cli
 from support.db import DbFactory
 
 pytest_plugins = ["fakes.fixtures"]
@@ -104,20 +104,9 @@ def test_a_dump_that_fails_leaves_no_copy_anywhere(
 ) -> None:
     root = tmp_path / "store"
     env = env_for(drive_fake, drive_user, root, "google_drive,local")
-    with psycopg.connect(data_db, autocommit=True) as conn:
-        conn.execute("CREATE ROLE multi_reader LOGIN")
-        conn.execute("REVOKE ALL ON readings FROM PUBLIC")
-    script = tmp_path / "pg_dump"
-    from dbbackup.pg import binaries as pgbin
-
-    real = pgbin.tool("pg_dump")
-    script.write_text(
-        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{real}" --version; fi\n'
-        f'"{real}" "$@"\necho "pg_dump: error: simulated late failure" >&2\nexit 1\n'
-    )
-    script.chmod(0o755)
+    script = pg_dump_that_fails(tmp_path, after_dumping=True)
     outcome = backup_job(Settings.from_env({"DATABASE_URL": data_db, **env, "PG_DUMP_PATH": str(script)})).run("manual")
-    assert outcome.status == "failed" and "simulated late failure" in outcome.reason
+    assert outcome.status == "failed" and "connection lost" in outcome.reason
     assert local_files(root) == []
     assert not [f for f in drive_fake.files.values() if f.name.startswith("DB_Backup_")]
 

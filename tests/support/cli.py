@@ -36,15 +36,19 @@ def run_cli(
     return proc
 
 
-def pg_dump_that_fails(directory: Path) -> Path:
+def pg_dump_that_fails(directory: Path, after_dumping: bool = False) -> Path:
     """A PG_DUMP_PATH that passes the checks (its --version is the bundled pg_dump's) and then
-    fails as pg_dump does when the connection drops: the backup's row exists and ends failed."""
+    fails as pg_dump does when the connection drops: the backup's row exists and ends failed.
+    ``after_dumping``: only after writing the whole dump, so everything but the file's end has
+    streamed to storage when it fails."""
     from dbbackup.pg import binaries as pgbin
 
+    real = pgbin.tool("pg_dump")
     script = directory / "pg_dump"
     script.write_text(
-        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{pgbin.tool("pg_dump")}" --version; fi\n'
-        'echo "pg_dump: error: connection lost" >&2\nexit 1\n'
+        f'#!/bin/sh\nif [ "$1" = "--version" ]; then exec "{real}" --version; fi\n'
+        + (f'"{real}" "$@"\n' if after_dumping else "")
+        + 'echo "pg_dump: error: connection lost" >&2\nexit 1\n'
     )
     script.chmod(0o755)
     return script
