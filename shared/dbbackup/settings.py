@@ -19,6 +19,7 @@ from dbbackup.dump.profiles import DumpProfile, profile_from_env
 from dbbackup.errors import ConfigError
 from dbbackup.pg.conninfo import check_url
 from dbbackup.redact import redact
+from dbbackup.restore.targets import RestoreTarget, parse_restore_targets
 from dbbackup.storage.drive_config import DriveConfig, drive_config_from_env
 from dbbackup.storage.gcs_config import GcsConfig, gcs_config_from_env
 from dbbackup.storage.s3_config import S3Config, s3_config_from_env
@@ -223,6 +224,8 @@ class Settings:
     verify_database_url: str | None = field(default=None, repr=False)
     verify_max_sql_bytes: int = 256 << 20
     identity_env: dict[str, str] = field(default_factory=dict, repr=False)
+    # RESTORE_TARGETS: where the console may restore (restore/targets.py); the URLs hold passwords.
+    restore_targets: tuple[RestoreTarget, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -248,6 +251,7 @@ class Settings:
                 scratch = None
             found += (self.verify_database_url,) + ((str(scratch),) if scratch else ())
         found += self.auth.secrets if self.auth else ()
+        found += tuple(s for t in self.restore_targets for s in t.secrets)
         found += self.s3.secrets if self.s3 else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
@@ -300,4 +304,5 @@ class Settings:
                 env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50
             ),
             identity_env={k: env[k] for k in IDENTITY_VARIABLES if env.get(k)},
+            restore_targets=parse_restore_targets(env.get("RESTORE_TARGETS", "")),
         )

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from dbbackup import wiring
 from dbbackup.auth.authenticator import USER, require
 from dbbackup.auth.config import auth_config_from_env, trusted_url
+from dbbackup.console import restores
 from dbbackup.console.logs import CsvExport, parse_query, read_page
 from dbbackup.console.settings import SETTINGS, parse_value, read_config, write_setting
 from dbbackup.core import naming
@@ -302,6 +303,11 @@ ROUTES = (
     Route("/api/config/{key}", ("PUT",), _put_config),
     Route("/api/backups", ("POST",), _run_backup),
     Route("/api/status", ("GET",), _status),
+    Route("/api/restore-targets", ("GET",), restores.restore_targets),
+    Route("/api/backups/{log_id}/restore", ("POST",), restores.start_restore),
+    Route("/api/backups/{log_id}/verify", ("POST",), restores.verify_now),
+    Route("/api/restores", ("GET",), restores.recent_restores),
+    Route("/api/restores/{restore_id}", ("GET",), restores.restore_status),
 )
 
 
