@@ -544,7 +544,9 @@
     ];
     // The column names, for the phone layout where each row is a card (CSS shows data-label).
     cells.forEach((cell, n) => { cell.dataset.label = COLUMNS[n]; });
-    return el('tr', { className: deleted ? 'deleted' : '', dataset: { id: row.id, status: row.status } }, ...cells);
+    const tr = el('tr', { className: deleted ? 'deleted' : '', dataset: { id: row.id, status: row.status } }, ...cells);
+    for (const module of modules) if (module.row) module.row(row, tr);
+    return tr;
   }
 
   async function download(row, button) {
@@ -840,6 +842,14 @@
       guarded(runBackup);
     });
   }
+
+  // ---- page modules ----------------------------------------------------------------------------
+  // Files loaded before this one (restore.js) push a setup function onto window.dbConsoleModules.
+  // Each gets these helpers, never the session itself, and may return {row(item, tr)} to add to
+  // each row of the logs table.
+  const modules = (window.dbConsoleModules || []).map((setupModule) => setupModule(Object.freeze({
+    el, apiJson, guarded, toast, openDialog, formatDate, messageOf, reloadLogs: () => guarded(loadLogs),
+  })) || {});
 
   wire();
   boot();
