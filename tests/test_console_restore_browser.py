@@ -187,7 +187,7 @@ def open_logs(page: Page) -> None:
 
 def restore_dialog(page: Page, site: Site, backup_id: str, name: str) -> Any:
     open_logs(page)
-    page.locator(f"#logs-body tr[data-id='{backup_id}']").get_by_role("button", name=f"Restore {name}").click()
+    page.locator(f"#logs-body tr[data-id='{backup_id}']").get_by_role("button", name=f"Restore… {name}").click()
     dialog = page.get_by_role("dialog", name=f"Restore {name}")
     expect(dialog).to_be_visible()
     return dialog
@@ -240,7 +240,7 @@ def test_a_failed_restore_shows_its_reason_alerts_and_is_logged(page: Page, site
 def test_verify_now_shows_the_verdict_and_the_badge(page: Page, site: Site) -> None:
     open_logs(page)
     row = page.locator(f"#logs-body tr[data-id='{site.backup_id}']")
-    row.get_by_role("button", name=f"Verify {site.file_name} now").click()
+    row.get_by_role("button", name=f"Verify now {site.file_name}").click()
     passed = page.locator("#toasts .toast.success").filter(has_text="Verify passed")
     expect(passed).to_contain_text(site.file_name, timeout=60_000)
     row = page.locator(f"#logs-body tr[data-id='{site.backup_id}']")

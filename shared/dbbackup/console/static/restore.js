@@ -45,7 +45,8 @@
       what, unavailable, fields, progress, state, failure,
       el('div', { className: 'buttons' }, cancel, submit));
     const dialog = el('dialog', { id: 'restore-dialog', 'aria-labelledby': 'restore-title' }, form);
-    document.body.append(dialog);
+    // In the page only while open: its labels never answer a search for another field's label.
+    dialog.addEventListener('close', () => dialog.remove());
     close.addEventListener('click', () => dialog.close());
     cancel.addEventListener('click', () => dialog.close());
     dialog.addEventListener('cancel', (e) => { if (restoring) e.preventDefault(); }); // Escape waits for the answer
@@ -102,6 +103,7 @@
       else if (!targets.targets.length) show('Restore is unavailable: no restore targets are configured (RESTORE_TARGETS).');
       else show('');
       describe();
+      document.body.append(dialog);
       h.openDialog(dialog, fields.hidden ? cancel : select);
     }
 
@@ -136,6 +138,7 @@
       restoring = true;
       submit.disabled = true;
       cancel.disabled = true;
+      close.disabled = true;
       failure.hidden = true;
       progress.hidden = false;
       progress.removeAttribute('value');
@@ -164,6 +167,7 @@
       } finally {
         restoring = false;
         cancel.disabled = false;
+        close.disabled = false;
         describe();
         await watching;
       }
@@ -177,8 +181,9 @@
     // ---- verify now ---------------------------------------------------------------------------
 
     async function verifyNow(row, button) {
+      const label = button.firstChild; // the visible text; the hidden file name stays
       button.disabled = true;
-      button.textContent = 'Verifying…';
+      label.textContent = 'Verifying…';
       h.toast('info', `Verifying ${row.file_name}: restoring it into a scratch database…`);
       try {
         const res = await h.apiJson(`api/backups/${encodeURIComponent(row.id)}/verify`, { method: 'POST', json: {} });
@@ -192,7 +197,7 @@
         }
       } finally {
         button.disabled = false;
-        button.textContent = 'Verify now';
+        label.textContent = 'Verify now';
       }
       await h.reloadLogs();
     }
@@ -210,9 +215,12 @@
         }));
       }
       if (item.status !== 'success' || item.deleted) return;
-      const verify = el('button', { type: 'button', className: 'link verify-now', text: 'Verify now', 'aria-label': `Verify ${item.file_name} now` });
+      // The file name completes each button's accessible name from hidden text, not aria-label:
+      // a label search for the date filter's "To" would otherwise also find every "Restore".
+      const named = (text) => [text, el('span', { className: 'visually-hidden', text: ` ${item.file_name}` })];
+      const verify = el('button', { type: 'button', className: 'link verify-now' }, ...named('Verify now'));
       verify.addEventListener('click', () => h.guarded(() => verifyNow(item, verify)));
-      const restore = el('button', { type: 'button', className: 'link restore', text: 'Restore…', 'aria-label': `Restore ${item.file_name}` });
+      const restore = el('button', { type: 'button', className: 'link restore' }, ...named('Restore…'));
       restore.addEventListener('click', () => h.guarded(() => openRestore(item)));
       cell.append(el('span', { className: 'row-actions' }, verify, restore));
     }
