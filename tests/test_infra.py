@@ -35,6 +35,7 @@ NOT_SET_BY_TERRAFORM = {
     "DBBACKUP_EMBEDDED_USER": "throwaway test and demo servers only",
     "BACKUP_AGE_IDENTITY": "decrypting is for a person restoring (CLI); the functions hold only the recipients",
     "VERIFY_DATABASE_URL": "given as VERIFY_DATABASE_URL_SECRET (it holds a password)",
+    "RESTORE_TARGETS": "given as RESTORE_TARGETS_SECRET (the URLs hold passwords)",
     "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
     "SECRET_MANAGER_ENDPOINT": "Google's endpoint is the default; tests point it at a fake",
