@@ -174,6 +174,17 @@ def test_a_non_empty_target_fails_logged_alerted_and_untouched(
     assert len(setup.restores()) == 1
 
 
+def test_one_restore_into_a_target_at_a_time(setup: Setup) -> None:
+    from dbbackup.pg.restore_log import LOCK_PREFIX
+
+    with psycopg.connect(setup.secured.url, autocommit=True) as other:  # another instance's restore
+        other.execute("SELECT pg_advisory_lock(hashtext(%s))", (LOCK_PREFIX + "staging",))
+        status, body = setup.restore("staging")
+        assert status == 409 and "a restore into staging is running" in body["error"]
+    assert setup.restores() == [] and tables(setup.staging) == []
+    assert setup.restore("staging")[0] == 200  # released: the next one runs
+
+
 def test_an_encrypted_backup_needs_the_consoles_identity(setup: Setup) -> None:
     with psycopg.connect(setup.secured.url, autocommit=True) as conn:
         sealed = conn.execute(

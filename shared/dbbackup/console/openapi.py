@@ -462,8 +462,9 @@ def document() -> dict[str, Any]:
                         "404": _error("no such backup, or no such target (field: target); nothing written"),
                         "409": _json(
                             {"oneOf": [_ref("RestoreResult"), _ref("Error")]},
-                            "refused: the backup is not restorable (failed, missing in storage, encrypted and the"
-                            " console has no identity), or the target is not empty (a failed restore_logs row)",
+                            "refused: a restore into that target is running; the backup is not restorable (failed,"
+                            " missing in storage, encrypted and the console has no identity); or the target is not"
+                            " empty (a failed restore_logs row)",
                         ),
                         "429": _error("rate limited (Retry-After header)"),
                         "500": _json({"oneOf": [_ref("RestoreResult"), _ref("Error")]}, "the restore failed"),

@@ -167,13 +167,18 @@ def start_restore(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpRep
         source = wiring.resolve_source(log_id, lambda: settings)
     except UsageError as exc:
         return _error(409, str(exc))
-    if (limited := _rate_limited(ctx, RESTORE)) is not None:
-        return limited
     restore_logs = PgRestoreLog(ctx.db.get())
-    restore_id = restore_logs.start(log_id, row.file_name, target.name, target.replace, ctx.caller.subject)
-    log.info("restore %s of backup %s into %s requested by %s", restore_id, log_id, target.name, ctx.caller.label)
-    outcome = _run(settings, source, target, identities, restore_id)
-    restore_logs.finish(restore_id, outcome)
+    if not restore_logs.try_lock_target(target.name):
+        return _error(409, f"a restore into {target.name} is running; try again when it has finished")
+    try:
+        if (limited := _rate_limited(ctx, RESTORE)) is not None:
+            return limited
+        restore_id = restore_logs.start(log_id, row.file_name, target.name, target.replace, ctx.caller.subject)
+        log.info("restore %s of backup %s into %s requested by %s", restore_id, log_id, target.name, ctx.caller.label)
+        outcome = _run(settings, source, target, identities, restore_id)
+        restore_logs.finish(restore_id, outcome)
+    finally:
+        restore_logs.unlock_target(target.name)
     body: dict[str, Any] = {
         "restore_id": restore_id,
         "status": outcome.status,

@@ -37,9 +37,21 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# One restore into a target at a time, across instances: a session lock on the app database,
+# keyed by the target's name (two restores into one database would fight over its tables).
+LOCK_PREFIX = "dbbackup restore into "
+
+
 class PgRestoreLog:
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
+
+    def try_lock_target(self, target: str) -> bool:
+        row = self.conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (LOCK_PREFIX + target,)).fetchone()
+        return bool(row and row[0])
+
+    def unlock_target(self, target: str) -> None:
+        self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (LOCK_PREFIX + target,))
 
     def start(self, backup_log_id: str, file_name: str | None, target: str, replace: bool, who: str) -> str:
         try:
