@@ -256,3 +256,50 @@ def test_restore_targets_are_checked_naming_the_target_never_its_url(value: str,
         ("a", False),
         ("b", True),
     ]
+
+
+def test_restore_logs_are_read_by_managers_only_and_written_by_nobody_signed_in(secured: Secured) -> None:
+    """Row level security as backup_logs' (migrations 003, 011): through the Supabase API roles."""
+    import json
+
+    from fakes.auth_people import CLERK
+
+    with psycopg.connect(secured.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO restore_logs (target, status, requested_by) VALUES ('staging', 'failed', 'x')")
+
+        def as_user(role: str, sub: str | None) -> None:
+            conn.execute("RESET ROLE")
+            conn.execute(f"SET ROLE {role}")
+            claims = json.dumps({"sub": sub, "role": role}) if sub else ""
+            conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (claims,))
+
+        as_user("authenticated", MANAGER)
+        assert conn.execute("SELECT count(*) FROM restore_logs").fetchone() == (1,)
+        for stmt in ("UPDATE restore_logs SET status = 'success'", "DELETE FROM restore_logs", "TRUNCATE restore_logs"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(stmt)
+        as_user("authenticated", CLERK)
+        assert conn.execute("SELECT count(*) FROM restore_logs").fetchone() == (0,)
+        as_user("anon", None)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM restore_logs")
+        conn.execute("RESET ROLE")
+
+
+def test_verify_now_of_a_damaged_backup_fails_recorded_and_alerted(
+    setup: Setup, sendgrid: FakeSendGrid, make_db: DbFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERIFY_DATABASE_URL", make_db())
+    with psycopg.connect(setup.secured.url) as conn:
+        stored = conn.execute(
+            "SELECT google_drive_file_id FROM backup_logs WHERE id = %s", (setup.backup_id,)
+        ).fetchone()
+    path = setup.secured.root / stored[0]
+    path.write_bytes(path.read_bytes()[:-20])  # the gzip trailer is gone
+    body = setup.client.post(f"/api/backups/{setup.backup_id}/verify", headers=setup.headers).get_json()
+    assert body["verify_status"] == "failed", body
+    with psycopg.connect(setup.secured.url) as conn:
+        row = conn.execute("SELECT verify_status FROM backup_logs WHERE id = %s", (setup.backup_id,)).fetchone()
+    assert row == ("failed",)
+    [mail] = [m for m in sendgrid.sent if "Restore Drill Failed" in m.subject]
+    assert mail.to == [OPS] and f"Verify now from the backup console, by {MANAGER}" in mail.text

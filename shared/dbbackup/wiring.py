@@ -209,9 +209,14 @@ def cleanup_job(
 
 
 def drill(
-    settings: Settings, storage: Storage | None = None, alerter: Alerter | None = None, clock: Clock = utc_now
+    settings: Settings,
+    storage: Storage | None = None,
+    alerter: Alerter | None = None,
+    clock: Clock = utc_now,
+    task: str = "weekly restore drill (verify_backup)",
 ) -> Drill:
-    """The restore drill (``verify_backup``) with the configured log, storage and alerts."""
+    """The restore drill (``verify_backup``, or the console's "Verify now": ``task`` says which in
+    a failure's alert) with the configured log, storage and alerts."""
     from dbbackup.core import messages
 
     remember_secrets(settings.secrets)
@@ -226,6 +231,7 @@ def drill(
             target=result.target or "(not started)",
             detail=result.detail,
             organization=settings.organization,
+            task=task,
         )
 
     config = DrillConfig(

@@ -313,7 +313,7 @@ def verify_now(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpReply:
     if (limited := _rate_limited(ctx, VERIFY)) is not None:
         return limited
     log.info("verify of backup %s requested by %s", log_id, ctx.caller.label)
-    result = wiring.drill(settings).run(log_id)
+    result = wiring.drill(settings, task=f"Verify now from the backup console, by {ctx.caller.subject}").run(log_id)
     body = {
         "verify_status": result.status,
         "detail": result.detail,

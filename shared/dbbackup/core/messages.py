@@ -332,8 +332,10 @@ def drill_failure_email(
     target: str,
     detail: str,
     organization: str = DEFAULT_ORGANIZATION,
+    task: str = "weekly restore drill (verify_backup)",
 ) -> Email:
-    """The weekly restore drill found a backup that does not restore as recorded."""
+    """The restore drill (weekly, or a manager's "Verify now") found a backup that does not
+    restore as recorded."""
     local = _local(when, tz)
     return _render(
         "drill_failed",
@@ -342,8 +344,8 @@ def drill_failure_email(
         "Database Backup Restore Drill Failed",
         [
             ("Date & Time", _when(when, tz)),
-            ("Task", "weekly restore drill (verify_backup)"),
-            ("Status", "Failed: the latest successful backup did not restore as recorded"),
+            ("Task", task),
+            ("Status", "Failed: the backup did not restore as recorded"),
         ],
         [
             Section("Failure Details", (detail,)),
