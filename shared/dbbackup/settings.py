@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,32 @@ def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
     )
 
 
+_JOB_NAME = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/jobs/[A-Za-z0-9_-]{1,500}$")
+
+
+@dataclass(frozen=True)
+class SchedulerJobNames:
+    """SCHEDULER_BACKUP_JOB and SCHEDULER_CLEANUP_JOB (``projects/P/locations/L/jobs/J``), and
+    SCHEDULER_ENDPOINT (Google's endpoint when unset; tests point it at a fake)."""
+
+    backup: str
+    cleanup: str
+    endpoint: str | None = None
+
+
+def scheduler_jobs_from_env(env: Mapping[str, str]) -> SchedulerJobNames | None:
+    names = {var: env.get(var, "").strip() for var in ("SCHEDULER_BACKUP_JOB", "SCHEDULER_CLEANUP_JOB")}
+    if not any(names.values()):
+        return None
+    for var, name in names.items():
+        if not _JOB_NAME.match(name):
+            raise ConfigError(
+                f"{var}={name!r}: expected projects/PROJECT/locations/REGION/jobs/NAME (set both or neither)"
+            )
+    endpoint = env.get("SCHEDULER_ENDPOINT", "").strip() or None
+    return SchedulerJobNames(names["SCHEDULER_BACKUP_JOB"], names["SCHEDULER_CLEANUP_JOB"], endpoint)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
@@ -223,6 +250,8 @@ class Settings:
     verify_database_url: str | None = field(default=None, repr=False)
     verify_max_sql_bytes: int = 256 << 20
     identity_env: dict[str, str] = field(default_factory=dict, repr=False)
+    # The console's schedule settings apply to these Cloud Scheduler jobs (None: stored only).
+    scheduler_jobs: SchedulerJobNames | None = None
 
     def __repr__(self) -> str:
         return (
@@ -300,4 +329,5 @@ class Settings:
                 env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50
             ),
             identity_env={k: env[k] for k in IDENTITY_VARIABLES if env.get(k)},
+            scheduler_jobs=scheduler_jobs_from_env(env),
         )
