@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 from dbbackup import wiring
 from dbbackup.auth.authenticator import USER, require
 from dbbackup.auth.config import auth_config_from_env, trusted_url
+from dbbackup.console.history import history, storage_use
 from dbbackup.console.logs import CsvExport, parse_query, read_page
+from dbbackup.console.schedule import schedule_endpoint
 from dbbackup.console.settings import SETTINGS, parse_value, read_config, write_setting
 from dbbackup.core import naming
 from dbbackup.errors import ConfigError, InvalidInput, StorageError, StorageNotFound
@@ -299,9 +301,12 @@ ROUTES = (
     Route("/api/backups/{log_id}", ("GET",), _backup_contents),
     Route("/api/backups/{log_id}/download", ("GET",), _download),
     Route("/api/config", ("GET",), _config),
+    Route("/api/config/schedule", ("GET", "PUT"), schedule_endpoint),  # before {key}: the first match wins
     Route("/api/config/{key}", ("PUT",), _put_config),
     Route("/api/backups", ("POST",), _run_backup),
     Route("/api/status", ("GET",), _status),
+    Route("/api/history", ("GET",), history),
+    Route("/api/storage", ("GET",), storage_use),
 )
 
 

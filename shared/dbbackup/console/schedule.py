@@ -18,9 +18,12 @@ from zoneinfo import ZoneInfo, available_timezones
 import psycopg
 from croniter import croniter
 
+from dbbackup import wiring
 from dbbackup.core.ports import JobSchedule, SchedulerJobs
 from dbbackup.core.retention import COUNT_BOUNDS
 from dbbackup.errors import SchedulerError, SettingError
+from dbbackup.http.guard import RequestContext
+from dbbackup.http.types import HttpReply, HttpRequest
 from dbbackup.pg.app_settings import SCHEDULE_KEYS, read_settings, stored_count, write_backup_setting
 from dbbackup.settings import SchedulerJobNames, Settings
 
@@ -204,3 +207,11 @@ def parse_body(body: bytes) -> dict[str, Any]:
             raise SettingError(f"retention must be an object with any of {', '.join(COUNT_BOUNDS)}", "retention")
         out["retention"] = {name: check_count(value, name) for name, value in part.items()}
     return out
+
+
+def schedule_endpoint(req: HttpRequest, ctx: RequestContext) -> HttpReply:
+    """``GET``/``PUT /api/config/schedule``."""
+    schedules = Schedules(ctx.db.get(), ctx.settings, wiring.scheduler_jobs(ctx.settings))
+    if req.method == "PUT":
+        return HttpReply(schedules.change(req.body, ctx.caller.label), 200)
+    return HttpReply(schedules.read(), 200)
