@@ -193,7 +193,10 @@ class SchedulerJobNames:
 
 
 def scheduler_jobs_from_env(env: Mapping[str, str]) -> SchedulerJobNames | None:
-    names = {var: env.get(var, "").strip() for var in ("SCHEDULER_BACKUP_JOB", "SCHEDULER_CLEANUP_JOB")}
+    names = {
+        "SCHEDULER_BACKUP_JOB": env.get("SCHEDULER_BACKUP_JOB", "").strip(),
+        "SCHEDULER_CLEANUP_JOB": env.get("SCHEDULER_CLEANUP_JOB", "").strip(),
+    }
     if not any(names.values()):
         return None
     for var, name in names.items():
