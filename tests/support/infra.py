@@ -216,7 +216,7 @@ def _eval_simple(expr: Any, values: dict[str, Any]) -> str:
     if m := re.fullmatch(r'\$\{local\.job_names\["(\w+)"\]\}', str(expr)):
         # scheduler.tf's job_names, a for expression over the jobs: its template, for this key.
         template = re.search(r'=> "(.*)"\s*\}+$', unq(locals_(INFRA / "scheduler.tf")["job_names"]))
-        assert template, "scheduler.tf job_names is not { for key in ... : key => \"...\" }"
+        assert template, 'scheduler.tf job_names is not { for key in ... : key => "..." }'
         text = template.group(1).replace("${key}", m.group(1))
         return re.sub(r"\$\{var\.(\w+)\}", lambda v: str(values[v.group(1)]), text)
     raise AssertionError(f"unsupported settings expression {expr!r}: extend tests/support/infra.py")
