@@ -189,7 +189,7 @@ def sign_in(page: Page, served: Served) -> None:
     page.get_by_label("E-mail").fill("manager@example.com")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Backup history")).to_be_visible()
+    expect(page.get_by_role("heading", name="Backup sizes and durations")).to_be_visible()
 
 
 def test_the_history_chart_the_next_run_the_storage_use_and_the_favicon(page: Page, served: Served) -> None:
@@ -260,6 +260,7 @@ def test_a_schedule_edit_is_applied_to_cloud_scheduler_and_a_bad_cron_is_refused
     # 03:30 in Tokyo is 19:30 or 20:30 the day before in Berlin.
     expect(page.locator("#next-run")).to_contain_text(":30:00 ")
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        page.locator("#toasts button").first.click()  # the toast would cover the form
         page.locator("#schedule").screenshot(path=str(ROOT / "docs" / "console-schedule.png"))
 
 
@@ -296,4 +297,4 @@ def test_a_prominent_banner_says_when_authentication_is_disabled(
     expect(banner).to_contain_text("Anyone who can reach this page")
     box = banner.bounding_box()
     assert box is not None and box["y"] < 5 and box["width"] >= 1200  # the top of the page, full width
-    expect(page.get_by_role("heading", name="Backup history")).to_be_visible()
+    expect(page.get_by_role("heading", name="Backup sizes and durations")).to_be_visible()

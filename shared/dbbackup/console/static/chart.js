@@ -61,7 +61,7 @@
 
     const root = svg('svg', {
       viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', class: 'chart-svg',
-      'aria-labelledby': 'chart-title chart-desc',
+      'aria-labelledby': 'chart-title', 'aria-describedby': 'chart-desc',
     });
     root.append(svg('title', { id: 'chart-title' }, `Backups of the last ${history.days} days`));
     const ok = points.filter((p) => p.status === 'success').length;
@@ -84,7 +84,8 @@
 
     const bars = svg('g', { class: 'bars' });
     const marks = svg('g', { class: 'failures' });
-    const line = [];
+    const lines = [[]]; // the duration line, broken where no backup succeeded for more than two days
+    let last = null;
     const dots = svg('g', { class: 'points' });
     for (const p of points) {
       const cx = x(p.t);
@@ -109,14 +110,18 @@
       }
       if (p.duration_seconds !== null && p.status === 'success') {
         const cy = yTime(p.duration_seconds);
-        line.push(`${cx.toFixed(1)},${cy.toFixed(1)}`);
+        if (last !== null && p.t - last > 2 * 86400000) lines.push([]);
+        lines[lines.length - 1].push(`${cx.toFixed(1)},${cy.toFixed(1)}`);
+        last = p.t;
         const dot = svg('circle', { class: 'point', cx, cy, r: 3.5, 'data-id': p.id });
         dot.append(svg('title', {}, `${when}: took ${seconds(p.duration_seconds)}`));
         dots.append(dot);
       }
     }
     root.append(marks, bars);
-    if (line.length > 1) root.append(svg('polyline', { class: 'duration', points: line.join(' ') }));
+    for (const line of lines) {
+      if (line.length > 1) root.append(svg('polyline', { class: 'duration', points: line.join(' ') }));
+    }
     root.append(dots);
     if (!points.length) {
       root.append(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'empty' }, 'No backups in this period'));
