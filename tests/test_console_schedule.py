@@ -106,6 +106,9 @@ def test_without_a_scheduler_the_schedule_is_stored_not_applied_and_the_backup_n
     with psycopg.connect(secured.url) as conn:
         config = read_backup_config(conn)
     assert config.time_zone == ZoneInfo("Asia/Tokyo") and config.keep_weekly == 4 and config.retention_days is None
+    # The status strip shows the retention the next cleanup applies.
+    status = client.get("/api/status", headers=manager).get_json()
+    assert status["retention"] == {"retention_days": 15, "keep_min": 3, "keep_weekly": 4, "keep_monthly": 0}
 
     # The backup names its file in the backup job's zone, no longer BACKUP_TIMEZONE's.
     before = datetime.now(ZoneInfo("Asia/Tokyo"))

@@ -20,7 +20,7 @@ from dbbackup.auth.authenticator import USER, require
 from dbbackup.auth.config import auth_config_from_env, trusted_url
 from dbbackup.console.history import history, storage_use
 from dbbackup.console.logs import CsvExport, parse_query, read_page
-from dbbackup.console.schedule import schedule_endpoint
+from dbbackup.console.schedule import retention_in_force, schedule_endpoint
 from dbbackup.console.settings import SETTINGS, parse_value, read_config, write_setting
 from dbbackup.core import naming
 from dbbackup.errors import ConfigError, InvalidInput, StorageError, StorageNotFound
@@ -260,13 +260,7 @@ def _run_backup(req: HttpRequest, ctx: RequestContext) -> HttpReply:
 def _status(req: HttpRequest, ctx: RequestContext) -> HttpReply:
     reply = status_reply(ctx.settings)
     if reply.status == 200:
-        s = ctx.settings
-        reply.body["retention"] = {
-            "retention_days": s.retention_days,
-            "keep_min": s.keep_min,
-            "keep_weekly": s.keep_weekly,
-            "keep_monthly": s.keep_monthly,
-        }
+        reply.body["retention"] = retention_in_force(ctx.db.get(), ctx.settings)  # the console's, if set
     return reply
 
 

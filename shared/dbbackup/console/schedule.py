@@ -122,13 +122,7 @@ class Schedules:
             body[job] = {"cron": schedule.cron, "time_zone": schedule.time_zone, "next_run": next_run(schedule, now)}
             if self.names is not None:
                 body[job]["job"] = self._job_name(job)
-        s = self.settings
-        body["retention"] = {
-            "retention_days": _chosen(stored, "retention_days", s.retention_days),
-            "keep_weekly": _chosen(stored, "keep_weekly", s.keep_weekly),
-            "keep_monthly": _chosen(stored, "keep_monthly", s.keep_monthly),
-            "keep_min": s.keep_min,
-        }
+        body["retention"] = _retention(stored, self.settings)
         body["scheduler"] = "cloud_scheduler" if self.jobs is not None else None
         body["applied"] = self.jobs is not None and detail is None
         body["detail"] = detail or (
@@ -175,6 +169,20 @@ class Schedules:
 def _chosen(stored: dict[str, str | None], name: str, default: int) -> int:
     value = stored_count(f"backup_{name}", stored.get(f"backup_{name}"))
     return default if value is None else value
+
+
+def _retention(stored: dict[str, str | None], s: Settings) -> dict[str, int]:
+    return {
+        "retention_days": _chosen(stored, "retention_days", s.retention_days),
+        "keep_min": s.keep_min,
+        "keep_weekly": _chosen(stored, "keep_weekly", s.keep_weekly),
+        "keep_monthly": _chosen(stored, "keep_monthly", s.keep_monthly),
+    }
+
+
+def retention_in_force(conn: psycopg.Connection, settings: Settings) -> dict[str, int]:
+    """What the next cleanup applies: the console's counts where set, else the variables'."""
+    return _retention(read_settings(conn, SCHEDULE_KEYS), settings)
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
