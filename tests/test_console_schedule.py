@@ -180,6 +180,17 @@ def test_with_cloud_scheduler_a_change_updates_the_job_through_the_api_and_is_re
     assert body["backup"]["cron"] == "15 3 * * *"  # what was last applied and recorded
     resp = client.put("/api/config/schedule", json={"cleanup": {"cron": "0 5 * * *"}}, headers=manager)
     assert resp.status_code == 502 and "NotFound" in resp.get_json()["error"]
+    # The backup's job alone can still be changed: only the jobs a change names are read.
+    resp = client.put("/api/config/schedule", json={"backup": {"cron": "20 3 * * *"}}, headers=manager)
+    assert resp.status_code == 200 and deployed.jobs[BACKUP_JOB]["schedule"] == "20 3 * * *"
+
+    # A database migrated before 013 has nowhere to record a change: refused before any job is touched.
+    with psycopg.connect(secured.url, autocommit=True) as conn:
+        conn.execute("DELETE FROM invoice_configurations WHERE config_key = 'backup_keep_monthly'")
+    patches = len(deployed.patches)
+    resp = client.put("/api/config/schedule", json={"backup": {"cron": "0 4 * * *"}}, headers=manager)
+    assert resp.status_code == 500 and "dbbackup migrate" in resp.get_json()["error"]
+    assert len(deployed.patches) == patches and deployed.jobs[BACKUP_JOB]["schedule"] == "20 3 * * *"
 
 
 def test_the_google_cloud_scheduler_client_is_imported_by_its_adapter_only() -> None:

@@ -71,8 +71,9 @@ def storage_use(req: HttpRequest, ctx: RequestContext) -> HttpReply:
                 entry |= {"available": True, "used_bytes": quota.used_bytes, "limit_bytes": quota.limit_bytes}
             else:
                 entry["detail"] = "not available: this storage's API does not report space"
-        except BackupError as exc:
-            reason = one_line(redact(str(exc), settings.secrets), 300)
+        except Exception as exc:  # a client that cannot even be built (credentials): one line, the page goes on
+            text = str(exc) if isinstance(exc, BackupError) else type(exc).__name__
+            reason = one_line(redact(text, settings.secrets), 300)
             log.warning("storage use of %s could not be read: %s", name, reason)
             entry["detail"] = f"could not be read: {reason}"
         targets.append(entry)

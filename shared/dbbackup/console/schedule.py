@@ -21,7 +21,7 @@ from croniter import croniter
 from dbbackup import wiring
 from dbbackup.core.ports import JobSchedule, SchedulerJobs
 from dbbackup.core.retention import COUNT_BOUNDS
-from dbbackup.errors import SchedulerError, SettingError
+from dbbackup.errors import ConfigError, SchedulerError, SettingError
 from dbbackup.http.guard import RequestContext
 from dbbackup.http.types import HttpReply, HttpRequest
 from dbbackup.pg.app_settings import SCHEDULE_KEYS, read_settings, stored_count, write_backup_setting
@@ -97,14 +97,14 @@ class Schedules:
     def _stored(self) -> dict[str, str | None]:
         return read_settings(self.conn, SCHEDULE_KEYS)
 
-    def _schedules(self, stored: dict[str, str | None]) -> dict[str, JobSchedule]:
+    def _schedule(self, job: str, stored: dict[str, str | None]) -> JobSchedule:
         if self.jobs is not None:
-            return {job: self.jobs.get(self._job_name(job)) for job in JOBS}
+            return self.jobs.get(self._job_name(job))
         zone = self.settings.timezone.key
-        return {
-            job: JobSchedule(stored.get(_CRON_KEY[job]) or DEFAULT_CRON[job], stored.get(_ZONE_KEY[job]) or zone)
-            for job in JOBS
-        }
+        return JobSchedule(stored.get(_CRON_KEY[job]) or DEFAULT_CRON[job], stored.get(_ZONE_KEY[job]) or zone)
+
+    def _schedules(self, stored: dict[str, str | None]) -> dict[str, JobSchedule]:
+        return {job: self._schedule(job, stored) for job in JOBS}
 
     def read(self) -> dict[str, Any]:
         stored = self._stored()
@@ -136,7 +136,11 @@ class Schedules:
     def change(self, body: bytes, who: str) -> dict[str, Any]:
         wanted = parse_body(body)
         stored = self._stored()
-        current = self._schedules(stored) if any(job in wanted for job in JOBS) else {}
+        missing = [key for key in SCHEDULE_KEYS if key not in stored]
+        if missing:
+            # Checked before a job is touched: a change applied but not recorded would be lost.
+            raise ConfigError(f"invoice_configurations has no {missing[0]} row: run `dbbackup migrate`")
+        current = {job: self._schedule(job, stored) for job in JOBS if job in wanted}
         changes: list[str] = []
         for job in JOBS:
             if job not in wanted:
