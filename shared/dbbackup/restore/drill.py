@@ -131,6 +131,10 @@ class Drill:
                 return
             result.target = "embedded PostgreSQL 18"
             with EmbeddedPostgres() as pg:
+                # The backup's policies and grants name the live server's roles (Supabase's
+                # authenticated, service_role, ...); a fresh server has none of them.
+                roles = catalog.role_names(self.config.database_url, self.config.secrets)
+                catalog.create_missing_roles(pg.url(), roles)
                 catalog.create_databases(pg.url(), "restore_drill")
                 restore_and_compare(source, pg.url("restore_drill"), report, identities, where="PostgreSQL 18")
         result.tables = report.tables
