@@ -166,7 +166,7 @@
   async function loadNextRun() {
     const res = await tools.apiJson('api/config/schedule');
     $('next-run').textContent = res.ok && res.body.backup && res.body.backup.next_run
-      ? `${tools.formatDate(res.body.backup.next_run)}${res.body.applied ? '' : ' (schedule not applied: local run)'}`
+      ? `${tools.formatDate(res.body.backup.next_run)}${res.body.applied ? '' : ' (not applied to a scheduler)'}`
       : '—';
   }
 
