@@ -40,6 +40,9 @@ locals {
   console_settings = {
     SUPABASE_URL      = var.supabase_url
     SUPABASE_ANON_KEY = var.supabase_anon_key
+    # The jobs a manager's schedule settings update (scheduler.tf).
+    SCHEDULER_BACKUP_JOB  = local.job_names["backup"]
+    SCHEDULER_CLEANUP_JOB = local.job_names["cleanup"]
   }
 
   # Sizing and exposure per function (keys: the entry points, as in the module).

@@ -331,7 +331,7 @@ def test_a_manager_signs_in_and_sees_the_configurations_status_and_logs(visit: A
     newest = [str(r[0]) for r in console.rows("SELECT id FROM backup_logs ORDER BY started_at DESC LIMIT 20")]
     assert row_ids(page) == newest
     expect(page.locator("#logs-table thead th")).to_have_text(
-        ["Date & Time", "Type", "Status", "File Name", "Size", "Drive Path", "Failure Reason"]
+        ["Date & Time", "Type", "Status", "File Name", "File Size", "Google Drive Path", "Failure Reason"]
     )
     expect(page.locator("th[data-sort=started_at]")).to_have_attribute("aria-sort", "descending")
 

@@ -39,6 +39,7 @@ NOT_SET_BY_TERRAFORM = {
     "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
     "SECRET_MANAGER_ENDPOINT": "Google's endpoint is the default; tests point it at a fake",
+    "SCHEDULER_ENDPOINT": "Cloud Scheduler's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_CHUNK_SIZE": "the measured default (8 MiB; backup_memory is sized for it)",
     "GOOGLE_DRIVE_MAX_ATTEMPTS": "tuning; the code's default",
     "GOOGLE_DRIVE_RETRY_DELAY_SECONDS": "tuning; the code's default",
@@ -124,7 +125,9 @@ def test_least_privilege_no_basic_roles_no_keys_and_nothing_public_but_the_conso
     assert not re.search(r"roles/(editor|owner|viewer)\b", every_tf)
     assert not resources("google_service_account_key"), "no key files: the functions use their attached identity"
     project_roles = resources("google_project_iam_member")
-    assert set(project_roles) == {"build"}  # only the build account has project roles, and only these
+    # Only the build account has predefined project roles; the runtime account only the custom
+    # role that reads and updates Scheduler jobs (tested below).
+    assert set(project_roles) == {"build", "runtime_schedules"}
     assert "roles/logging.logWriter" in project_roles["build"]["for_each"]
     functions = locals_(INFRA / "functions.tf")["functions"]
     invokers = resources("google_cloud_run_service_iam_member")
@@ -152,7 +155,8 @@ def test_schedules_and_time_zone_match_the_documented_defaults() -> None:
         "verify_backup": "${var.verify_schedule}",
     }
     job = resources("google_cloud_scheduler_job")["job"]
-    # One zone for the schedules and the file names: 01:00 in the schedule is 01-00 in the name.
+    # One zone for the schedules and the file names: 01:00 in the schedule is 01-00 in the name
+    # (until a manager changes the backup job's zone in the console, which the backup then reads).
     assert unq(job["time_zone"]) == "${var.time_zone}"
     assert unq(locals_(INFRA / "functions.tf")["settings"]["BACKUP_TIMEZONE"]) == "${var.time_zone}"
     deployment = (ROOT / "docs" / "deployment.md").read_text()
@@ -340,3 +344,42 @@ def test_cloudbuild_runs_the_browser_tests_with_chromium_installed() -> None:
     test_step = text[text.index("- id: test") : text.index("- id: package")]
     assert "apt-get install" in test_step and "chromium" in test_step
     assert "DBBACKUP_REQUIRE_BROWSER=1" in test_step and "make test" in test_step
+
+
+def test_the_console_may_change_the_backup_and_cleanup_jobs_and_terraform_leaves_their_schedule_alone() -> None:
+    jobs = resources("google_cloud_scheduler_job")
+    assert set(jobs) == {"job", "drill"}
+    scheduler_locals = locals_(INFRA / "scheduler.tf")
+    assert [unq(k) for k in scheduler_locals["console_jobs"]] == ["backup", "cleanup"]
+    assert "contains(local.console_jobs, key)" in jobs["job"]["for_each"]
+    assert "!contains(local.console_jobs, key)" in jobs["drill"]["for_each"]
+    # Terraform ignores what the console changes, on those two jobs only.
+    (lifecycle,) = jobs["job"]["lifecycle"]
+    assert [unq(x) for x in lifecycle["ignore_changes"]] == ["schedule", "time_zone"]
+    assert "lifecycle" not in jobs["drill"]
+    # Both resources build the same job but for the lifecycle (one body, kept equal by this test).
+    same = {k: v for k, v in jobs["job"].items() if k not in ("for_each", "lifecycle", "__comments__")}
+    assert same == {k: v for k, v in jobs["drill"].items() if k not in ("for_each", "__comments__")}
+    assert "google_cloud_scheduler_job.drill" in (INFRA / "scheduler.tf").read_text()  # the moved block
+    # The console is told the jobs' names, built like the jobs' own: projects/P/locations/R/jobs/<prefix>-<key>.
+    names = unq(scheduler_locals["job_names"])
+    assert "projects/${var.project_id}/locations/${var.region}/jobs/${var.name_prefix}-${key}" in names
+    assert unq(jobs["job"]["name"]) == "${var.name_prefix}-${each.key}"
+    assert unq(jobs["job"]["region"]) == "${var.region}" and unq(jobs["job"]["project"]) == "${var.project_id}"
+    console = locals_(INFRA / "functions.tf")["console_settings"]
+    assert unq(console["SCHEDULER_BACKUP_JOB"]) == '${local.job_names["backup"]}'
+    assert unq(console["SCHEDULER_CLEANUP_JOB"]) == '${local.job_names["cleanup"]}'
+
+
+def test_the_runtime_account_may_read_and_update_scheduler_jobs_and_nothing_more() -> None:
+    permissions = resources("google_project_iam_custom_role")["schedule_editor"]["permissions"]
+    assert [unq(p) for p in permissions] == ["cloudscheduler.jobs.get", "cloudscheduler.jobs.update"]
+    grant = resources("google_project_iam_member")["runtime_schedules"]
+    assert unq(grant["role"]) == "${google_project_iam_custom_role.schedule_editor.id}"
+    assert unq(grant["member"]) == "serviceAccount:${google_service_account.runtime.email}"
+    acts_as = resources("google_service_account_iam_member")
+    assert list(acts_as) == ["runtime_updates_scheduler_jobs"]
+    binding = acts_as["runtime_updates_scheduler_jobs"]
+    assert unq(binding["service_account_id"]) == "${google_service_account.scheduler.name}"
+    assert unq(binding["role"]) == "roles/iam.serviceAccountUser"
+    assert unq(binding["member"]) == "serviceAccount:${google_service_account.runtime.email}"

@@ -15,7 +15,7 @@ from dbbackup.core.alerts import Alerter
 from dbbackup.core.backup import BackupJob
 from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.health import Health, read_health
-from dbbackup.core.ports import Email, Notifier, OpenLog, Storage, Target
+from dbbackup.core.ports import Email, Notifier, OpenLog, SchedulerJobs, Storage, Target
 from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
@@ -265,6 +265,16 @@ def resolve_source(
         return open_log(settings), lambda name: storage_named(settings, name), settings.storage_targets
 
     return resolve(source, log_and_storage, from_target)
+
+
+def scheduler_jobs(settings: Settings) -> SchedulerJobs | None:
+    """The Cloud Scheduler jobs the console's schedule settings update; None where none is
+    configured (a local run: the settings are stored only)."""
+    if settings.scheduler_jobs is None:
+        return None
+    from dbbackup.scheduler import CloudSchedulerJobs
+
+    return CloudSchedulerJobs(settings.scheduler_jobs.endpoint)
 
 
 def authenticator(config: AuthConfig, audiences: list[str], roles: RoleDirectory) -> Authenticator:

@@ -206,13 +206,20 @@ def secret_ids(values: dict[str, Any]) -> dict[str, str]:
 
 
 def _eval_simple(expr: Any, values: dict[str, Any]) -> str:
-    """The few forms functions.tf's settings use: var.X, tostring(var.X), join(",", var.X)."""
+    """The few forms functions.tf's settings use: var.X, tostring(var.X), join(",", var.X),
+    local.job_names["K"]."""
     if m := re.fullmatch(r"\$\{var\.(\w+)\}", str(expr)):
         return str(values[m.group(1)])
     if m := re.fullmatch(r"\$\{tostring\(var\.(\w+)\)\}", str(expr)):
         return str(values[m.group(1)])
     if m := re.fullmatch(r'\$\{join\("(.*)", var\.(\w+)\)\}', str(expr).replace('\\"', '"')):
         return m.group(1).join(values[m.group(2)])
+    if m := re.fullmatch(r'\$\{local\.job_names\["(\w+)"\]\}', str(expr)):
+        # scheduler.tf's job_names, a for expression over the jobs: its template, for this key.
+        template = re.search(r'=> "(.*)"\s*\}+$', unq(locals_(INFRA / "scheduler.tf")["job_names"]))
+        assert template, 'scheduler.tf job_names is not { for key in ... : key => "..." }'
+        text = template.group(1).replace("${key}", m.group(1))
+        return re.sub(r"\$\{var\.(\w+)\}", lambda v: str(values[v.group(1)]), text)
     raise AssertionError(f"unsupported settings expression {expr!r}: extend tests/support/infra.py")
 
 

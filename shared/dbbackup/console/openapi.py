@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from dbbackup.console.logs import CHOICES, FIRST_DATE, LAST_DATE, MAX_PAGE, MAX_PER_PAGE
+from dbbackup.console.openapi_schedule import paths as schedule_paths
 from dbbackup.console.settings import SETTINGS
 from dbbackup.pg.log_query import DEFAULT_PER_PAGE
 
@@ -525,6 +526,7 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json(_ref("Health"), "health"), **_AUTH_ERRORS},
                 }
             },
+            **schedule_paths(),
         },
         "components": {
             "schemas": _SCHEMAS,
