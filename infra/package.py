@@ -128,7 +128,7 @@ def slim_tarball(source: Path, target_dir: Path, server: bool = False) -> Path:
         tree = Path(tmp) / stem
         found: set[str] = set()
         with tarfile.open(source, "r:gz") as src:
-            for member in sorted(src.getmembers(), key=lambda m: m.name):
+            for member in src:  # in archive order: a backward seek in a .tar.gz decompresses again from the start
                 _, _, rest = member.name.partition("/")
                 if not _wanted(rest, server) or not (member.issym() or member.isfile()):
                     continue
@@ -163,7 +163,7 @@ def slim_tarball(source: Path, target_dir: Path, server: bool = False) -> Path:
                     with path.open("rb") as data:
                         dst.addfile(info, data)
     target_dir.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+    with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
         gz.write(buffer.getvalue())
     return target
 
