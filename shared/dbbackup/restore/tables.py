@@ -72,7 +72,9 @@ _ON_TABLE_PRE = frozenset({"DEFAULT", "COMMENT", "CHECK CONSTRAINT", "SECURITY L
 _ON_TABLE_POST = frozenset({"CONSTRAINT", "INDEX", "TRIGGER", "POLICY", "ROW SECURITY", "RULE", "COMMENT"})
 _TRIGGER_FUNCTION = re.compile(rb"EXECUTE (?:FUNCTION|PROCEDURE) " + QUALIFIED + rb"\(")
 _ADD_CONSTRAINT = re.compile(rb"ADD CONSTRAINT (?P<c>" + IDENT + rb")")
-_INDEX_NAMES = re.compile(rb"^ALTER INDEX " + QUALIFIED + rb" ATTACH PARTITION (?P<p>" + IDENT + rb"\." + IDENT + rb")")
+_INDEX_NAMES = re.compile(
+    rb"^ALTER INDEX " + QUALIFIED + rb" ATTACH PARTITION (?P<p>" + IDENT + rb"\." + IDENT + rb")", re.M
+)
 _SIMPLE = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
