@@ -215,3 +215,26 @@ def test_bad_table_requests_exit_2_with_one_line(backup: dict[str, Any], args: l
     proc = run_cli(["restore", backup["id"], "--target", url, *args], url, BACKUP_LOCAL_ROOT=str(backup["root"]))
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_damaged_member_fails_the_table_restore_and_leaves_nothing(backup: dict[str, Any]) -> None:
+    file: Path = backup["file"]
+    good = file.read_bytes()
+    index = seek_index.index_of(backup["manifest"])
+    assert index is not None
+    post = index.of_section("post-data")[-1]
+    damaged = bytearray(good)
+    damaged[post.offset + post.length // 2] ^= 0xFF  # the last member: after every row was sent
+    target = backup["new_db"]()
+    try:
+        file.write_bytes(bytes(damaged))
+        args = ["restore", backup["id"], "--target", target, "--table", "public.orders"]
+        proc = run_cli(args, backup["url"], BACKUP_LOCAL_ROOT=str(backup["root"]))
+    finally:
+        file.write_bytes(good)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    with psycopg.connect(target) as conn:
+        assert (
+            conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone()[0] == 0
+        )

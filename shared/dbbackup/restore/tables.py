@@ -351,6 +351,9 @@ def _selected(
                 yield needed.sql
         elif e.seq in chosen.entries:
             yield chosen.rewrite(e.sql)
+    # Constraints, indexes, triggers and policies go last, after every row: a file of several
+    # pg_dump runs (the supabase profile) has its post-data before its data.
+    post: list[bytes] = []
     for entry in stream:
         checker.feed(entry.sql)
         rows = entry.copy_data
@@ -371,10 +374,10 @@ def _selected(
             yield chosen.rewrite(entry.sql)
         elif entry.type not in DATA_TYPES and chosen.keep_post(entry):
             if entry.type == "TRIGGER" and (fn := _TRIGGER_FUNCTION.search(entry.sql)):
-                for needed in functions.pop(unquote(fn["q"]), []):
-                    yield needed.sql
-            yield chosen.rewrite(entry.sql)
+                post.extend(needed.sql for needed in functions.pop(unquote(fn["q"]), []))
+            post.append(chosen.rewrite(entry.sql))
     checker.finish()
+    yield from post
 
 
 def _run(
