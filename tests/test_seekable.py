@@ -120,6 +120,8 @@ def test_the_index_members_cover_the_file_and_decompress_alone(backup: dict[str,
     assert holding == [("public.big",)]  # a table of more than a MiB has a member to itself
     tables = [t for m in index.members for t in m.tables]
     assert sorted(tables) == sorted(backup["manifest"]["tables"])  # each table's data in exactly one member
+    shown = run_cli(["show", backup["id"]], backup["url"], check=True).stdout
+    assert f"seekable: {len(index.members)} gzip members (restore --table reads by range)" in shown
 
 
 def _schema_of(url: str, tables: list[str]) -> str:

@@ -235,6 +235,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from dbbackup.core.manifest import rows_of
+    from dbbackup.core.seek_index import index_of
     from dbbackup.pg import connect as db
     from dbbackup.pg.backup_log import PgBackupLog
     from dbbackup.restore.sources import UUID_RE
@@ -266,6 +267,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  {'table':<{name_width}} {'rows':>14} {'bytes':>16}")
     for name, entry in tables.items():
         print(f"  {name:<{name_width}} {entry['rows']:>14,} {entry['bytes']:>16,}")
+    index = index_of(manifest)
+    if index is not None:
+        how = "encrypted: restore --table streams it" if index.encrypted else "restore --table reads by range"
+        print(f"seekable: {len(index.members)} gzip members ({how})")
     return EXIT_OK
 
 
