@@ -240,3 +240,57 @@ def test_a_damaged_member_fails_the_table_restore_and_leaves_nothing(backup: dic
         assert (
             conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone()[0] == 0
         )
+
+
+SCRIPT = (
+    b"SET statement_timeout = 0;\n\\restrict k\n\n"
+    b"--\n-- Name: a; Type: TABLE; Schema: public; Owner: -\n--\n\nCREATE TABLE public.a (v text);\n\n"
+    b"--\n-- Name: b; Type: TABLE; Schema: public; Owner: -\n--\n\nCREATE TABLE public.b (v text);\n\n"
+    b"--\n-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: -\n--\n\n"
+    b"COPY public.a (v) FROM stdin;\n--\n-- Name: x; Type: TABLE; Schema: public; Owner: -\n\\\\.\n\\.\n\n\n"
+    b"--\n-- Data for Name: b; Type: TABLE DATA; Schema: public; Owner: -\n--\n\n"
+    b"COPY public.b (v) FROM stdin;\n" + b"row\n" * 40 + b"\\.\n\n\n"
+    b"SET default_tablespace = '';\n\n"
+    b"--\n-- Name: a_v; Type: INDEX; Schema: public; Owner: -\n--\n\nCREATE INDEX a_v ON public.a USING btree (v);\n\n"
+    b"--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k\n\n"
+)
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 64, len(SCRIPT)])
+def test_members_and_entries_do_not_depend_on_how_the_stream_is_cut(step: int) -> None:
+    """pg_dump's pipe hands over arbitrary pieces: the members the writer cuts, and the entries
+    the splitter finds, are the same whatever they are (a row that reads like a header is a row)."""
+    from dbbackup.dump.rewrite import DumpRewriter
+    from dbbackup.dump.stream import DumpStream
+    from dbbackup.restore import script
+
+    pieces = [("sql", SCRIPT[i : i + step]) for i in range(0, len(SCRIPT), step)]
+    stream = DumpStream(pieces, {}, DumpRewriter([]), sizes={"public.b": 1 << 20})
+    data = b"".join(stream)
+    index = stream.stats.index
+    assert index is not None and zlib.decompressobj(31).decompress(data) == SCRIPT[: index.members[0].raw_length]
+    got = [(m.section, m.tables, SCRIPT[m.raw_offset : m.raw_offset + 24]) for m in index.members]
+    assert got == [
+        ("pre-data", (), b"SET statement_timeout = "),
+        ("data", ("public.a",), b"--\n-- Data for Name: a; "),
+        ("data", ("public.b",), b"--\n-- Data for Name: b; "),  # expected to be large: its own member
+        ("post-data", (), b"--\n-- Name: a_v; Type: I"),
+    ]
+    entries = [
+        (e.type, e.qualified) for e, _ in script.split([SCRIPT[i : i + step] for i in range(0, len(SCRIPT), step)])
+    ]
+    assert entries == [
+        ("PREAMBLE", ""),
+        ("TABLE", "public.a"),
+        ("TABLE", "public.b"),
+        ("TABLE DATA", "public.a"),
+        ("TABLE DATA", "public.b"),
+        ("INDEX", "public.a_v"),
+        ("TRAILER", ""),
+    ]
+    rows = {
+        e.table: b"".join(e.copy_data or [])
+        for e in script.entries([SCRIPT[i : i + step] for i in range(0, len(SCRIPT), step)])
+    }
+    assert rows["public.a"] == b"--\n-- Name: x; Type: TABLE; Schema: public; Owner: -\n\\\\.\n"
+    assert rows["public.b"] == b"row\n" * 40
