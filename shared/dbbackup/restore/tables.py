@@ -37,7 +37,7 @@ from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.catalog import create_database, missing_database, present
-from dbbackup.pg.conninfo import check_url, libpq_target
+from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.restore import script
 from dbbackup.restore.reading import encrypted_without_identity, open_stored
@@ -240,6 +240,7 @@ def restore_tables(
     create: bool = False,
 ) -> TablesResult:
     check_url(target_url, "--target")
+    check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
     for name in tables:
         if "." not in name:
