@@ -70,7 +70,7 @@ POST_TYPES = frozenset(
 # Kept when on a restored table (the table itself decides).
 _ON_TABLE_PRE = frozenset({"DEFAULT", "COMMENT", "CHECK CONSTRAINT", "SECURITY LABEL"})
 _ON_TABLE_POST = frozenset({"CONSTRAINT", "INDEX", "TRIGGER", "POLICY", "ROW SECURITY", "RULE", "COMMENT"})
-_TRIGGER_FUNCTION = re.compile(rb"EXECUTE (?:FUNCTION|PROCEDURE) " + QUALIFIED + rb"\(")
+_FUNCTION_CALL = re.compile(QUALIFIED + rb"\(")
 _ADD_CONSTRAINT = re.compile(rb"ADD CONSTRAINT (?P<c>" + IDENT + rb")")
 _INDEX_NAMES = re.compile(
     rb"^ALTER INDEX " + QUALIFIED + rb" ATTACH PARTITION (?P<p>" + IDENT + rb"\." + IDENT + rb")", re.M
@@ -175,15 +175,20 @@ def plan(
         if not found:
             raise UsageError(f"the backup holds no table in schema {schema}")
         wanted += [t for t in found if t not in wanted]
-    # A partitioned table brings its partitions (their rows are theirs).
+    # A partitioned table brings its partitions (their rows are theirs); an inheritance child
+    # cannot be created without its parents, which come with their rows.
     grew = True
     while grew:
         grew = False
         for e in pre:
+            more: list[str] = []
             if e.type == "TABLE ATTACH" and script.table_of(e.sql) in wanted:
-                child = script.attached(e.sql)
-                if child and child not in wanted:
-                    wanted.append(child)
+                more = [child] if (child := script.attached(e.sql)) else []
+            elif e.type == "TABLE" and e.qualified in wanted:
+                more = script.parents(e.sql)
+            for table in more:
+                if table not in wanted and table in in_dump:
+                    wanted.append(table)
                     grew = True
     sequences = {
         e.qualified for e in pre if e.type in ("SEQUENCE OWNED BY", "SEQUENCE") and script.table_of(e.sql) in wanted
@@ -217,12 +222,36 @@ def _pattern(qualified: str) -> bytes:
 
 
 def _types_used(pre: Sequence[Entry], chosen: Plan) -> list[Entry]:
-    """The TYPE and DOMAIN entries the restored tables' definitions name."""
+    """The EXTENSION, TYPE, DOMAIN and COLLATION entries the restored tables' definitions and defaults
+    name: a type by its name, an extension by its schema (its types and functions are not in
+    the backup, only the extension)."""
     used: set[str] = set()
     for e in pre:
-        if e.seq in chosen.entries and e.type in ("TABLE", "FOREIGN TABLE"):
-            used.update(unquote(m["q"]) for m in re.finditer(QUALIFIED, script.statements(e.sql)))
-    return [e for e in pre if e.type in ("TYPE", "DOMAIN") and e.qualified in used]
+        if e.seq in chosen.entries and e.type in ("TABLE", "FOREIGN TABLE", "DEFAULT"):
+            used.update(script.qualified_names(e.sql))
+    schemas = {_split(name)[0] for name in used}
+    return [
+        e
+        for e in pre
+        if (e.type in ("TYPE", "DOMAIN", "COLLATION") and e.qualified in used)
+        or (e.type == "EXTENSION" and (ext := script.extension(e.sql)) is not None and ext[1] in schemas)
+    ]
+
+
+def _with_schema(e: Entry) -> bytes:
+    """A type, extension or function of the backup, with the schema it goes in."""
+    ext = script.extension(e.sql) if e.type == "EXTENSION" else None
+    schema = ext[1] if ext else e.schema
+    return f"CREATE SCHEMA IF NOT EXISTS {quote(schema)};\n".encode() + e.sql
+
+
+def _functions_for(sql: bytes, functions: dict[str, list[Entry]]) -> list[bytes]:
+    """The FUNCTION entries ``sql`` calls that the target lacks, each once (taken from
+    ``functions``)."""
+    found: list[bytes] = []
+    for match in _FUNCTION_CALL.finditer(script.statements(sql)):
+        found.extend(_with_schema(e) for e in functions.pop(unquote(match["q"]), []))
+    return found
 
 
 def _function_name(e: Entry) -> str:
@@ -338,8 +367,8 @@ def _selected(
     functions: dict[str, list[Entry]],
 ) -> Iterator[bytes]:
     """The SQL to run: the chosen pre-data, then data and post-data as they stream.
-    ``types``: to create first; ``functions``: trigger functions the target lacks, created
-    before the first trigger that runs one."""
+    ``types``: to create first; ``functions``: the backup's functions the target lacks, each
+    created before the first statement that calls it."""
     for e in pre:
         if e.kind == "preamble":
             yield e.sql
@@ -349,7 +378,10 @@ def _selected(
                 for schema in sorted({_split(t)[0] for t in chosen.tables}):
                     yield f"CREATE SCHEMA IF NOT EXISTS {quote(schema)};\n".encode()
             for needed in types:
-                yield needed.sql
+                yield _with_schema(needed)
+            # Functions the definitions call (a default, a generated column, a check).
+            kept = b"".join(x.sql for x in pre if x.seq in chosen.entries)
+            yield from _functions_for(kept, functions)
         elif e.seq in chosen.entries:
             yield chosen.rewrite(e.sql)
     # Constraints, indexes, triggers and policies go last, after every row: a file of several
@@ -374,8 +406,7 @@ def _selected(
         if entry.type == "SEQUENCE SET" and entry.qualified in chosen.sequences:
             yield chosen.rewrite(entry.sql)
         elif entry.type not in DATA_TYPES and chosen.keep_post(entry):
-            if entry.type == "TRIGGER" and (fn := _TRIGGER_FUNCTION.search(entry.sql)):
-                post.extend(needed.sql for needed in functions.pop(unquote(fn["q"]), []))
+            post.extend(_functions_for(entry.sql, functions))  # a trigger's, an index expression's
             post.append(chosen.rewrite(entry.sql))
     checker.finish()
     yield from post
@@ -401,8 +432,10 @@ def _run(
         checker.feed(block)
     # Types and trigger functions are created from the backup only where the target lacks them.
     types = _types_used(pre, chosen)
-    have = present(target_url, "type", [(e.schema, e.name) for e in types], secrets)
-    types = [e for e in types if (e.schema, e.name) not in have]
+    have = present(target_url, "type", [(e.schema, e.name) for e in types if e.type in ("TYPE", "DOMAIN")], secrets)
+    have |= present(target_url, "collation", [(e.schema, e.name) for e in types if e.type == "COLLATION"], secrets)
+    have |= present(target_url, "extension", [("", e.name) for e in types if e.type == "EXTENSION"], secrets)
+    types = [e for e in types if (e.schema, e.name) not in have and ("", e.name) not in have]
     functions: dict[str, list[Entry]] = {}
     for e in pre:
         if e.type == "FUNCTION":
