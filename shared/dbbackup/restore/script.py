@@ -287,10 +287,12 @@ _ON_TABLE = (
     re.compile(rb"^CREATE RULE " + IDENT + rb" AS\s+ON \w+ TO " + QUALIFIED, re.M),
     re.compile(rb"^ALTER SEQUENCE " + IDENT + rb"\." + IDENT + rb" OWNED BY " + QUALIFIED + rb"\.", re.M),
     re.compile(rb"^COMMENT ON (?:TABLE|COLUMN) " + QUALIFIED, re.M),
+    re.compile(rb"^COMMENT ON (?:CONSTRAINT|TRIGGER|POLICY|RULE) " + IDENT + rb" ON " + QUALIFIED, re.M),
     re.compile(rb"^SECURITY LABEL .*? ON (?:TABLE|COLUMN) " + QUALIFIED, re.M),
 )
 _REFERENCES = re.compile(rb"REFERENCES " + QUALIFIED)
 _ATTACH = re.compile(rb"ATTACH PARTITION " + QUALIFIED)
+_COMMENT_ON_INDEX = re.compile(rb"^COMMENT ON INDEX " + QUALIFIED, re.M)
 _INHERITS = re.compile(rb"^INHERITS \((?P<list>[^)]*)\);$", re.M)
 _EXTENSION = re.compile(
     rb"^CREATE EXTENSION IF NOT EXISTS (?P<e>" + IDENT + rb") WITH SCHEMA (?P<s>" + IDENT + rb")", re.M
@@ -322,6 +324,12 @@ def table_of(sql: bytes) -> str | None:
 def references(sql: bytes) -> list[str]:
     """The tables a foreign key entry points at."""
     return [unquote(m["q"]) for m in _REFERENCES.finditer(statements(sql))]
+
+
+def commented_index(sql: bytes) -> str | None:
+    """The index a COMMENT ON INDEX entry is about."""
+    match = _COMMENT_ON_INDEX.search(statements(sql))
+    return unquote(match["q"]) if match else None
 
 
 def parents(sql: bytes) -> list[str]:

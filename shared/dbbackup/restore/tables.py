@@ -69,7 +69,9 @@ POST_TYPES = frozenset(
 )
 # Kept when on a restored table (the table itself decides).
 _ON_TABLE_PRE = frozenset({"DEFAULT", "COMMENT", "CHECK CONSTRAINT", "SECURITY LABEL"})
-_ON_TABLE_POST = frozenset({"CONSTRAINT", "INDEX", "TRIGGER", "POLICY", "ROW SECURITY", "RULE", "COMMENT"})
+_ON_TABLE_POST = frozenset(
+    {"CONSTRAINT", "CHECK CONSTRAINT", "INDEX", "TRIGGER", "POLICY", "ROW SECURITY", "RULE", "COMMENT"}
+)
 _FUNCTION_CALL = re.compile(QUALIFIED + rb"\(")
 _ADD_CONSTRAINT = re.compile(rb"ADD CONSTRAINT (?P<c>" + IDENT + rb")")
 _INDEX_NAMES = re.compile(
@@ -138,6 +140,8 @@ class Plan:
             if match is None:
                 return False
             return unquote(match["q"]) in self.indexes and unquote(match["p"]) in self.indexes
+        if entry.type == "COMMENT" and (index := script.commented_index(entry.sql)) is not None:
+            return index in self.indexes
         if entry.type in _ON_TABLE_POST and script.table_of(entry.sql) in self.tables:
             if entry.type == "INDEX":
                 self.add_index(entry.qualified)
