@@ -327,3 +327,24 @@ def test_whole_schemas_of_the_varied_database_restore_by_range(make_db: Any, tmp
     assert len(quoted) == len(result["tables"])  # those asked for, nothing else
     if not result["skipped"]:  # the same definitions (created in another order: compare the lines)
         assert sorted(_schema_of(target, quoted).splitlines()) == sorted(_schema_of(source, quoted).splitlines())
+
+
+def test_a_supabase_profile_backup_restores_tables_without_its_project_sql(backup: dict[str, Any]) -> None:
+    """A file of several pg_dump runs (roles, schema, data, the managed schemas' SQL): only the
+    tables' entries and pg_dump's session lines run, not the roles or the default-privileges reset."""
+    url, root = backup["url"], backup["root"] / "supabase"
+    proc = run_cli(["backup", "--json"], url, BACKUP_LOCAL_ROOT=str(root), BACKUP_PROFILE="supabase")
+    assert proc.returncode == 0, proc.stderr
+    log_id = json.loads(proc.stdout)["backup_log_id"]
+    target = backup["new_db"]()
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO pg_monitor")
+    args = ["restore", log_id, "--target", target, "--json", "--table", "public.customers", "--table", "public.orders"]
+    proc = run_cli(args, url, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["indexed"]
+    restored = data_fingerprint(target)
+    assert restored == {k: v for k, v in data_fingerprint(url).items() if k in restored}
+    assert {k for k in restored if not k.startswith("sequence:")} == {"public.customers", "public.orders"}
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_default_acl").fetchone()[0] == 1  # not reset

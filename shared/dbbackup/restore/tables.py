@@ -23,6 +23,7 @@ can compare and copy rows back. Without it the tables must not exist in the targ
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import subprocess
 import threading
@@ -30,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from dbbackup.core.seek_index import DATA_TYPES, Index, Member
+from dbbackup.core.seek_index import DATA_TYPES, POST_TYPES, Index, Member
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
@@ -46,27 +47,6 @@ from dbbackup.restore.script import IDENT, QUALIFIED, Entry, unquote
 from dbbackup.restore.seekable import index_for, open_members
 from dbbackup.restore.sources import Source
 
-# Entry types of pg_dump's post-data section: where a plain script's pre-data has ended.
-POST_TYPES = frozenset(
-    {
-        "CONSTRAINT",
-        "FK CONSTRAINT",
-        "INDEX",
-        "INDEX ATTACH",
-        "TRIGGER",
-        "EVENT TRIGGER",
-        "POLICY",
-        "ROW SECURITY",
-        "RULE",
-        "MATERIALIZED VIEW DATA",
-        "PUBLICATION",
-        "PUBLICATION TABLE",
-        "PUBLICATION TABLES IN SCHEMA",
-        "SUBSCRIPTION",
-        "SUBSCRIPTION TABLE",
-        "STATISTICS DATA",
-    }
-)
 # Kept when on a restored table (the table itself decides).
 _ON_TABLE_PRE = frozenset({"DEFAULT", "COMMENT", "CHECK CONSTRAINT", "SECURITY LABEL"})
 _ON_TABLE_POST = frozenset(
@@ -123,7 +103,7 @@ class Plan:
 
     def keep_post(self, entry: Entry) -> bool:
         if entry.kind == "trailer":
-            return True
+            return True  # its session lines only (_session_lines)
         if entry.type == "FK CONSTRAINT":
             table = script.table_of(entry.sql)
             if table not in self.tables:
@@ -249,6 +229,21 @@ def _with_schema(e: Entry) -> bytes:
     return f"CREATE SCHEMA IF NOT EXISTS {quote(schema)};\n".encode() + e.sql
 
 
+def _own_preamble(sql: bytes) -> bytes:
+    """pg_dump's own preamble (SET lines, ``\\restrict``): a supabase-profile file starts with
+    pg_dumpall's roles and our SQL for a whole project, which restoring some tables must not run."""
+    at = sql.rfind(b"--\n-- PostgreSQL database dump\n")
+    return sql[at:] if at > 0 else sql
+
+
+def _session_lines(sql: bytes) -> bytes:
+    """Of what follows a pg_dump run's completion marker, only the session lines: its
+    ``\\unrestrict``, and the next run's SET lines and ``\\restrict`` (the supabase profile's
+    SQL for the managed schemas, also there, is not for a table restore)."""
+    keep = (b"\\restrict ", b"\\unrestrict ", b"SET ", b"SELECT pg_catalog.set_config(")
+    return b"".join(line for line in sql.splitlines(keepends=True) if line.startswith(keep))
+
+
 def _functions_for(sql: bytes, functions: dict[str, list[Entry]]) -> list[bytes]:
     """The FUNCTION entries ``sql`` calls that the target lacks, each once (taken from
     ``functions``)."""
@@ -288,28 +283,19 @@ def restore_tables(
                 break
             pre_members.append(m)
         pre_sql = b"".join(open_members(source, pre_members))
-        pre = [e for e in script.entries([pre_sql])]
+        pre, after = _until_rest(script.entries([pre_sql]))
         chosen = plan(pre, tables, schemas, into_schema)
         rest = _rest_members(index, chosen, len(pre_members))
         stats.gz_bytes = sum(m.length for m in [*pre_members, *rest])
         stats.sql_bytes = sum(m.raw_length for m in [*pre_members, *rest])
-        stream: Iterator[Entry] = script.entries(open_members(source, rest))
-        checker_input: list[bytes] = [pre_sql]
+        stream: Iterator[Entry] = itertools.chain(after, script.entries(open_members(source, rest)))
+        checker_input = [e.sql for e in pre]
     else:
         opened = open_stored(source)
         if opened.stored.encrypted and identities is None:
             raise encrypted_without_identity(source.label, "restore")
-        stream = script.entries(gunzip(opened.gzip(identities, source.label, "restore"), stats))
-        pre = []
-        first_rest: Entry | None = None
-        for entry in stream:
-            if entry.type in DATA_TYPES or entry.type in POST_TYPES or entry.kind == "trailer":
-                first_rest = entry
-                break
-            pre.append(entry)
+        pre, stream = _until_rest(script.entries(gunzip(opened.gzip(identities, source.label, "restore"), stats)))
         chosen = plan(pre, tables, schemas, into_schema)
-        if first_rest is not None:
-            stream = _chain_first(first_rest, stream)
         checker_input = [e.sql for e in pre]
     if (missing := missing_database(target_url, secrets)) is not None:
         if not create:
@@ -334,9 +320,15 @@ def restore_tables(
     )
 
 
-def _chain_first(first: Entry, rest: Iterator[Entry]) -> Iterator[Entry]:
-    yield first
-    yield from rest
+def _until_rest(entries: Iterator[Entry]) -> tuple[list[Entry], Iterator[Entry]]:
+    """The pre-data entries (held: they are small), and the stream from the first data or
+    post-data entry on."""
+    pre: list[Entry] = []
+    for entry in entries:
+        if entry.type in DATA_TYPES or entry.type in POST_TYPES or entry.kind == "trailer":
+            return pre, itertools.chain([entry], entries)
+        pre.append(entry)
+    return pre, iter(())
 
 
 def _rest_members(index: Index, chosen: Plan, skip: int) -> list[Member]:
@@ -375,7 +367,7 @@ def _selected(
     created before the first statement that calls it."""
     for e in pre:
         if e.kind == "preamble":
-            yield e.sql
+            yield _own_preamble(e.sql)
             if chosen.into is not None:
                 yield f"CREATE SCHEMA IF NOT EXISTS {quote(chosen.into)};\n\n".encode()
             else:
@@ -411,7 +403,7 @@ def _selected(
             yield chosen.rewrite(entry.sql)
         elif entry.type not in DATA_TYPES and chosen.keep_post(entry):
             post.extend(_functions_for(entry.sql, functions))  # a trigger's, an index expression's
-            post.append(chosen.rewrite(entry.sql))
+            post.append(_session_lines(entry.sql) if entry.kind == "trailer" else chosen.rewrite(entry.sql))
     checker.finish()
     yield from post
 
