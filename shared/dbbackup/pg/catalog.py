@@ -36,6 +36,17 @@ def unreadable_relations(conn: psycopg.Connection) -> list[Relation]:
     return [(str(k), str(s), str(n), str(q), bool(u)) for k, s, n, q, u in conn.execute(UNREADABLE_SQL).fetchall()]
 
 
+def table_sizes(conn: psycopg.Connection) -> dict[str, int]:
+    """Bytes on disk per table (``schema.table`` unquoted, as the manifest names them): an
+    estimate of how much SQL its data will be."""
+    rows = conn.execute(
+        "SELECT n.nspname || '.' || c.relname, pg_catalog.pg_table_size(c.oid) FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
+        " AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
+    ).fetchall()
+    return {str(name): int(size or 0) for name, size in rows}
+
+
 def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
     """Tables, views and sequences outside the system schemas of the target."""
     with db.connect(url, attempts=1, secrets=secrets) as conn:
@@ -49,6 +60,31 @@ def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
             " ORDER BY 1"
         ).fetchall()
     return [r[0] for r in rows]
+
+
+PRESENT_SQL = {
+    "relation": "pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', s, n)) IS NOT NULL",
+    "type": "pg_catalog.to_regtype(pg_catalog.format('%%I.%%I', s, n)) IS NOT NULL",
+    "function": "EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace x"
+    " ON x.oid = p.pronamespace WHERE x.nspname = s AND p.proname = n)",
+    "schema": "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace x WHERE x.nspname = n)",
+    "extension": "EXISTS (SELECT 1 FROM pg_catalog.pg_extension x WHERE x.extname = n)",
+    "collation": "EXISTS (SELECT 1 FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace x"
+    " ON x.oid = c.collnamespace WHERE x.nspname = s AND c.collname = n)",
+}
+
+
+def present(url: str, kind: str, names: list[tuple[str, str]], secrets: tuple[str, ...] = ()) -> set[tuple[str, str]]:
+    """Which of ``names`` ((schema, name), unquoted) exist in the target as a ``kind``: relation,
+    type, function (by name), collation, schema or extension (the name; schema ignored)."""
+    if not names:
+        return set()
+    with db.sql_errors(secrets), db.connect(url, attempts=1, secrets=secrets) as conn:
+        rows = conn.execute(
+            "SELECT s, n FROM unnest(%s::text[], %s::text[]) AS u(s, n) WHERE " + PRESENT_SQL[kind],
+            ([s for s, _ in names], [n for _, n in names]),
+        ).fetchall()
+    return {(str(s), str(n)) for s, n in rows}
 
 
 def is_supabase_project(url: str, secrets: tuple[str, ...] = ()) -> bool:
