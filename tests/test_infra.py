@@ -63,6 +63,7 @@ NOT_SET_BY_TERRAFORM = {
     "BACKUP_S3_PREFIX": "the folder path is the default prefix (docs/storage.md)",
     "BACKUP_GCS_CHUNK_SIZE": "the default (16 MiB; backup_memory is sized for it)",
     "BACKUP_S3_PART_SIZE": "the default (16 MiB; backup_memory is sized for it)",
+    "BACKUP_SEEKABLE": "on by default; off (one gzip member, no index) is only the benchmark's reference",
     "STORAGE_EMULATOR_HOST": "the GCS client's own variable, for tests against an emulator",
 }
 SCHEDULED = {"database_backup", "cleanup_old_backups", "verify_backup"}
