@@ -86,6 +86,19 @@ def test_ensure_folder_is_idempotent(storage: Storage) -> None:
     assert storage.ensure_folder("A/B") == storage.ensure_folder("A/B")
 
 
+def test_a_subfolder_is_idempotent_and_its_files_stay_out_of_the_parents_listing(storage: Storage) -> None:
+    folder = storage.ensure_folder("A/B")
+    sub = storage.subfolder(folder, "storage-blobs")
+    assert storage.subfolder(folder, "storage-blobs") == sub != folder
+    stored = writer(storage).put(sub, "0" * 64, iter([b"blob"]))
+    assert [f.name for f in storage.list(sub)] == ["0" * 64]
+    assert storage.list(folder) == []  # a backup listing never sees the blobs
+    assert b"".join(storage.open(stored.id)) == b"blob"
+    for bad in ("", "a/b", ".hidden"):
+        with pytest.raises((StorageError, ConfigError)):
+            storage.subfolder(folder, bad)
+
+
 def test_a_failing_stream_leaves_nothing_behind(storage: Storage) -> None:
     folder = storage.ensure_folder("A")
 

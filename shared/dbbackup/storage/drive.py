@@ -381,6 +381,15 @@ class DriveStorage:
         self._drive_of[folder_id] = drive_id
         return Folder(id=folder_id, path=human)
 
+    def subfolder(self, folder: Folder, name: str) -> Folder:
+        if not name or "/" in name or name.startswith(".") or any(ord(c) < 32 for c in name):
+            raise StorageError(f"invalid folder name {name!r}")
+        drive_id = self._drive_id(folder.id)
+        human = f"{folder.path}/{name}"
+        child = self._child_folder(folder.id, drive_id, name, human)
+        self._drive_of[child] = drive_id
+        return Folder(id=child, path=human)
+
     def _child_folder(self, parent: str, drive_id: str | None, name: str, human: str) -> str:
         """The folder ``name`` in ``parent``, created if missing. A create that failed in
         transit may still have happened, so every retry looks again before creating again."""

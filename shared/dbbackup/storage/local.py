@@ -54,6 +54,11 @@ class LocalStorage:
             raise StorageError(f"folder {target} is not writable")
         return Folder(id="/".join(segments), path=str(target))
 
+    def subfolder(self, folder: Folder, name: str) -> Folder:
+        if not name or "/" in name or name.startswith("."):
+            raise StorageError(f"invalid folder name {name!r}")
+        return self.ensure_folder(f"{folder.id}/{name}")
+
     def list(self, folder: Folder) -> list[StoredFile]:
         directory = self._abs(folder.id)
         try:
