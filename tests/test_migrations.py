@@ -80,6 +80,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             "008_backup_logs_storage_backend",
             "009_backup_logs_manifest_verify",
             "011_backup_copies",
+            "015_storage_manifest",
         ]
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")

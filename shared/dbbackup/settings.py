@@ -21,7 +21,13 @@ from dbbackup.pg.conninfo import check_url
 from dbbackup.redact import redact
 from dbbackup.storage.drive_config import DriveConfig, drive_config_from_env
 from dbbackup.storage.gcs_config import GcsConfig, gcs_config_from_env
-from dbbackup.storage.s3_config import S3Config, s3_config_from_env
+from dbbackup.storage.s3_config import (
+    S3Config,
+    SupabaseS3Config,
+    s3_config_from_env,
+    storage_enabled,
+    supabase_s3_config_from_env,
+)
 
 STORAGE_BACKENDS = ("local", "google_drive", "gcs", "s3")
 
@@ -212,6 +218,8 @@ class Settings:
     gcs: GcsConfig | None = None
     # BACKUP_S3_* and AWS_* (storage/s3_config.py), set when storage is s3; holds the secret key.
     s3: S3Config | None = field(default=None, repr=False)
+    # BACKUP_SUPABASE_STORAGE=true: SUPABASE_S3_* (storage/s3_config.py); holds the secret key.
+    supabase_storage: SupabaseS3Config | None = field(default=None, repr=False)
     # AUTH_MODE, SCHEDULER_*, SUPABASE_*, ALLOWED_ORIGINS... (auth/config.py); holds the JWT secret.
     auth: AuthConfig | None = field(default=None, repr=False)
     # BACKUP_PROFILE / BACKUP_EXCLUDE_TABLES (dump/profiles.py): what a backup holds.
@@ -249,6 +257,7 @@ class Settings:
             found += (self.verify_database_url,) + ((str(scratch),) if scratch else ())
         found += self.auth.secrets if self.auth else ()
         found += self.s3.secrets if self.s3 else ()
+        found += self.supabase_storage.secrets if self.supabase_storage else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
     @classmethod
@@ -292,6 +301,7 @@ class Settings:
             google_drive=drive_config_from_env(env) if "google_drive" in targets else None,
             gcs=gcs_config_from_env(env) if "gcs" in targets else None,
             s3=s3_config_from_env(env) if "s3" in targets else None,
+            supabase_storage=supabase_s3_config_from_env(env) if storage_enabled(env) else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
             age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),

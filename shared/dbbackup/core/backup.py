@@ -20,7 +20,20 @@ from dbbackup import structured_log
 from dbbackup.core import folder_path, manifest, messages, naming
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.fanout import fan_out
-from dbbackup.core.ports import BackupLog, Copy, Dump, Dumper, Folder, JobSettings, OpenLog, Storage, StoredFile, Target
+from dbbackup.core.ports import (
+    BackupLog,
+    Copy,
+    Dump,
+    Dumper,
+    Folder,
+    JobSettings,
+    ObjectStore,
+    OpenLog,
+    Storage,
+    StoredFile,
+    Target,
+)
+from dbbackup.core.storage_objects import BlobStore, StorageCopy, copy_objects
 from dbbackup.errors import BackupError, ConfigError, DatabaseError, DatabaseUnavailable, LockBusy, StorageError
 from dbbackup.redact import one_line, redact
 
@@ -44,6 +57,7 @@ class BackupOutcome:
     copies: list[dict[str, object]] | None = None  # one per target, when there are several
     tables: int | None = None  # how many tables the manifest holds
     warnings: list[str] = field(default_factory=list)  # shrink warnings (the backup is still a success)
+    storage: dict[str, int] | None = None  # Supabase Storage's objects (BACKUP_SUPABASE_STORAGE): counts
     counts: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)  # the manifest, in memory
 
     def as_dict(self) -> dict[str, object]:
@@ -61,8 +75,14 @@ class BackupJob:
         dumper: Dumper,
         alerter: Alerter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        objects: ObjectStore | None = None,
+        buckets: Sequence[str] = (),
     ) -> None:
-        """``storage``: the one target, or every target in order (the first is the primary)."""
+        """``storage``: the one target, or every target in order (the first is the primary).
+        ``objects``: the project's Storage, copied into every target with each backup
+        (``buckets`` of it; none: every bucket)."""
+        self.objects = objects
+        self.buckets = tuple(buckets)
         self.settings = settings
         self.open_log = open_log
         self.targets = list(storage) if isinstance(storage, Sequence) else [Target(settings.storage, storage)]
@@ -191,6 +211,16 @@ class BackupJob:
                 repo.record_copies(log_id, copies)
                 keep = True
                 raise StorageError(self._copies_reason(failed, copies))
+            objects: StorageCopy | None = None
+            if self.objects is not None:
+                try:
+                    objects = self._copy_storage(repo, log_id, self.objects, folders)
+                except Exception as exc:
+                    # The dump itself is complete: its copies stay, recorded as the attempt's, and
+                    # the reason says so; the attempt is failed as a whole, never half a success.
+                    repo.record_copies(log_id, copies)
+                    keep = True
+                    raise StorageError(self._storage_reason(exc, path)) from None
             primary = stored[self.targets[0].name]
             # The copies first: once succeed() commits, nothing may undo the backup.
             repo.record_copies(log_id, copies)
@@ -218,6 +248,7 @@ class BackupJob:
                 copies=self._copies_out(copies),
                 tables=len(stats.tables),
                 counts=dict(stats.tables),
+                storage=objects.as_dict() if objects is not None else None,
             )
         except BaseException as exc:
             if committed:
@@ -242,6 +273,37 @@ class BackupJob:
                 reason=reason,
                 copies=self._copies_out(copies),
             )
+
+    def _copy_storage(
+        self, repo: BackupLog, log_id: str, source: ObjectStore, folders: dict[str, Folder]
+    ) -> StorageCopy:
+        """Every object as a blob in every target, then the manifest: recorded before the row
+        says success, so a cleanup never sees a successful backup whose blobs it may not keep."""
+        try:
+            previous = repo.last_storage_manifest()
+        except BackupError as exc:
+            _log.warning(
+                "backup %s: the previous Storage manifest was not read (%s): every object is read", log_id, exc
+            )
+            previous = []
+        blobs = BlobStore([(t, folders[t.name]) for t in self.targets])
+        result = copy_objects(source, self.buckets, blobs, previous)
+        repo.record_storage_manifest(log_id, result.entries)
+        _log.info(
+            "backup %s: Supabase Storage: %d objects in %d buckets, %d bytes, %d new blobs",
+            log_id,
+            result.objects,
+            result.buckets,
+            result.bytes,
+            result.new_blobs,
+        )
+        return result
+
+    def _storage_reason(self, exc: BaseException, path: str) -> str:
+        text = str(exc) if isinstance(exc, BackupError) else f"unexpected error: {type(exc).__name__}: {exc}"
+        if not text.startswith("Supabase Storage"):
+            text = f"Supabase Storage: {text}"
+        return one_line(redact(f"{text}; the database dump itself is complete and kept: {path}", self.secrets))
 
     def _writer(
         self, storage: Storage, folder: Folder, name: str, stored: dict[str, StoredFile], target: str

@@ -24,6 +24,7 @@ from typing import Any
 from dbbackup.core import health, messages, retention
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.ports import BackupLog, JobSettings, OpenLog, Storage, StoredFile, Target
+from dbbackup.core.storage_objects import BLOB_FOLDER, unreferenced
 from dbbackup.errors import BackupError, LockBusy, StorageNotFound, StorageRetained
 from dbbackup.redact import one_line, redact
 
@@ -57,6 +58,12 @@ class CleanupResult:
     # Past our retention but still locked by the store (GCS retention policy, S3 Object Lock).
     kept_retained: list[dict[str, str]] = field(default_factory=list)
     bytes_freed: int = 0
+    # Supabase Storage's blobs (BACKUP_SUPABASE_STORAGE): those no kept backup's manifest refers
+    # to, deleted (or, in a dry run, listed) per target as "<sha256>" or "<target>:<sha256>".
+    blobs_examined: int = 0
+    blobs_deleted: list[str] = field(default_factory=list)
+    blob_bytes_freed: int = 0
+    blobs_skipped: str | None = None  # why the blobs were not collected this time
     backup_running: bool = False
     missed_run: bool = False
     alerts: list[str] = field(default_factory=list)
@@ -73,6 +80,12 @@ class CleanupResult:
             + (f"monthly {len(self.kept_monthly)}, " if self.keep_monthly else "")
             + f"ignored {self.ignored}, "
             f"failed {len(self.failed)}, {'would free' if self.dry_run else 'freed'} {self.bytes_freed:,} bytes"
+            + (
+                f"; Storage blobs: {verb} {len(self.blobs_deleted)} of {self.blobs_examined}"
+                f" ({self.blob_bytes_freed:,} bytes)"
+                if self.blobs_examined
+                else ""
+            )
         )
 
 
@@ -136,6 +149,7 @@ class CleanupJob:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         dry_run_storage: Callable[[Storage], Storage],
+        storage_blobs: bool = False,
     ) -> None:
         """``storage``: the one target, or every target in order (the first is the primary)."""
         self.settings = settings
@@ -144,6 +158,7 @@ class CleanupJob:
         self.alerter = alerter
         self.clock = clock
         self.dry_run_storage = dry_run_storage
+        self.storage_blobs = storage_blobs  # collect storage-blobs/ (BACKUP_SUPABASE_STORAGE)
 
     def run(self, dry_run: bool = False) -> CleanupResult:
         """Raises ConfigError / DatabaseUnavailable / LockBusy when it cannot start (after alerting
@@ -179,9 +194,12 @@ class CleanupJob:
             keep_monthly=s.keep_monthly,
         )
         several = len(self.targets) > 1
+        gone: list[str] = []
         for n, target in enumerate(self.targets):
             # Each target is planned on its own: a copy missing in one does not change the others.
-            self._clean(repo, target, n == 0, several, folder_path, dry_run, now, result)
+            gone += self._clean(repo, target, n == 0, several, folder_path, dry_run, now, result)
+        if self.storage_blobs:
+            self._collect_blobs(repo, folder_path, dry_run, gone, several, result)
         self._check_missed_run(repo, now, folder_path, result)
         if result.status == "failed" and not dry_run:
             email = messages.cleanup_failure_email(
@@ -209,9 +227,9 @@ class CleanupJob:
         dry_run: bool,
         now: datetime,
         result: CleanupResult,
-    ) -> None:
+    ) -> list[str]:
         """One target's retention, added to ``result``; with several targets each name in the
-        lists is prefixed ``<target>:``."""
+        lists is prefixed ``<target>:``. The ids of the files it deleted (or would delete)."""
         s = self.settings
         storage = self.dry_run_storage(target.storage) if dry_run else target.storage
 
@@ -229,7 +247,7 @@ class CleanupJob:
             log.error("cleanup: %s", reason)
             result.status = "failed"
             result.failed.append({"file": label(folder_path), "reason": reason})
-            return
+            return []
         # Read the lock before the rows: a backup that starts after this point writes a file
         # that is not in ``files`` (listed above), so the plan cannot touch it.
         result.backup_running = result.backup_running or repo.backup_lock_held()
@@ -269,6 +287,50 @@ class CleanupJob:
             )
         for d in plan.with_reason(retention.IN_PROGRESS):
             log.warning("cleanup: kept %s: its backup_logs row is in_progress", label(d.file.name))
+        return [f.id for f in deleted]
+
+    def _collect_blobs(
+        self, repo: BackupLog, folder_path: str, dry_run: bool, gone: list[str], several: bool, result: CleanupResult
+    ) -> None:
+        """Delete the blobs no kept backup refers to, after the backups' own retention (so a
+        backup deleted now no longer keeps its blobs). Not while a backup runs: the blobs it is
+        writing, or has found already there, are not in any manifest yet."""
+        s = self.settings
+        if repo.backup_lock_held():
+            result.blobs_skipped = "a backup is running: its objects are not in a manifest yet"
+            log.info("cleanup: Storage blobs not collected: %s", result.blobs_skipped)
+            return
+        # A dry run marked no row deleted: the files it would delete are left out by their ids.
+        referenced = repo.referenced_blobs(gone if dry_run else ())
+        for target in self.targets:
+            storage = self.dry_run_storage(target.storage) if dry_run else target.storage
+            name = f"{target.name}:{BLOB_FOLDER}" if several else BLOB_FOLDER
+            try:
+                blobs = storage.subfolder(storage.ensure_folder(folder_path), BLOB_FOLDER)
+                files = storage.list(blobs)
+            except Exception as exc:
+                reason = one_line(redact(f"cannot list the Storage blobs: {exc}", s.secrets), 300)
+                log.error("cleanup: %s", reason)
+                result.status = "failed"
+                result.failed.append({"file": name, "reason": reason})
+                continue
+            result.blobs_examined += len(files)
+            for f in unreferenced(files, referenced):
+                label = f"{target.name}:{f.name}" if several else f.name
+                try:
+                    with contextlib.suppress(StorageNotFound):
+                        storage.delete(f.id)
+                except StorageRetained as exc:
+                    result.kept_retained.append({"file": label, "reason": one_line(redact(str(exc), s.secrets), 300)})
+                    continue
+                except Exception as exc:
+                    reason = one_line(redact(str(exc) or type(exc).__name__, s.secrets), 300)
+                    log.error("cleanup: could not delete the Storage blob %s: %s", label, reason)
+                    result.failed.append({"file": label, "reason": reason})
+                    result.status = "failed"
+                    continue
+                result.blobs_deleted.append(label)
+                result.blob_bytes_freed += f.size
 
     def _check_missed_run(self, repo: BackupLog, now: datetime, folder: str, result: CleanupResult) -> None:
         """The daily cleanup doubles as the watchdog: a scheduler that stopped calling the backup

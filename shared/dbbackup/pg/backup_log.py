@@ -16,7 +16,16 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from dbbackup.core.backup import INTERRUPTED
-from dbbackup.core.ports import AlertContext, BackupConfig, Copy, HealthFacts, LogRow, OpenLog, StoredFile
+from dbbackup.core.ports import (
+    AlertContext,
+    BackupConfig,
+    Copy,
+    HealthFacts,
+    LogRow,
+    ManifestEntry,
+    OpenLog,
+    StoredFile,
+)
 from dbbackup.errors import BackupError, ConfigError
 from dbbackup.pg import connect as db
 from dbbackup.pg.app_settings import adopt_notification_email, read_backup_config, read_notification_email
@@ -245,6 +254,81 @@ class PgBackupLog:
             _log.warning(
                 "backup %s: backup_copies does not exist (run `dbbackup migrate`); copies not recorded", log_id
             )
+
+    @_translated
+    def record_storage_manifest(self, log_id: str, entries: Sequence[ManifestEntry]) -> None:
+        try:
+            # COPY: a project may hold hundreds of thousands of objects.
+            with (
+                self.conn.transaction(),
+                self.conn.cursor() as cur,
+                cur.copy(
+                    "COPY public.storage_manifest (backup_log_id, bucket, object_key, size_bytes, sha256,"
+                    " content_type, metadata, etag) FROM STDIN"
+                ) as copy,
+            ):
+                for e in entries:
+                    copy.write_row(
+                        (log_id, e.bucket, e.key, e.size, e.sha256, e.content_type, Jsonb(e.metadata), e.etag)
+                    )
+        except psycopg.errors.UndefinedTable:
+            raise ConfigError(
+                "storage_manifest does not exist: run `dbbackup migrate` (migration 015) before BACKUP_SUPABASE_STORAGE"
+            ) from None
+
+    def _manifest(self, where: str, params: Sequence[Any]) -> list[ManifestEntry]:
+        try:
+            with self.conn.transaction(), self.conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(
+                    "SELECT bucket, object_key, size_bytes, sha256, content_type, metadata, etag"
+                    f" FROM public.storage_manifest WHERE {where} ORDER BY bucket, object_key",
+                    params,
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+        return [
+            ManifestEntry(
+                r["bucket"],
+                r["object_key"],
+                r["size_bytes"],
+                r["sha256"],
+                r["content_type"],
+                {str(k): str(v) for k, v in (r["metadata"] or {}).items()},
+                r["etag"],
+            )
+            for r in rows
+        ]
+
+    @_translated
+    def storage_manifest(self, log_id: str) -> list[ManifestEntry]:
+        return self._manifest("backup_log_id = %s", (log_id,))
+
+    @_translated
+    def last_storage_manifest(self) -> list[ManifestEntry]:
+        return self._manifest(
+            "backup_log_id = (SELECT m.backup_log_id FROM public.storage_manifest m"
+            " JOIN public.backup_logs b ON b.id = m.backup_log_id WHERE b.status = 'success'"
+            " ORDER BY b.started_at DESC LIMIT 1)",
+            (),
+        )
+
+    @_translated
+    def referenced_blobs(self, gone: Sequence[str] = ()) -> set[str]:
+        try:
+            with self.conn.transaction():
+                rows = self.conn.execute(
+                    "SELECT DISTINCT m.sha256 FROM public.storage_manifest m"
+                    " JOIN public.backup_logs b ON b.id = m.backup_log_id"
+                    " WHERE b.status = 'success' AND ("
+                    "  (b.deleted_at IS NULL AND NOT coalesce(b.google_drive_file_id, '') = ANY(%(gone)s))"
+                    "  OR EXISTS (SELECT 1 FROM public.backup_copies c WHERE c.backup_log_id = b.id"
+                    "   AND c.status = 'success' AND c.deleted_at IS NULL"
+                    "   AND NOT coalesce(c.file_id, '') = ANY(%(gone)s)))",
+                    {"gone": list(gone)},
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return set()
+        return {r[0] for r in rows}
 
     @_translated
     def copies(self, log_id: str) -> list[Copy]:

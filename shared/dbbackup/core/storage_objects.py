@@ -1,0 +1,238 @@
+"""Supabase Storage's objects in a backup: list every object, make sure its bytes are a blob in
+every target, record the manifest; and the way back (``restore_objects``).
+
+Content-addressed: a blob is ``<backup folder>/storage-blobs/<sha256 of the bytes>``, so an object
+that did not change, or the same bytes under two keys, is stored once across all backups.
+
+Two streaming reads rather than one: the sha256 (the blob's name) is known only once the object
+has been read to its end, and the Storage port has no rename, so the object is first read to hash
+it and, only when no target holds that blob yet, read a second time straight into the targets
+(through ``core.fanout``: one read for every target). The second read is hashed again and raises
+before its end when the bytes differ (the object changed in between), so ``put`` commits nothing
+and the object is tried once more. Neither read holds more than a chunk: no object is ever whole
+in memory or on disk. An object whose size and ETag equal the previous backup's record, and whose
+blob every target still holds, is not read at all (the ETag is the store's own digest of the
+bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from dbbackup.core.fanout import fan_out
+from dbbackup.core.ports import Folder, ManifestEntry, ObjectStore, Storage, StoredFile, Target
+from dbbackup.errors import StorageError, StorageNotFound
+
+BLOB_FOLDER = "storage-blobs"
+ATTEMPTS = 2  # an object that changes while it is copied is read once more
+
+
+@dataclass
+class StorageCopy:
+    """What a backup did with the project's Storage (the ``"storage"`` of its answer)."""
+
+    buckets: int = 0
+    objects: int = 0
+    bytes: int = 0
+    new_blobs: int = 0
+    entries: list[ManifestEntry] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"buckets": self.buckets, "objects": self.objects, "bytes": self.bytes, "new_blobs": self.new_blobs}
+
+
+def hashed(chunks: Iterable[bytes]) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def checked(chunks: Iterable[bytes], sha256: str, what: str) -> Iterator[bytes]:
+    """``chunks``, raising before their end when they are not the bytes of ``sha256``: a write
+    fed by it then commits nothing."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+    if digest.hexdigest() != sha256:
+        raise StorageError(f"{what} changed while it was being copied (sha256 {digest.hexdigest()}, expected {sha256})")
+
+
+class BlobStore:
+    """The ``storage-blobs`` folder of each target, listed once (a Drive file's id is not its
+    name, so existence is looked up in the listing, not asked per blob)."""
+
+    def __init__(self, targets: Sequence[tuple[Target, Folder]]) -> None:
+        self.folders: dict[str, tuple[Storage, Folder]] = {}
+        self.known: dict[str, dict[str, StoredFile]] = {}
+        for target, folder in targets:
+            sub = target.storage.subfolder(folder, BLOB_FOLDER)
+            self.folders[target.name] = (target.storage, sub)
+            self.known[target.name] = {f.name: f for f in target.storage.list(sub)}
+
+    def lacking(self, sha256: str) -> list[str]:
+        return [name for name, known in self.known.items() if sha256 not in known]
+
+    def missing_now(self, wanted: set[str]) -> dict[str, list[str]]:
+        """Per target, the wanted blobs a fresh listing does not show (a cleanup that ran while
+        this backup copied would have removed a blob it found unreferenced)."""
+        found: dict[str, list[str]] = {}
+        for name, (storage, folder) in self.folders.items():
+            present = {f.name for f in storage.list(folder)}
+            if lost := sorted(wanted - present):
+                found[name] = lost
+        return found
+
+    def open(self, sha256: str) -> Iterator[bytes]:
+        for name, known in self.known.items():
+            if sha256 in known:
+                return self.folders[name][0].open(known[sha256].id)
+        raise StorageNotFound(f"blob {sha256} is in no target's {BLOB_FOLDER} folder")
+
+
+def copy_objects(
+    source: ObjectStore,
+    wanted: Sequence[str],
+    blobs: BlobStore,
+    previous: Sequence[ManifestEntry] = (),
+) -> StorageCopy:
+    """Every object of the ``wanted`` buckets (empty: all) as a blob in every target; raises
+    StorageError naming the bucket or object that could not be read or stored."""
+    result = StorageCopy()
+    found = source.buckets()
+    buckets = list(wanted) or found
+    if missing := [b for b in buckets if b not in found]:
+        raise StorageError(
+            f"Supabase Storage: bucket(s) {', '.join(missing)} (BACKUP_STORAGE_BUCKETS) do not exist at {source.where}"
+        )
+    before = {(e.bucket, e.key): e for e in previous}
+    result.buckets = len(buckets)
+    for bucket in buckets:
+        for obj in source.objects(bucket):
+            try:
+                head = source.head(bucket, obj.key)
+            except StorageNotFound:
+                continue  # deleted since the listing: not part of this backup
+            what = f"object {bucket}/{obj.key}"
+            last = before.get((bucket, obj.key))
+            if (
+                last
+                and head.etag
+                and last.etag == head.etag
+                and last.size == head.size
+                and not blobs.lacking(last.sha256)
+            ):
+                sha256, size = last.sha256, last.size
+            else:
+                sha256, size = _store(source, bucket, obj.key, blobs, what, result)
+            result.entries.append(
+                ManifestEntry(bucket, obj.key, size, sha256, head.content_type, dict(head.metadata), head.etag)
+            )
+            result.objects += 1
+            result.bytes += size
+    if lost := blobs.missing_now({e.sha256 for e in result.entries}):
+        text = "; ".join(f"{t}: {', '.join(s[:12] for s in shas[:3])}" for t, shas in lost.items())
+        raise StorageError(f"Supabase Storage: blobs vanished while the backup ran (a concurrent cleanup?): {text}")
+    return result
+
+
+def _store(
+    source: ObjectStore, bucket: str, key: str, blobs: BlobStore, what: str, result: StorageCopy
+) -> tuple[str, int]:
+    """Hash the object, then write it to every target lacking that blob; its sha256 and size."""
+    for attempt in range(ATTEMPTS):
+        sha256, size = hashed(source.read(bucket, key))
+        lacking = blobs.lacking(sha256)
+        if not lacking:
+            return sha256, size
+        writers = {name: _writer(blobs, name, sha256) for name in lacking}
+        try:
+            written = fan_out(checked(source.read(bucket, key), sha256, what), writers)
+        except StorageError as exc:
+            if "changed while it was being copied" in str(exc) and attempt + 1 < ATTEMPTS:
+                continue
+            raise
+        for name, stored in written.items():
+            if isinstance(stored, Exception):
+                raise StorageError(f"Supabase Storage: {what} could not be stored in {name}: {stored}")
+            if stored.size != size:
+                raise StorageError(f"Supabase Storage: {what}: {name} holds {stored.size} bytes, {size} were read")
+            blobs.known[name][sha256] = stored
+        result.new_blobs += 1
+        return sha256, size
+    raise AssertionError("unreachable")
+
+
+def _writer(blobs: BlobStore, name: str, sha256: str) -> Callable[[Iterator[bytes]], StoredFile]:
+    storage, folder = blobs.folders[name]
+
+    def write(chunks: Iterator[bytes]) -> StoredFile:
+        return storage.put(folder, sha256, chunks)
+
+    return write
+
+
+@dataclass
+class StorageRestore:
+    """What ``storage-restore`` did."""
+
+    backup_log_id: str
+    endpoint: str
+    buckets: int = 0
+    buckets_created: list[str] = field(default_factory=list)
+    objects: int = 0
+    restored: int = 0
+    skipped: int = 0
+    bytes_written: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def restore_objects(
+    log_id: str,
+    entries: Sequence[ManifestEntry],
+    sink: ObjectStore,
+    open_blob: Callable[[str], Iterator[bytes]],
+) -> StorageRestore:
+    """Put every entry back. Idempotent: an object already there with the same size and, read
+    through a streaming sha256, the same bytes (and the same content type) is skipped; the
+    store's ETag is not compared, as a multipart upload's is no digest of the bytes."""
+    report = StorageRestore(log_id, sink.where)
+    for bucket in sorted({e.bucket for e in entries}):
+        report.buckets += 1
+        if sink.ensure_bucket(bucket):
+            report.buckets_created.append(bucket)
+    for e in entries:
+        report.objects += 1
+        what = f"object {e.bucket}/{e.key}"
+        if _same(sink, e):
+            report.skipped += 1
+            continue
+        sink.write(e.bucket, e.key, checked(open_blob(e.sha256), e.sha256, what), e.content_type, dict(e.metadata))
+        report.restored += 1
+        report.bytes_written += e.size
+    return report
+
+
+def _same(sink: ObjectStore, e: ManifestEntry) -> bool:
+    try:
+        head = sink.head(e.bucket, e.key)
+    except StorageNotFound:
+        return False
+    if head.size != e.size or (e.content_type and head.content_type != e.content_type):
+        return False
+    return hashed(sink.read(e.bucket, e.key))[0] == e.sha256
+
+
+def unreferenced(files: Iterable[StoredFile], referenced: set[str]) -> list[StoredFile]:
+    """The blobs no kept backup's manifest refers to (names that are no sha256 are not ours)."""
+    return [f for f in files if len(f.name) == 64 and f.name not in referenced and _hex(f.name)]
+
+
+def _hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
