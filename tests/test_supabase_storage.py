@@ -1,0 +1,265 @@
+"""Supabase Storage's objects in the backup (BACKUP_SUPABASE_STORAGE): moto's standalone S3
+server stands in for the project's Storage endpoint (the real S3 protocol on 127.0.0.1, through
+boto3), the backups go to a local folder and a second bucket (BACKUP_STORAGE=local,s3). Blobs
+are content-addressed, a second unchanged backup stores none, ``storage-restore`` puts back
+byte-identical objects, retention keeps the blobs a kept backup refers to, and every failure of
+the Storage side fails the backup naming Storage while the dump's own copies stay recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbbackup.errors import ConfigError
+from dbbackup.settings import Settings
+from dbbackup.wiring import backup_job, cleanup_job
+from fakes._http import Fault
+from fakes.object_stores import FaultProxy, MotoS3, bucket_name, s3_error
+from support.cli import run_cli
+
+pytest_plugins = ["fakes.fixtures"]
+
+FOLDER = "MyDrive/DatabaseBackups"  # the default backup_folder_path
+BIG = os.urandom(6 * 1024 * 1024 + 123)  # more than one 5 MiB part in the s3 target
+# (key, bytes, content type, user metadata)
+OBJECTS: dict[str, list[tuple[str, bytes, str, dict[str, str]]]] = {
+    "avatars": [
+        ("users/42/me.png", b"\x89PNG fake avatar", "image/png", {"owner": "42"}),
+        ("users/43/me.png", b"\x89PNG fake avatar", "image/png", {}),  # same bytes: one blob
+        ("empty.txt", b"", "text/plain", {}),
+        ("répertoire/ünïcødé 📄.txt", "grüße".encode(), "text/plain; charset=utf-8", {}),
+    ],
+    "invoices": [
+        ("2026/12/INV-0001.pdf", b"%PDF-1.7 invoice one", "application/pdf", {"customer": "acme"}),
+        ("2026/12/big.bin", BIG, "application/octet-stream", {}),
+    ],
+}
+COUNT = sum(len(v) for v in OBJECTS.values())
+BLOBS = len({data for v in OBJECTS.values() for _, data, _, _ in v})
+
+
+@pytest.fixture
+def project(moto_s3: MotoS3) -> dict[str, str]:
+    """Two buckets of fresh names (the moto server is the session's), as the project's Storage."""
+    s3 = moto_s3.client()
+    names = {}
+    for logical, objects in OBJECTS.items():
+        names[logical] = name = bucket_name(logical)
+        s3.create_bucket(Bucket=name)
+        for key, data, ctype, meta in objects:
+            s3.put_object(Bucket=name, Key=key, Body=data, ContentType=ctype, Metadata=meta)
+    return names
+
+
+def env_for(moto_s3: MotoS3, project: dict[str, str], root: Path, target: str, **extra: str) -> dict[str, str]:
+    return {
+        **moto_s3.env(target),
+        "BACKUP_STORAGE": "local,s3",
+        "BACKUP_LOCAL_ROOT": str(root),
+        "BACKUP_SUPABASE_STORAGE": "true",
+        "SUPABASE_S3_ENDPOINT": moto_s3.url,
+        "SUPABASE_S3_REGION": "us-east-1",
+        "SUPABASE_S3_ACCESS_KEY_ID": "supabase-key-id",
+        "SUPABASE_S3_SECRET_ACCESS_KEY": "supabase-secret-access-key",
+        "BACKUP_STORAGE_BUCKETS": ",".join(project.values()),
+        **extra,
+    }
+
+
+def manifest(url: str, log_id: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT bucket, object_key, size_bytes, sha256, content_type, metadata FROM storage_manifest"
+            " WHERE backup_log_id = %s ORDER BY bucket, object_key",
+            (log_id,),
+        ).fetchall()
+
+
+def local_blobs(root: Path) -> set[str]:
+    folder = root / FOLDER / "storage-blobs"
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
+def empty(moto_s3: MotoS3, bucket: str) -> None:
+    s3 = moto_s3.client()
+    for key in moto_s3.keys(bucket):
+        s3.delete_object(Bucket=bucket, Key=key)
+    s3.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def proxied(moto_s3: MotoS3) -> Iterator[FaultProxy]:
+    with FaultProxy(moto_s3.url) as proxy:
+        yield proxy
+
+
+def test_objects_are_backed_up_once_and_restored_byte_identical(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], proxied: FaultProxy, tmp_path: Path
+) -> None:
+    root, target = tmp_path / "store", moto_s3.bucket()
+    env = env_for(moto_s3, project, root, target)
+    settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
+    first = backup_job(settings).run("manual")
+    assert first.status == "success", first.reason
+    assert first.storage == {"buckets": 2, "objects": COUNT, "bytes": sum(len(d) for v in OBJECTS.values() for _, d, _, _ in v), "new_blobs": BLOBS}  # fmt: skip
+    rows = manifest(migrated_url, first.backup_log_id)
+    assert len(rows) == COUNT
+    for bucket, key, size, sha, ctype, meta in rows:
+        logical = next(k for k, v in project.items() if v == bucket)
+        [(data, want_type, want_meta)] = [(d, c, m) for k, d, c, m in OBJECTS[logical] if k == key]
+        assert (size, sha, ctype, meta) == (len(data), hashlib.sha256(data).hexdigest(), want_type, want_meta)
+    # Every target holds every blob, named by its sha256; the backup folder's listing does not see them.
+    shas = {r[3] for r in rows}
+    assert local_blobs(root) == shas
+    assert {k.rsplit("/", 1)[1] for k in moto_s3.keys(target) if "/storage-blobs/" in k} == shas
+    assert (root / FOLDER / "storage-blobs" / hashlib.sha256(BIG).hexdigest()).read_bytes() == BIG
+
+    # Nothing changed: nothing new is stored, and no object is even read (same size and ETag as
+    # the previous manifest's, blob present): only listings and HEADs reach the endpoint.
+    watched = Settings.from_env({"DATABASE_URL": migrated_url, **env, "SUPABASE_S3_ENDPOINT": proxied.url})
+    second = backup_job(watched).run("manual")
+    assert second.status == "success", second.reason
+    assert second.storage is not None and (second.storage["objects"], second.storage["new_blobs"]) == (COUNT, 0)
+    reads = [
+        ex.path for ex in proxied.exchanges if ex.method == "GET" and ex.path.count("/") > 1
+    ]  # an object, not a listing
+    assert reads == [] and sum(ex.method == "HEAD" for ex in proxied.exchanges) == COUNT
+    # One object changed: one new blob.
+    moto_s3.client().put_object(Bucket=project["invoices"], Key="2026/12/INV-0001.pdf", Body=b"%PDF-1.7 v2")
+    third = backup_job(settings).run("manual")
+    assert third.status == "success" and third.storage is not None and third.storage["new_blobs"] == 1
+
+    # Everything gone; storage-restore of the first backup puts it all back, types and metadata kept.
+    for bucket in project.values():
+        empty(moto_s3, bucket)
+    proc = run_cli(["storage-restore", first.backup_log_id, "--json"], migrated_url, **env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["objects"], report["restored"], report["skipped"]) == (COUNT, COUNT, 0)
+    assert sorted(report["buckets_created"]) == sorted(project.values())
+    s3 = moto_s3.client()
+    for logical, objects in OBJECTS.items():
+        for key, data, ctype, meta in objects:
+            got = s3.get_object(Bucket=project[logical], Key=key)
+            assert got["Body"].read() == data, key
+            assert (got["ContentType"], got["Metadata"]) == (ctype, meta), key
+    # Again: idempotent, every object already there with the same bytes. One changed object is put back.
+    s3.put_object(Bucket=project["avatars"], Key="empty.txt", Body=b"not empty any more", ContentType="text/plain")
+    again = run_cli(["storage-restore", first.backup_log_id, "--bucket", project["avatars"]], migrated_url, **env)
+    assert again.returncode == 0, again.stderr
+    assert "restored 1 (0 bytes), skipped 3" in again.stdout, again.stdout
+    assert s3.get_object(Bucket=project["avatars"], Key="empty.txt")["Body"].read() == b""
+    nothing = run_cli(["storage-restore", first.backup_log_id, "--bucket", "nope"], migrated_url, **env)
+    assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1 and "'nope'" in nothing.stderr
+
+
+def test_retention_deletes_only_blobs_no_kept_backup_refers_to(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], tmp_path: Path
+) -> None:
+    root, target = tmp_path / "store", moto_s3.bucket()
+    env = env_for(moto_s3, project, root, target, BACKUP_STORAGE="local")
+    settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
+    first = backup_job(settings).run("manual")
+    assert first.status == "success", first.reason
+    old = hashlib.sha256(b"%PDF-1.7 invoice one").hexdigest()
+    moto_s3.client().put_object(Bucket=project["invoices"], Key="2026/12/INV-0001.pdf", Body=b"%PDF-1.7 v2")
+    later = Settings.from_env(
+        {"DATABASE_URL": migrated_url, **env, "BACKUP_KEEP_MIN": "1", "BACKUP_RETENTION_DAYS": "1"}
+    )
+    future = datetime.now(UTC) + timedelta(days=2)
+    second = backup_job(later, clock=lambda: future).run("manual")
+    assert second.status == "success" and second.storage is not None and second.storage["new_blobs"] == 1
+    assert len(local_blobs(root)) == BLOBS + 1
+
+    # The dry run lists the one blob only the expiring backup refers to, and deletes nothing.
+    dry = cleanup_job(later, clock=lambda: future + timedelta(minutes=5)).run(dry_run=True)
+    assert (dry.deleted, dry.blobs_deleted, dry.blob_bytes_freed) == ([first.file_name], [old], 20)
+    assert old in local_blobs(root)
+    result = cleanup_job(later, clock=lambda: future + timedelta(minutes=5)).run()
+    assert result.status == "success", result.failed
+    assert (result.deleted, result.blobs_deleted, result.blobs_examined) == ([first.file_name], [old], BLOBS + 1)
+    assert local_blobs(root) == {r[3] for r in manifest(migrated_url, second.backup_log_id)}  # all still referenced
+    assert "Storage blobs: deleted 1 of 6 (20 bytes)" in result.summary()
+
+
+def drop(exchange: Any) -> None:
+    from fakes._http import Dropped
+
+    raise Dropped
+
+
+FAILURES: dict[str, tuple[Any, str, str]] = {
+    # name: (fault, extra env, what the reason must say)
+    "unreachable": (Fault(drop, times=999), "", r"cannot reach http://127\.0\.0\.1:\d+ \(\w+\)"),
+    "bad keys": (
+        Fault(lambda ex: s3_error(403, "InvalidAccessKeyId", "The key does not exist"), times=999),
+        "",
+        r"access denied by \S+ \(InvalidAccessKeyId\): check SUPABASE_S3_ACCESS_KEY_ID",
+    ),
+    "missing bucket": (None, "nope-bucket", r"bucket\(s\) nope-bucket \(BACKUP_STORAGE_BUCKETS\) do not exist"),
+    "unreadable object": (
+        Fault(lambda ex: s3_error(500, "InternalError"), method="GET", path="/{invoices}/2026/12/big.bin", times=999),
+        "",
+        r"read {invoices}/2026/12/big\.bin: HTTP 500 InternalError",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_storage_failure_fails_the_backup_naming_storage_and_keeps_the_dump(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], proxied: FaultProxy, tmp_path: Path, case: str
+) -> None:
+    fault, bucket, expected = FAILURES[case]
+    root = tmp_path / "store"
+    buckets = ",".join(project.values()) + (f",{bucket}" if bucket else "")
+    env = env_for(
+        moto_s3, project, root, "unused", BACKUP_STORAGE="local", SUPABASE_S3_ENDPOINT=proxied.url,
+        BACKUP_STORAGE_BUCKETS=buckets,
+    )  # fmt: skip
+    if fault is not None:
+        armed = Fault(**{**fault.__dict__, "seen": 0, "path": fault.path.format(**project)})
+        proxied.arm(armed)
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env})).run("manual")
+    assert outcome.status == "failed" and outcome.storage is None
+    import re
+
+    reason = outcome.reason or ""
+    assert reason.startswith("Supabase Storage: ") and re.search(expected.format(**project), reason), reason
+    assert "the database dump itself is complete and kept" in reason and "\n" not in reason
+    assert "supabase-secret-access-key" not in reason
+    with psycopg.connect(migrated_url) as conn:
+        status, why = conn.execute("SELECT status, failure_reason FROM backup_logs WHERE id = %s", (outcome.backup_log_id,)).fetchone()  # fmt: skip
+        copy = conn.execute("SELECT status FROM backup_copies WHERE backup_log_id = %s", (outcome.backup_log_id,)).fetchall()  # fmt: skip
+        objects = conn.execute("SELECT count(*) FROM storage_manifest").fetchone()[0]
+    assert (status, why, copy, objects) == ("failed", reason, [("success",)], 0)
+    assert (root / FOLDER / outcome.file_name).exists()  # the dump's complete copy, recorded as the attempt's
+
+
+def test_settings_name_the_missing_variable() -> None:
+    base = {"DATABASE_URL": "postgresql://x@localhost/db", "BACKUP_SUPABASE_STORAGE": "true"}
+    with pytest.raises(ConfigError, match="SUPABASE_S3_ENDPOINT is not set"):
+        Settings.from_env(base)
+    full = {
+        **base,
+        "SUPABASE_S3_ENDPOINT": "https://ref.supabase.co/storage/v1/s3",
+        "SUPABASE_S3_REGION": "eu-central-1",
+    }
+    with pytest.raises(ConfigError, match="SUPABASE_S3_ACCESS_KEY_ID is not set"):
+        Settings.from_env(full)
+    with pytest.raises(ConfigError, match="plain http is only allowed"):
+        Settings.from_env({**full, "SUPABASE_S3_ENDPOINT": "http://ref.supabase.co/storage/v1/s3"})
+    with pytest.raises(ConfigError, match="BACKUP_SUPABASE_STORAGE='maybe'"):
+        Settings.from_env({**base, "BACKUP_SUPABASE_STORAGE": "maybe"})
+    keys = {"SUPABASE_S3_ACCESS_KEY_ID": "id", "SUPABASE_S3_SECRET_ACCESS_KEY": "s3cr3t-value"}
+    s = Settings.from_env({**full, **keys, "BACKUP_STORAGE_BUCKETS": " a , b "})
+    assert s.supabase_storage is not None and s.supabase_storage.buckets == ("a", "b")
+    assert "s3cr3t-value" in s.secrets and "s3cr3t-value" not in repr(s) + repr(s.supabase_storage)
+    assert Settings.from_env({"DATABASE_URL": "postgresql://x@localhost/db"}).supabase_storage is None
