@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,7 +110,8 @@ def test_objects_are_backed_up_once_and_restored_byte_identical(
     settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
     first = backup_job(settings).run("manual")
     assert first.status == "success", first.reason
-    assert first.storage == {"buckets": 2, "objects": COUNT, "bytes": sum(len(d) for v in OBJECTS.values() for _, d, _, _ in v), "new_blobs": BLOBS}  # fmt: skip
+    size = sum(len(d) for v in OBJECTS.values() for _, d, _, _ in v)
+    assert first.storage == {"buckets": 2, "objects": COUNT, "bytes": size, "new_blobs": BLOBS}
     rows = manifest(migrated_url, first.backup_log_id)
     assert len(rows) == COUNT
     for bucket, key, size, sha, ctype, meta in rows:
@@ -229,15 +231,14 @@ def test_a_storage_failure_fails_the_backup_naming_storage_and_keeps_the_dump(
         proxied.arm(armed)
     outcome = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env})).run("manual")
     assert outcome.status == "failed" and outcome.storage is None
-    import re
-
     reason = outcome.reason or ""
     assert reason.startswith("Supabase Storage: ") and re.search(expected.format(**project), reason), reason
     assert "the database dump itself is complete and kept" in reason and "\n" not in reason
     assert "supabase-secret-access-key" not in reason
     with psycopg.connect(migrated_url) as conn:
-        status, why = conn.execute("SELECT status, failure_reason FROM backup_logs WHERE id = %s", (outcome.backup_log_id,)).fetchone()  # fmt: skip
-        copy = conn.execute("SELECT status FROM backup_copies WHERE backup_log_id = %s", (outcome.backup_log_id,)).fetchall()  # fmt: skip
+        log_id = outcome.backup_log_id
+        status, why = conn.execute("SELECT status, failure_reason FROM backup_logs WHERE id = %s", (log_id,)).fetchone()
+        copy = conn.execute("SELECT status FROM backup_copies WHERE backup_log_id = %s", (log_id,)).fetchall()
         objects = conn.execute("SELECT count(*) FROM storage_manifest").fetchone()[0]
     assert (status, why, copy, objects) == ("failed", reason, [("success",)], 0)
     assert (root / FOLDER / outcome.file_name).exists()  # the dump's complete copy, recorded as the attempt's
