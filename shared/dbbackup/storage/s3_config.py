@@ -42,7 +42,7 @@ class S3Config:
         return tuple(v for v in (self.secret_access_key, self.session_token) if v)
 
 
-def _endpoint(env: Mapping[str, str], variable: str = "BACKUP_S3_ENDPOINT_URL") -> str | None:
+def _endpoint(env: Mapping[str, str], variable: str) -> str | None:
     url = env.get(variable, "").strip().rstrip("/")
     if not url:
         return None
@@ -75,7 +75,7 @@ def s3_config_from_env(env: Mapping[str, str]) -> S3Config:
     return S3Config(
         bucket=bucket,
         prefix=prefix_from_env(env, "BACKUP_S3_PREFIX"),
-        endpoint_url=_endpoint(env),
+        endpoint_url=_endpoint(env, "BACKUP_S3_ENDPOINT_URL"),
         region=region,
         access_key_id=key_id,
         secret_access_key=secret,
