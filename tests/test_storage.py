@@ -99,6 +99,14 @@ def test_a_subfolder_is_idempotent_and_its_files_stay_out_of_the_parents_listing
             storage.subfolder(folder, bad)
 
 
+def test_an_empty_file_is_stored_and_read_back(storage: Storage) -> None:
+    """A Storage object may be empty (its blob then is too)."""
+    folder = storage.subfolder(storage.ensure_folder("A"), "storage-blobs")
+    stored = writer(storage).put(folder, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", iter([]))
+    assert stored.size == 0 and storage.stat(stored.id).size == 0
+    assert b"".join(storage.open(stored.id)) == b""
+
+
 def test_a_failing_stream_leaves_nothing_behind(storage: Storage) -> None:
     folder = storage.ensure_folder("A")
 
