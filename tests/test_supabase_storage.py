@@ -21,10 +21,10 @@ import psycopg
 import pytest
 from functions_framework import create_app
 
-from dbbackup.errors import ConfigError
+from dbbackup.errors import ConfigError, UsageError
 from dbbackup.settings import Settings
-from dbbackup.wiring import backup_job, cleanup_job
-from fakes._http import Fault
+from dbbackup.wiring import backup_job, cleanup_job, storage_restore
+from fakes._http import Fault, Reply
 from fakes.object_stores import FaultProxy, MotoS3, bucket_name, s3_error
 from support.cli import run_cli
 from support.paths import ROOT
@@ -159,12 +159,17 @@ def test_objects_are_backed_up_once_and_restored_byte_identical(
             assert (got["ContentType"], got["Metadata"]) == (ctype, meta), key
     # Again: idempotent, every object already there with the same bytes. One changed object is put back.
     s3.put_object(Bucket=project["avatars"], Key="empty.txt", Body=b"not empty any more", ContentType="text/plain")
-    again = run_cli(["storage-restore", first.backup_log_id, "--bucket", project["avatars"]], migrated_url, **env)
+    # Through another endpoint (--endpoint: another project; here the same server behind a proxy).
+    again = run_cli(
+        ["storage-restore", first.backup_log_id, "--bucket", project["avatars"], "--endpoint", proxied.url],
+        migrated_url,
+        **env,
+    )
     assert again.returncode == 0, again.stderr
-    assert "restored 1 (0 bytes), skipped 3" in again.stdout, again.stdout
+    assert f"into {proxied.url}: 4 objects in 1 buckets; restored 1 (0 bytes), skipped 3" in again.stdout, again.stdout
     assert s3.get_object(Bucket=project["avatars"], Key="empty.txt")["Body"].read() == b""
-    nothing = run_cli(["storage-restore", first.backup_log_id, "--bucket", "nope"], migrated_url, **env)
-    assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1 and "'nope'" in nothing.stderr
+    with pytest.raises(UsageError, match="holds no object of bucket 'nope'"):
+        storage_restore(settings, env, first.backup_log_id, "nope")
 
 
 def test_retention_deletes_only_blobs_no_kept_backup_refers_to(
@@ -251,6 +256,22 @@ def test_a_storage_failure_fails_the_backup_naming_storage_and_keeps_the_dump(
         objects = conn.execute("SELECT count(*) FROM storage_manifest").fetchone()[0]
     assert (status, why, copy, objects) == ("failed", reason, [("success",)], 0)
     assert (root / FOLDER / outcome.file_name).exists()  # the dump's complete copy, recorded as the attempt's
+
+
+def test_an_object_that_changes_while_it_is_copied_is_read_again_and_never_stored_torn(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], proxied: FaultProxy, tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(moto_s3, project, root, "unused", BACKUP_STORAGE="local", SUPABASE_S3_ENDPOINT=proxied.url)
+    key = f"/{project['invoices']}/2026/12/INV-0001.pdf"
+    # The second read (the copy, after the hash) sees other bytes, once.
+    proxied.arm(Fault(lambda ex: Reply(200, b"%PDF-1.7 edited meanwhile"), nth=2, method="GET", path=key))
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    assert sum(ex.method == "GET" and ex.path == key for ex in proxied.exchanges) == 4  # hash, torn copy, again
+    blobs = root / FOLDER / "storage-blobs"
+    assert all(hashlib.sha256(p.read_bytes()).hexdigest() == p.name for p in blobs.iterdir())
+    assert (blobs / hashlib.sha256(b"%PDF-1.7 invoice one").hexdigest()).exists()
 
 
 def test_settings_name_the_missing_variable() -> None:

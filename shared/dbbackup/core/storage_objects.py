@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from dbbackup.core.fanout import fan_out
 from dbbackup.core.ports import Folder, ManifestEntry, ObjectStore, Storage, StoredFile, Target
-from dbbackup.errors import StorageError, StorageNotFound
+from dbbackup.errors import StorageChanged, StorageError, StorageNotFound
 
 BLOB_FOLDER = "storage-blobs"
 ATTEMPTS = 2  # an object that changes while it is copied is read once more
@@ -59,7 +59,9 @@ def checked(chunks: Iterable[bytes], sha256: str, what: str) -> Iterator[bytes]:
         digest.update(chunk)
         yield chunk
     if digest.hexdigest() != sha256:
-        raise StorageError(f"{what} changed while it was being copied (sha256 {digest.hexdigest()}, expected {sha256})")
+        raise StorageChanged(
+            f"{what} changed while it was being copied (sha256 {digest.hexdigest()}, expected {sha256})"
+        )
 
 
 class BlobStore:
@@ -152,8 +154,8 @@ def _store(
         writers = {name: _writer(blobs, name, sha256) for name in lacking}
         try:
             written = fan_out(checked(source.read(bucket, key), sha256, what), writers)
-        except StorageError as exc:
-            if "changed while it was being copied" in str(exc) and attempt + 1 < ATTEMPTS:
+        except StorageChanged:
+            if attempt + 1 < ATTEMPTS:
                 continue
             raise
         for name, stored in written.items():
