@@ -283,7 +283,9 @@ class BackupJob:
             previous = repo.last_storage_manifest()
         except BackupError as exc:
             _log.warning(
-                "backup %s: the previous Storage manifest was not read (%s): every object is read", log_id, exc
+                "backup %s: the previous Storage manifest was not read (%s): every object is read",
+                log_id,
+                one_line(redact(str(exc), self.secrets)),
             )
             previous = []
         blobs = BlobStore([(t, folders[t.name]) for t in self.targets])
