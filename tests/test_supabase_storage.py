@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from functions_framework import create_app
 
+from dbbackup.core import storage_objects
 from dbbackup.errors import ConfigError, UsageError
 from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job, cleanup_job, storage_restore
@@ -294,3 +295,42 @@ def test_settings_name_the_missing_variable() -> None:
     assert s.supabase_storage is not None and s.supabase_storage.buckets == ("a", "b")
     assert "s3cr3t-value" in s.secrets and "s3cr3t-value" not in repr(s) + repr(s.supabase_storage)
     assert Settings.from_env({"DATABASE_URL": "postgresql://x@localhost/db"}).supabase_storage is None
+
+
+def test_blobs_are_not_collected_while_a_backup_holds_the_blob_lock(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup holds the storage-blobs lock shared from listing the blobs through succeed();
+    the cleanup collects only holding it exclusively, and reads the referenced set after that."""
+    from dbbackup.pg.backup_log import BLOB_LOCK_KEY
+
+    root = tmp_path / "store"
+    env = env_for(moto_s3, project, root, "unused", BACKUP_STORAGE="local")
+    settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
+    (root / FOLDER / "storage-blobs").mkdir(parents=True)
+    stray = "ab" * 32  # a blob no manifest refers to: what a running backup may just have written
+    (root / FOLDER / "storage-blobs" / stray).write_bytes(b"new")
+    with psycopg.connect(migrated_url, autocommit=True) as backup:
+        backup.execute("SELECT pg_advisory_lock_shared(%s)", (BLOB_LOCK_KEY,))  # a backup copying objects
+        held = cleanup_job(settings).run()
+        assert held.blobs_skipped and "copying Storage objects" in held.blobs_skipped
+        assert held.blobs_deleted == [] and stray in local_blobs(root)
+    freed = cleanup_job(settings).run()
+    assert (freed.blobs_skipped, freed.blobs_deleted) == (None, [stray])
+    # And the backup's side: it takes the lock shared before listing the blobs, and gives it back.
+    seen: list[bool] = []
+    original = storage_objects.BlobStore.__init__
+    with psycopg.connect(migrated_url, autocommit=True) as probe:
+
+        def spy(self: Any, targets: Any) -> None:
+            got = probe.execute("SELECT pg_try_advisory_lock(%s)", (BLOB_LOCK_KEY,)).fetchone()[0]
+            seen.append(got)
+            if got:
+                probe.execute("SELECT pg_advisory_unlock(%s)", (BLOB_LOCK_KEY,))
+            original(self, targets)
+
+        monkeypatch.setattr(storage_objects.BlobStore, "__init__", spy)
+        outcome = backup_job(settings).run("manual")
+        assert outcome.status == "success", outcome.reason
+        assert seen == [False]  # the exclusive lock was refused: the backup held it shared
+        assert probe.execute("SELECT pg_try_advisory_lock(%s)", (BLOB_LOCK_KEY,)).fetchone()[0]  # released

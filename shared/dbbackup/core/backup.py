@@ -165,6 +165,7 @@ class BackupJob:
         copies: list[Copy] = []
         keep = False  # whether the complete copies of a failed attempt stay (recorded per copy)
         committed = False  # the row says success: an interrupt after this must not undo it
+        held = contextlib.ExitStack()  # the storage-blobs lock, from the blob listing through succeed()
         try:
             folder_path.split(folder)
             folders: dict[str, Folder] = {}
@@ -214,7 +215,7 @@ class BackupJob:
             objects: StorageCopy | None = None
             if self.objects is not None:
                 try:
-                    objects = self._copy_storage(repo, log_id, self.objects, folders)
+                    objects = self._copy_storage(repo, log_id, self.objects, folders, held)
                 except Exception as exc:
                     # The dump itself is complete: its copies stay, recorded as the attempt's, and
                     # the reason says so; the attempt is failed as a whole, never half a success.
@@ -273,12 +274,20 @@ class BackupJob:
                 reason=reason,
                 copies=self._copies_out(copies),
             )
+        finally:
+            with contextlib.suppress(BackupError):
+                held.close()
 
     def _copy_storage(
-        self, repo: BackupLog, log_id: str, source: ObjectStore, folders: dict[str, Folder]
+        self, repo: BackupLog, log_id: str, source: ObjectStore, folders: dict[str, Folder], held: contextlib.ExitStack
     ) -> StorageCopy:
         """Every object as a blob in every target, then the manifest: recorded before the row
-        says success, so a cleanup never sees a successful backup whose blobs it may not keep."""
+        says success, so a cleanup never sees a successful backup whose blobs it may not keep.
+        The storage-blobs lock is taken (shared) before the blobs are listed and stays in
+        ``held`` until the row says success: a cleanup collects blobs only holding it
+        exclusively, so it never deletes a blob this backup found or wrote."""
+        repo.lock_blobs_shared()
+        held.callback(repo.unlock_blobs_shared)
         try:
             previous = repo.last_storage_manifest()
         except BackupError as exc:

@@ -293,13 +293,21 @@ class CleanupJob:
         self, repo: BackupLog, folder_path: str, dry_run: bool, gone: list[str], several: bool, result: CleanupResult
     ) -> None:
         """Delete the blobs no kept backup refers to, after the backups' own retention (so a
-        backup deleted now no longer keeps its blobs). Not while a backup runs: the blobs it is
-        writing, or has found already there, are not in any manifest yet."""
+        backup deleted now no longer keeps its blobs). Only holding the storage-blobs lock
+        exclusively: a backup holds it shared from listing the blobs until its row says success
+        (the blobs it writes, or finds already there, are in no manifest before that), and one
+        that starts meanwhile waits for it; the referenced set is read only once it is held."""
+        with repo.blob_collection_lock() as locked:
+            if not locked:
+                result.blobs_skipped = "a backup is copying Storage objects: its blobs are not in a manifest yet"
+                log.info("cleanup: Storage blobs not collected: %s", result.blobs_skipped)
+                return
+            self._collect_locked(repo, folder_path, dry_run, gone, several, result)
+
+    def _collect_locked(
+        self, repo: BackupLog, folder_path: str, dry_run: bool, gone: list[str], several: bool, result: CleanupResult
+    ) -> None:
         s = self.settings
-        if repo.backup_lock_held():
-            result.blobs_skipped = "a backup is running: its objects are not in a manifest yet"
-            log.info("cleanup: Storage blobs not collected: %s", result.blobs_skipped)
-            return
         # A dry run marked no row deleted: the files it would delete are left out by their ids.
         referenced = repo.referenced_blobs(gone if dry_run else ())
         for target in self.targets:

@@ -294,6 +294,18 @@ class BackupLog(Protocol):
         """The cleanup's own lock for the block (False: another cleanup holds it)."""
         ...
 
+    def lock_blobs_shared(self) -> None:
+        """The storage-blobs lock, shared (several backups may hold it), until
+        ``unlock_blobs_shared``; waits while a cleanup holds it exclusively."""
+        ...
+
+    def unlock_blobs_shared(self) -> None: ...
+
+    def blob_collection_lock(self) -> AbstractContextManager[bool]:
+        """The storage-blobs lock, exclusively, for the block (False: a backup holds it shared:
+        the blobs it relies on are not in a manifest yet)."""
+        ...
+
     def recover_stale(self) -> list[LogRow]:
         """Mark rows left in_progress as failed ("interrupted") and return them. Holding the lock only."""
         ...

@@ -34,12 +34,16 @@ from dbbackup.pg.app_settings import adopt_notification_email, read_backup_confi
 BACKUP_LOCK_KEY = 0x6462_6261_636B
 # pg_try_advisory_xact_lock key for "a cleanup is running on this database" ("dbclea").
 CLEANUP_LOCK_KEY = 0x6462_636C_6561
+# Advisory lock key for the storage-blobs/ folders ("dbblob"): a backup holds it shared from the
+# moment it lists the blobs until its row says success; a cleanup collects blobs only holding it
+# exclusively, so a blob a running backup relies on is never one it deletes.
+BLOB_LOCK_KEY = 0x6462_626C_6F62
 PG_DUMP_APPLICATION_NAME = "dbbackup-pg_dump"  # what our pg_dump runs show in pg_stat_activity
 STATUSES = ("success", "failed", "in_progress")
 # Attempts that ended; an in_progress row has not told us anything yet.
 _ENDED = "status IN ('success', 'failed')"
 
-__all__ = ["BACKUP_LOCK_KEY", "CLEANUP_LOCK_KEY", "INTERRUPTED", "STATUSES", "PgBackupLog", "opener"]
+__all__ = ["BACKUP_LOCK_KEY", "BLOB_LOCK_KEY", "CLEANUP_LOCK_KEY", "INTERRUPTED", "STATUSES", "PgBackupLog", "opener"]
 
 
 def _translated[**P, R](method: Callable[P, R]) -> Callable[P, R]:
@@ -137,6 +141,31 @@ class PgBackupLog:
             with db.sql_errors(self.secrets):
                 lock_conn.execute("BEGIN")
                 row = lock_conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (CLEANUP_LOCK_KEY,)).fetchone()
+            yield bool(row and row[0])
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                lock_conn.execute("ROLLBACK")
+            lock_conn.close()
+
+    @_translated
+    def lock_blobs_shared(self) -> None:
+        """Session-scoped on this connection, like the backup lock beside it; waits while a
+        cleanup collects blobs (that collection is bounded: a listing and its deletes)."""
+        self.conn.execute("SELECT pg_advisory_lock_shared(%s)", (BLOB_LOCK_KEY,))
+
+    @_translated
+    def unlock_blobs_shared(self) -> None:
+        self.conn.execute("SELECT pg_advisory_unlock_shared(%s)", (BLOB_LOCK_KEY,))
+
+    @contextlib.contextmanager
+    def blob_collection_lock(self) -> Iterator[bool]:
+        """The blob lock exclusively, tried (False: a backup holds it shared), transaction-scoped
+        on a connection of its own, as ``cleanup_lock``."""
+        lock_conn = db.connect(self.url, attempts=1, secrets=self.secrets)
+        try:
+            with db.sql_errors(self.secrets):
+                lock_conn.execute("BEGIN")
+                row = lock_conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (BLOB_LOCK_KEY,)).fetchone()
             yield bool(row and row[0])
         finally:
             with contextlib.suppress(psycopg.Error):
