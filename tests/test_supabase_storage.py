@@ -116,7 +116,7 @@ def test_objects_are_backed_up_once_and_restored_byte_identical(
     settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
     first = backup_job(settings).run("manual")
     assert first.status == "success", first.reason
-    assert first.storage == {"buckets": 2, "objects": COUNT, "bytes": SIZE, "new_blobs": BLOBS}
+    assert first.storage == {"buckets": 2, "objects": COUNT, "bytes": SIZE, "new_blobs": BLOBS, "vanished": 0}
     rows = manifest(migrated_url, first.backup_log_id)
     assert len(rows) == COUNT
     for bucket, key, size, sha, ctype, meta in rows:
@@ -129,8 +129,8 @@ def test_objects_are_backed_up_once_and_restored_byte_identical(
     assert {k.rsplit("/", 1)[1] for k in moto_s3.keys(target) if "/storage-blobs/" in k} == shas
     assert (root / FOLDER / "storage-blobs" / hashlib.sha256(BIG).hexdigest()).read_bytes() == BIG
 
-    # Nothing changed: nothing new is stored, and no object is even read (same size and ETag as
-    # the previous manifest's, blob present): only listings and HEADs reach the endpoint.
+    # Nothing changed: nothing new is stored, and no object is even HEADed or read (the listing's
+    # size and ETag are the previous manifest's, blob present): only listings reach the endpoint.
     watched = Settings.from_env({"DATABASE_URL": migrated_url, **env, "SUPABASE_S3_ENDPOINT": proxied.url})
     second = backup_job(watched).run("manual")
     assert second.status == "success", second.reason
@@ -138,7 +138,8 @@ def test_objects_are_backed_up_once_and_restored_byte_identical(
     reads = [
         ex.path for ex in proxied.exchanges if ex.method == "GET" and ex.path.count("/") > 1
     ]  # an object, not a listing
-    assert reads == [] and sum(ex.method == "HEAD" for ex in proxied.exchanges) == COUNT
+    assert reads == [] and sum(ex.method == "HEAD" for ex in proxied.exchanges) == 0
+    assert manifest(migrated_url, second.backup_log_id) == rows  # types and metadata carried over
     # One object changed: one new blob.
     moto_s3.client().put_object(Bucket=project["invoices"], Key="2026/12/INV-0001.pdf", Body=b"%PDF-1.7 v2")
     third = backup_job(settings).run("manual")
@@ -184,7 +185,7 @@ def test_retention_deletes_only_blobs_no_kept_backup_refers_to(
     monkeypatch.delenv("K_SERVICE", raising=False)
     answer = create_app("database_backup", str(FUNCTION)).test_client().post("/", json={"trigger": "manual"})
     assert answer.status_code == 200, answer.get_json()
-    assert answer.get_json()["storage"] == {"buckets": 2, "objects": COUNT, "bytes": SIZE, "new_blobs": BLOBS}
+    assert answer.get_json()["storage"] == {"buckets": 2, "objects": COUNT, "bytes": SIZE, "new_blobs": BLOBS, "vanished": 0}
     first = SimpleNamespace(file_name=answer.get_json()["file_name"])
     old = hashlib.sha256(b"%PDF-1.7 invoice one").hexdigest()
     moto_s3.client().put_object(Bucket=project["invoices"], Key="2026/12/INV-0001.pdf", Body=b"%PDF-1.7 v2")
@@ -334,3 +335,56 @@ def test_blobs_are_not_collected_while_a_backup_holds_the_blob_lock(
         assert outcome.status == "success", outcome.reason
         assert seen == [False]  # the exclusive lock was refused: the backup held it shared
         assert probe.execute("SELECT pg_try_advisory_lock(%s)", (BLOB_LOCK_KEY,)).fetchone()[0]  # released
+
+
+def test_an_object_deleted_during_the_backup_is_left_out_counted_and_named(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], proxied: FaultProxy, tmp_path: Path
+) -> None:
+    root = tmp_path / "store"
+    env = env_for(moto_s3, project, root, "unused", BACKUP_STORAGE="local", SUPABASE_S3_ENDPOINT=proxied.url)
+    gone = Reply(404, b"", {})  # a HEAD's 404 has no body
+    at_head = f"/{project['avatars']}/empty.txt"
+    at_read = f"/{project['invoices']}/2026/12/INV-0001.pdf"
+    proxied.arm(Fault(lambda ex: gone, method="HEAD", path=at_head, times=999))
+    proxied.arm(Fault(lambda ex: s3_error(404, "NoSuchKey"), method="GET", path=at_read, times=999))
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    assert outcome.storage is not None and (outcome.storage["objects"], outcome.storage["vanished"]) == (COUNT - 2, 2)
+    [line] = outcome.warnings
+    assert "2 object(s) deleted while the backup ran" in line
+    assert f"{project['avatars']}/empty.txt" in line and f"{project['invoices']}/2026/12/INV-0001.pdf" in line
+    keys = {r[1] for r in manifest(migrated_url, outcome.backup_log_id)}
+    assert "empty.txt" not in keys and "2026/12/INV-0001.pdf" not in keys
+
+
+def test_a_blob_of_the_wrong_size_is_rewritten_and_a_short_write_deleted(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from dbbackup.storage.local import LocalStorage
+
+    root = tmp_path / "store"
+    env = env_for(moto_s3, project, root, "unused", BACKUP_STORAGE="local")
+    settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
+    folder = root / FOLDER / "storage-blobs"
+    folder.mkdir(parents=True)
+    pdf = b"%PDF-1.7 invoice one"
+    (folder / hashlib.sha256(pdf).hexdigest()).write_bytes(pdf[:5])  # torn: the right name, not the bytes
+    first = backup_job(settings).run("manual")
+    assert first.status == "success", first.reason
+    assert (folder / hashlib.sha256(pdf).hexdigest()).read_bytes() == pdf
+    assert first.storage is not None and first.storage["new_blobs"] == BLOBS
+
+    # A target that reports another size than was written: the blob is deleted, the backup fails.
+    moto_s3.client().put_object(Bucket=project["invoices"], Key="2026/12/INV-0001.pdf", Body=b"%PDF v3")
+    put = LocalStorage.put
+
+    def short(self: LocalStorage, folder: Any, name: str, chunks: Any) -> Any:
+        stored = put(self, folder, name, chunks)
+        return replace(stored, size=1) if len(name) == 64 else stored  # a blob, not the dump
+
+    monkeypatch.setattr(LocalStorage, "put", short)
+    second = backup_job(settings).run("manual")
+    assert second.status == "failed" and "1 bytes, 7 were read; the blob was deleted" in (second.reason or "")
+    assert hashlib.sha256(b"%PDF v3").hexdigest() not in local_blobs(root)

@@ -56,7 +56,7 @@ class BackupOutcome:
     reason: str | None = None
     copies: list[dict[str, object]] | None = None  # one per target, when there are several
     tables: int | None = None  # how many tables the manifest holds
-    warnings: list[str] = field(default_factory=list)  # shrink warnings (the backup is still a success)
+    warnings: list[str] = field(default_factory=list)  # shrink, vanished Storage objects (still a success)
     storage: dict[str, int] | None = None  # Supabase Storage's objects (BACKUP_SUPABASE_STORAGE): counts
     counts: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)  # the manifest, in memory
 
@@ -250,6 +250,7 @@ class BackupJob:
                 tables=len(stats.tables),
                 counts=dict(stats.tables),
                 storage=objects.as_dict() if objects is not None else None,
+                warnings=[w for w in [objects.warning() if objects is not None else None] if w],
             )
         except BaseException as exc:
             if committed:
@@ -300,6 +301,8 @@ class BackupJob:
         blobs = BlobStore([(t, folders[t.name]) for t in self.targets])
         result = copy_objects(source, self.buckets, blobs, previous)
         repo.record_storage_manifest(log_id, result.entries)
+        if warning := result.warning():
+            _log.warning("backup %s: %s", log_id, warning)
         _log.info(
             "backup %s: Supabase Storage: %d objects in %d buckets, %d bytes, %d new blobs",
             log_id,
@@ -494,10 +497,11 @@ class BackupJob:
                 return
             now = self.clock()
             when = manifest.since(previous.started_at or now, now, s.timezone)
-            outcome.warnings = [manifest.describe(shrink, when) for shrink in found]
-            for line in outcome.warnings:
+            lines = [manifest.describe(shrink, when) for shrink in found]
+            outcome.warnings = lines + outcome.warnings
+            for line in lines:
                 _log.warning("backup %s: shrink warning: %s", outcome.backup_log_id, line)
-            repo.flag_shrink(outcome.backup_log_id, outcome.warnings)
+            repo.flag_shrink(outcome.backup_log_id, lines)
             email = messages.shrink_warning_email(
                 now,
                 s.timezone,
@@ -505,7 +509,7 @@ class BackupJob:
                 backup_id=outcome.backup_log_id,
                 file_name=outcome.file_name or "",
                 previous_file_name=previous.file_name or "",
-                lines=outcome.warnings,
+                lines=lines,
                 threshold_percent=s.shrink_warning_percent,
                 min_rows=s.shrink_min_rows,
                 organization=s.organization,

@@ -10,13 +10,16 @@ it and, only when no target holds that blob yet, read a second time straight int
 (through ``core.fanout``: one read for every target). The second read is hashed again and raises
 before its end when the bytes differ (the object changed in between), so ``put`` commits nothing
 and the object is tried once more. Neither read holds more than a chunk: no object is ever whole
-in memory or on disk. An object whose size and ETag equal the previous backup's record, and whose
-blob every target still holds, is not read at all (the ETag is the store's own digest of the
-bytes).
+in memory or on disk. An object whose listed size and ETag equal the previous backup's record,
+and whose blob every target still holds with that size, is neither HEADed nor read (the ETag is the
+store's own digest of the bytes; its content type and metadata are the previous record's). A blob
+is trusted by its name and its listed size: one of another size is rewritten. An object deleted
+between the listing and its HEAD or read is left out and counted (``vanished``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from dbbackup.errors import StorageChanged, StorageError, StorageNotFound
 
 BLOB_FOLDER = "storage-blobs"
 ATTEMPTS = 2  # an object that changes while it is copied is read once more
+VANISHED_NAMED = 5  # how many vanished objects the warning names
 
 
 @dataclass
@@ -37,10 +41,28 @@ class StorageCopy:
     objects: int = 0
     bytes: int = 0
     new_blobs: int = 0
+    vanished: int = 0  # listed, then deleted before they were read: not in this backup
     entries: list[ManifestEntry] = field(default_factory=list, repr=False)
+    vanished_keys: list[str] = field(default_factory=list, repr=False)  # "<bucket>/<key>", the first few
 
     def as_dict(self) -> dict[str, int]:
-        return {"buckets": self.buckets, "objects": self.objects, "bytes": self.bytes, "new_blobs": self.new_blobs}
+        return {
+            "buckets": self.buckets,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "new_blobs": self.new_blobs,
+            "vanished": self.vanished,
+        }
+
+    def warning(self) -> str | None:
+        """The backup's warning line when objects vanished while it ran."""
+        if not self.vanished:
+            return None
+        more = f" and {self.vanished - len(self.vanished_keys)} more" if self.vanished > len(self.vanished_keys) else ""
+        return (
+            f"Supabase Storage: {self.vanished} object(s) deleted while the backup ran are not in it:"
+            f" {', '.join(self.vanished_keys)}{more}"
+        )
 
 
 def hashed(chunks: Iterable[bytes]) -> tuple[str, int]:
@@ -76,8 +98,14 @@ class BlobStore:
             self.folders[target.name] = (target.storage, sub)
             self.known[target.name] = {f.name: f for f in target.storage.list(sub)}
 
-    def lacking(self, sha256: str) -> list[str]:
-        return [name for name, known in self.known.items() if sha256 not in known]
+    def lacking(self, sha256: str, size: int | None = None) -> list[str]:
+        """The targets without the blob; a blob listed with another size than ``size`` (a torn
+        or foreign file under that name) counts as missing: it is rewritten."""
+        return [
+            name
+            for name, known in self.known.items()
+            if sha256 not in known or (size is not None and known[sha256].size != size)
+        ]
 
     def missing_now(self, wanted: set[str]) -> dict[str, list[str]]:
         """Per target, the wanted blobs a fresh listing does not show (a cleanup that ran while
@@ -115,27 +143,34 @@ def copy_objects(
     result.buckets = len(buckets)
     for bucket in buckets:
         for obj in source.objects(bucket):
-            try:
-                head = source.head(bucket, obj.key)
-            except StorageNotFound:
-                continue  # deleted since the listing: not part of this backup
             what = f"object {bucket}/{obj.key}"
             last = before.get((bucket, obj.key))
             if (
                 last
-                and head.etag
-                and last.etag == head.etag
-                and last.size == head.size
-                and not blobs.lacking(last.sha256)
+                and obj.etag
+                and last.etag == obj.etag
+                and last.size == obj.size
+                and not blobs.lacking(last.sha256, last.size)
             ):
-                sha256, size = last.sha256, last.size
+                # Unchanged since the previous backup (the listing's size and ETag, the store's
+                # digest of the bytes): no HEAD, no read; its type and metadata as recorded then.
+                entry = ManifestEntry(
+                    bucket, obj.key, last.size, last.sha256, last.content_type, dict(last.metadata), last.etag
+                )
             else:
-                sha256, size = _store(source, bucket, obj.key, blobs, what, result)
-            result.entries.append(
-                ManifestEntry(bucket, obj.key, size, sha256, head.content_type, dict(head.metadata), head.etag)
-            )
+                try:
+                    head = source.head(bucket, obj.key)
+                    sha256, size = _store(source, bucket, obj.key, blobs, what, result)
+                except StorageNotFound:
+                    # Deleted since the listing (at the HEAD or at the read): not part of this backup.
+                    result.vanished += 1
+                    if len(result.vanished_keys) < VANISHED_NAMED:
+                        result.vanished_keys.append(f"{bucket}/{obj.key}")
+                    continue
+                entry = ManifestEntry(bucket, obj.key, size, sha256, head.content_type, dict(head.metadata), head.etag)
+            result.entries.append(entry)
             result.objects += 1
-            result.bytes += size
+            result.bytes += entry.size
     if lost := blobs.missing_now({e.sha256 for e in result.entries}):
         text = "; ".join(f"{t}: {', '.join(s[:12] for s in shas[:3])}" for t, shas in lost.items())
         raise StorageError(f"Supabase Storage: blobs vanished while the backup ran (a concurrent cleanup?): {text}")
@@ -148,7 +183,7 @@ def _store(
     """Hash the object, then write it to every target lacking that blob; its sha256 and size."""
     for attempt in range(ATTEMPTS):
         sha256, size = hashed(source.read(bucket, key))
-        lacking = blobs.lacking(sha256)
+        lacking = blobs.lacking(sha256, size)
         if not lacking:
             return sha256, size
         writers = {name: _writer(blobs, name, sha256) for name in lacking}
@@ -162,7 +197,12 @@ def _store(
             if isinstance(stored, Exception):
                 raise StorageError(f"Supabase Storage: {what} could not be stored in {name}: {stored}")
             if stored.size != size:
-                raise StorageError(f"Supabase Storage: {what}: {name} holds {stored.size} bytes, {size} were read")
+                storage = blobs.folders[name][0]
+                with contextlib.suppress(Exception):
+                    storage.delete(stored.id)  # never left to be trusted by its name
+                raise StorageError(
+                    f"Supabase Storage: {what}: {name} holds {stored.size} bytes, {size} were read; the blob was deleted"
+                )
             blobs.known[name][sha256] = stored
         result.new_blobs += 1
         return sha256, size
@@ -171,8 +211,13 @@ def _store(
 
 def _writer(blobs: BlobStore, name: str, sha256: str) -> Callable[[Iterator[bytes]], StoredFile]:
     storage, folder = blobs.folders[name]
+    wrong = blobs.known[name].get(sha256)  # listed with another size: replaced
 
     def write(chunks: Iterator[bytes]) -> StoredFile:
+        if wrong is not None:
+            with contextlib.suppress(StorageNotFound):
+                storage.delete(wrong.id)
+            blobs.known[name].pop(sha256, None)
         return storage.put(folder, sha256, chunks)
 
     return write
