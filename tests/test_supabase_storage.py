@@ -50,6 +50,7 @@ OBJECTS: dict[str, list[tuple[str, bytes, str, dict[str, str]]]] = {
 COUNT = sum(len(v) for v in OBJECTS.values())
 BLOBS = len({data for v in OBJECTS.values() for _, data, _, _ in v})
 SIZE = sum(len(d) for v in OBJECTS.values() for _, d, _, _ in v)
+REPORT = {"buckets": 2, "objects": COUNT, "bytes": SIZE, "new_blobs": BLOBS, "vanished": 0}
 FUNCTION = ROOT / "functions" / "database_backup" / "main.py"
 
 
@@ -116,7 +117,7 @@ def test_objects_are_backed_up_once_and_restored_byte_identical(
     settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
     first = backup_job(settings).run("manual")
     assert first.status == "success", first.reason
-    assert first.storage == {"buckets": 2, "objects": COUNT, "bytes": SIZE, "new_blobs": BLOBS, "vanished": 0}
+    assert first.storage == REPORT
     rows = manifest(migrated_url, first.backup_log_id)
     assert len(rows) == COUNT
     for bucket, key, size, sha, ctype, meta in rows:
@@ -185,7 +186,7 @@ def test_retention_deletes_only_blobs_no_kept_backup_refers_to(
     monkeypatch.delenv("K_SERVICE", raising=False)
     answer = create_app("database_backup", str(FUNCTION)).test_client().post("/", json={"trigger": "manual"})
     assert answer.status_code == 200, answer.get_json()
-    assert answer.get_json()["storage"] == {"buckets": 2, "objects": COUNT, "bytes": SIZE, "new_blobs": BLOBS, "vanished": 0}
+    assert answer.get_json()["storage"] == REPORT
     first = SimpleNamespace(file_name=answer.get_json()["file_name"])
     old = hashlib.sha256(b"%PDF-1.7 invoice one").hexdigest()
     moto_s3.client().put_object(Bucket=project["invoices"], Key="2026/12/INV-0001.pdf", Body=b"%PDF-1.7 v2")

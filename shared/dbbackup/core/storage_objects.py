@@ -201,7 +201,8 @@ def _store(
                 with contextlib.suppress(Exception):
                     storage.delete(stored.id)  # never left to be trusted by its name
                 raise StorageError(
-                    f"Supabase Storage: {what}: {name} holds {stored.size} bytes, {size} were read; the blob was deleted"
+                    f"Supabase Storage: {what}: {name} holds {stored.size} bytes, {size} were read;"
+                    " the blob was deleted"
                 )
             blobs.known[name][sha256] = stored
         result.new_blobs += 1
