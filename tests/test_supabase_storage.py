@@ -389,3 +389,38 @@ def test_a_blob_of_the_wrong_size_is_rewritten_and_a_short_write_deleted(
     second = backup_job(settings).run("manual")
     assert second.status == "failed" and "1 bytes, 7 were read; the blob was deleted" in (second.reason or "")
     assert hashlib.sha256(b"%PDF v3").hexdigest() not in local_blobs(root)
+
+
+def test_storage_restore_checks_its_input_and_creates_no_folder(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], tmp_path: Path
+) -> None:
+    root, target = tmp_path / "store", moto_s3.bucket()
+    env = env_for(moto_s3, project, root, target, BACKUP_STORAGE="s3")
+    settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
+    proc = run_cli(["storage-restore", "not-a-uuid"], migrated_url, **env)
+    assert proc.returncode == 2 and "not-a-uuid: not a backup_logs id" in proc.stderr, proc.stderr
+    failed = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env, "BACKUP_STORAGE_BUCKETS": "nope"})).run(
+        "manual"
+    )
+    assert failed.status == "failed"
+    with pytest.raises(UsageError, match="is failed, not a successful backup"):
+        storage_restore(settings, env, failed.backup_log_id)
+    done = backup_job(settings).run("manual")
+    assert done.status == "success", done.reason
+    # A local target first, that has no blob folder: it is skipped, not created; the s3 one serves.
+    both = {**env, "BACKUP_STORAGE": "local,s3"}
+    (root / FOLDER).mkdir(parents=True)
+    dry = cleanup_job(Settings.from_env({"DATABASE_URL": migrated_url, **both})).run(dry_run=True)
+    assert dry.status == "success", dry.failed
+    report = storage_restore(Settings.from_env({"DATABASE_URL": migrated_url, **both}), both, done.backup_log_id)
+    assert (report.objects, report.skipped) == (COUNT, COUNT)
+    assert not (root / FOLDER / "storage-blobs").exists()
+    # An unreachable target (its bucket gone) does not stop the restore from another.
+    (root / FOLDER / "storage-blobs").mkdir()
+    for sha in {r[3] for r in manifest(migrated_url, done.backup_log_id)}:
+        body = moto_s3.client().get_object(Bucket=target, Key=f"{FOLDER}/storage-blobs/{sha}")["Body"].read()
+        (root / FOLDER / "storage-blobs" / sha).write_bytes(body)
+    gone = {**both, "BACKUP_STORAGE": "s3,local", "BACKUP_S3_BUCKET": "no-such-bucket"}
+    empty(moto_s3, project["avatars"])
+    report = storage_restore(Settings.from_env({"DATABASE_URL": migrated_url, **gone}), gone, done.backup_log_id)
+    assert (report.objects, report.restored, report.buckets_created) == (COUNT, 4, [project["avatars"]])

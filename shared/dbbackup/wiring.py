@@ -15,18 +15,18 @@ from dbbackup.core.alerts import Alerter
 from dbbackup.core.backup import BackupJob
 from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.health import Health, read_health
-from dbbackup.core.ports import Email, Folder, Notifier, ObjectStore, OpenLog, Storage, Target
+from dbbackup.core.ports import Email, Notifier, ObjectStore, OpenLog, Storage, Target
 from dbbackup.core.storage_objects import BlobStore, StorageRestore, restore_objects
 from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
-from dbbackup.errors import BackupError, ConfigError, UsageError
+from dbbackup.errors import BackupError, ConfigError, StorageError, UsageError
 from dbbackup.memory import release_large_buffers
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
 from dbbackup.redact import remember_secrets
 from dbbackup.restore.drill import Drill, DrillConfig, DrillResult
-from dbbackup.restore.sources import Source, resolve
+from dbbackup.restore.sources import UUID_RE, Source, resolve
 from dbbackup.secret_manager import resolve_secrets
 from dbbackup.settings import Settings
 from dbbackup.storage.dryrun import DryRunStorage
@@ -233,12 +233,19 @@ def storage_restore(
     from dbbackup.storage.s3_config import supabase_s3_config_from_env
     from dbbackup.storage.s3_objects import SupabaseObjects
 
+    if not UUID_RE.match(log_id):
+        raise UsageError(f"{log_id}: not a backup_logs id")
     config = supabase_s3_config_from_env(resolve_secrets(env, variables=STORAGE_KEY_VARIABLES), endpoint)
     remember_secrets(settings.secrets + config.secrets)
     with open_log(settings)() as log:
         row = log.get(log_id)
         if row is None:
             raise UsageError(f"no backup {log_id!r} in backup_logs")
+        if row.status != "success":
+            raise UsageError(
+                f"backup {log_id} is {row.status}, not a successful backup: it recorded no Storage objects"
+                " (choose a successful one: `dbbackup status`)"
+            )
         entries = log.storage_manifest(log_id)
     if not entries:
         raise UsageError(f"backup {log_id} holds no Storage objects (was BACKUP_SUPABASE_STORAGE on?)")
@@ -248,13 +255,16 @@ def storage_restore(
             raise UsageError(f"backup {log_id} holds no object of bucket {bucket!r}")
     # The blobs are beside the backup's own file: the folder it was written to, not today's.
     folder = (row.google_drive_path or "").rsplit("/", 1)[0]
-    reachable: list[tuple[Target, Folder]] = []
+    blobs = BlobStore()
+    unreachable: list[str] = []
     for target in make_targets(settings):
         try:
-            reachable.append((target, target.storage.ensure_folder(folder)))
-        except BackupError:
-            continue  # another target may hold the blobs
-    blobs = BlobStore(reachable)
+            # Read-only: no storage-blobs folder is created by a restore.
+            blobs.add(target, target.storage.ensure_folder(folder), create=False)
+        except BackupError as exc:
+            unreachable.append(f"{target.name}: {exc}")  # another target may hold the blobs
+    if not blobs.folders:
+        raise StorageError(f"no target holds the Storage blobs of backup {log_id}: {'; '.join(unreachable)}")
     return restore_objects(log_id, entries, SupabaseObjects(config), blobs.open)
 
 

@@ -314,8 +314,11 @@ class CleanupJob:
             storage = self.dry_run_storage(target.storage) if dry_run else target.storage
             name = f"{target.name}:{BLOB_FOLDER}" if several else BLOB_FOLDER
             try:
-                blobs = storage.subfolder(storage.ensure_folder(folder_path), BLOB_FOLDER)
+                # Never created here: a target without the folder has no blob to collect.
+                blobs = storage.subfolder(storage.ensure_folder(folder_path), BLOB_FOLDER, create=False)
                 files = storage.list(blobs)
+            except StorageNotFound:
+                continue
             except Exception as exc:
                 reason = one_line(redact(f"cannot list the Storage blobs: {exc}", s.secrets), 300)
                 log.error("cleanup: %s", reason)

@@ -72,9 +72,10 @@ class Storage(Protocol):
         """Remove the file. Raises StorageNotFound when it does not exist."""
         ...
 
-    def subfolder(self, folder: Folder, name: str) -> Folder:
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
         """The folder ``name`` (one segment) inside ``folder``, created when missing. Idempotent.
-        Its files are not among ``list(folder)``'s."""
+        Its files are not among ``list(folder)``'s. ``create=False`` (a restore, a dry run) never
+        creates it: StorageNotFound when a backend with real folders has none of that name."""
         ...
 
 

@@ -90,13 +90,19 @@ class BlobStore:
     """The ``storage-blobs`` folder of each target, listed once (a Drive file's id is not its
     name, so existence is looked up in the listing, not asked per blob)."""
 
-    def __init__(self, targets: Sequence[tuple[Target, Folder]]) -> None:
+    def __init__(self, targets: Sequence[tuple[Target, Folder]] = ()) -> None:
         self.folders: dict[str, tuple[Storage, Folder]] = {}
         self.known: dict[str, dict[str, StoredFile]] = {}
         for target, folder in targets:
-            sub = target.storage.subfolder(folder, BLOB_FOLDER)
-            self.folders[target.name] = (target.storage, sub)
-            self.known[target.name] = {f.name: f for f in target.storage.list(sub)}
+            self.add(target, folder)
+
+    def add(self, target: Target, folder: Folder, create: bool = True) -> None:
+        """The target's blob folder inside ``folder``, listed; ``create=False`` (a restore)
+        creates nothing and raises StorageNotFound when the target has no such folder."""
+        sub = target.storage.subfolder(folder, BLOB_FOLDER, create=create)
+        known = {f.name: f for f in target.storage.list(sub)}
+        self.folders[target.name] = (target.storage, sub)
+        self.known[target.name] = known
 
     def lacking(self, sha256: str, size: int | None = None) -> list[str]:
         """The targets without the blob; a blob listed with another size than ``size`` (a torn

@@ -143,7 +143,7 @@ class GcsStorage:
     def _timeout(self) -> float:
         return self.config.timeout_seconds
 
-    def subfolder(self, folder: Folder, name: str) -> Folder:
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
         # A bucket has no folders: the child is a longer key prefix, nothing to create.
         key = object_key(folder.id, name)
         return Folder(id=key, path=self._where(key + "/"))

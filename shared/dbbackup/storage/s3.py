@@ -126,7 +126,7 @@ class S3Storage:
             raise
         return Folder(id=prefix, path=self._where(prefix + "/"))
 
-    def subfolder(self, folder: Folder, name: str) -> Folder:
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
         # A bucket has no folders: the child is a longer key prefix, nothing to create.
         key = object_key(folder.id, name)
         return Folder(id=key, path=self._where(key + "/"))
