@@ -424,3 +424,20 @@ def test_storage_restore_checks_its_input_and_creates_no_folder(
     empty(moto_s3, project["avatars"])
     report = storage_restore(Settings.from_env({"DATABASE_URL": migrated_url, **gone}), gone, done.backup_log_id)
     assert (report.objects, report.restored, report.buckets_created) == (COUNT, 4, [project["avatars"]])
+
+
+def test_interrupted_blob_uploads_are_discarded_by_the_next_backup(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], tmp_path: Path
+) -> None:
+    from dbbackup.storage.local import TEMP_PREFIX
+
+    root, target = tmp_path / "store", moto_s3.bucket()
+    env = env_for(moto_s3, project, root, target)
+    blobs = root / FOLDER / "storage-blobs"
+    blobs.mkdir(parents=True)
+    leftover = blobs / f"{TEMP_PREFIX}0123456789ab-{'cd' * 32}"
+    leftover.write_bytes(b"half a blob")  # a killed run's temporary file
+    moto_s3.client().create_multipart_upload(Bucket=target, Key=f"{FOLDER}/storage-blobs/{'cd' * 32}")
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    assert not leftover.exists() and moto_s3.open_uploads(target) == []

@@ -298,7 +298,8 @@ class BackupJob:
                 one_line(redact(str(exc), self.secrets)),
             )
             previous = []
-        blobs = BlobStore([(t, folders[t.name]) for t in self.targets])
+        # Leftovers of a killed run's blob uploads go first (we hold the backup lock).
+        blobs = BlobStore([(t, folders[t.name]) for t in self.targets], discard_incomplete=True)
         result = copy_objects(source, self.buckets, blobs, previous)
         repo.record_storage_manifest(log_id, result.entries)
         if warning := result.warning():

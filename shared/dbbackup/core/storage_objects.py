@@ -90,16 +90,20 @@ class BlobStore:
     """The ``storage-blobs`` folder of each target, listed once (a Drive file's id is not its
     name, so existence is looked up in the listing, not asked per blob)."""
 
-    def __init__(self, targets: Sequence[tuple[Target, Folder]] = ()) -> None:
+    def __init__(self, targets: Sequence[tuple[Target, Folder]] = (), discard_incomplete: bool = False) -> None:
+        """``discard_incomplete``: first remove what interrupted blob uploads left in each
+        folder (a backup's, holding the backup lock: no other write is in flight)."""
         self.folders: dict[str, tuple[Storage, Folder]] = {}
         self.known: dict[str, dict[str, StoredFile]] = {}
         for target, folder in targets:
-            self.add(target, folder)
+            self.add(target, folder, discard_incomplete=discard_incomplete)
 
-    def add(self, target: Target, folder: Folder, create: bool = True) -> None:
+    def add(self, target: Target, folder: Folder, create: bool = True, discard_incomplete: bool = False) -> None:
         """The target's blob folder inside ``folder``, listed; ``create=False`` (a restore)
         creates nothing and raises StorageNotFound when the target has no such folder."""
         sub = target.storage.subfolder(folder, BLOB_FOLDER, create=create)
+        if discard_incomplete:
+            target.storage.discard_incomplete(sub)
         known = {f.name: f for f in target.storage.list(sub)}
         self.folders[target.name] = (target.storage, sub)
         self.known[target.name] = known
