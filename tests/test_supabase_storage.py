@@ -441,3 +441,18 @@ def test_interrupted_blob_uploads_are_discarded_by_the_next_backup(
     outcome = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env})).run("manual")
     assert outcome.status == "success", outcome.reason
     assert not leftover.exists() and moto_s3.open_uploads(target) == []
+
+
+def test_a_restore_upload_buffers_at_most_two_parts() -> None:
+    """A non-seekable upload_fileobj reads ahead up to max_in_memory_upload_chunks parts."""
+    from boto3.s3.transfer import create_transfer_manager
+
+    from dbbackup.storage.s3_objects import PART_SIZE, transfer_config
+
+    config = transfer_config()
+    assert (config.max_in_memory_upload_chunks, config.multipart_chunksize, config.max_concurrency) == (2, PART_SIZE, 1)
+    import boto3
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    manager = create_transfer_manager(client, config)
+    assert type(manager).__name__ == "TransferManager" and manager.config.max_in_memory_upload_chunks == 2

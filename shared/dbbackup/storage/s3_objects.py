@@ -5,8 +5,10 @@ become StorageError / StorageNotFound here, in one line naming "Supabase Storage
 and the object, never a key.
 
 Reads stream (``iter_chunks``); a write goes through boto3's managed transfer over a file-like
-view of the chunks, one part at a time (``max_concurrency=1``), so memory holds one part whatever
-the object's size.
+view of the chunks, one part uploading at a time (``max_concurrency=1``) and at most
+``IN_MEMORY_PARTS`` parts read ahead of it (``max_in_memory_upload_chunks``: boto3's default, 10,
+would buffer up to 80 MiB of a non-seekable stream), so memory holds about two 8 MiB parts
+whatever the object's size.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 READ_CHUNK = 1 << 20
 PART_SIZE = 8 << 20
+IN_MEMORY_PARTS = 2  # parts of a non-seekable upload buffered at once
 DENIED_CODES = ("AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
@@ -55,6 +58,18 @@ class ChunkReader(io.RawIOBase):
         buffer[:n] = self._rest[:n]
         self._rest = self._rest[n:]
         return n
+
+
+def transfer_config() -> TransferConfig:
+    config = TransferConfig(
+        multipart_threshold=PART_SIZE,
+        multipart_chunksize=PART_SIZE,
+        max_concurrency=1,
+        preferred_transfer_client="classic",  # the CRT client has no such bound
+    )
+    # Not a constructor argument of boto3's TransferConfig, an attribute of s3transfer's.
+    config.max_in_memory_upload_chunks = IN_MEMORY_PARTS
+    return config
 
 
 class SupabaseObjects:
@@ -178,7 +193,7 @@ class SupabaseObjects:
         extra: dict[str, Any] = {"Metadata": metadata}
         if content_type:
             extra["ContentType"] = content_type
-        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=1)
+        config = transfer_config()
         with self._translated(f"write {bucket}/{key}"):
             # A stream that raises makes the transfer abort its multipart upload: no object.
             self.client.upload_fileobj(
