@@ -456,3 +456,70 @@ def test_a_restore_upload_buffers_at_most_two_parts() -> None:
     client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     manager = create_transfer_manager(client, config)
     assert type(manager).__name__ == "TransferManager" and manager.config.max_in_memory_upload_chunks == 2
+
+
+def test_over_a_thousand_objects_and_blobs_are_listed_page_by_page(
+    migrated_url: str, moto_s3: MotoS3, tmp_path: Path
+) -> None:
+    """Both listings paginate (1,000 keys a page): every object of the bucket is in the manifest,
+    and every blob already in the target is found (none written again). The objects are those
+    of a previous manifest (same size and ETag), so the backup sends listings only."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    bucket, spare, target = bucket_name("many"), bucket_name("spare"), moto_s3.bucket()
+    moto_s3.client().create_bucket(Bucket=bucket)
+    moto_s3.client().create_bucket(Bucket=spare)
+    env = env_for(moto_s3, {"many": bucket}, tmp_path, target, BACKUP_STORAGE="s3")
+    before = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env, "BACKUP_STORAGE_BUCKETS": spare}))
+    earlier = before.run("manual")
+    assert earlier.status == "success", earlier.reason
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]  # the server's own store: no request per object
+    count, rows = 1001, []
+    for n in range(count):
+        data = f"object {n}".encode()
+        sha = hashlib.sha256(data).hexdigest()
+        backend.put_object(bucket, f"k/{n:04d}", data)
+        backend.put_object(target, f"{FOLDER}/storage-blobs/{sha}", data)
+        etag = hashlib.md5(data).hexdigest()
+        rows.append((earlier.backup_log_id, bucket, f"k/{n:04d}", len(data), sha, "text/plain", "{}", etag))
+    with psycopg.connect(migrated_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO storage_manifest (backup_log_id, bucket, object_key, size_bytes, sha256, content_type,"
+            " metadata, etag) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+    outcome = backup_job(Settings.from_env({"DATABASE_URL": migrated_url, **env})).run("manual")
+    assert outcome.status == "success", outcome.reason
+    assert outcome.storage is not None and (outcome.storage["objects"], outcome.storage["new_blobs"]) == (count, 0)
+    assert len(manifest(migrated_url, outcome.backup_log_id)) == count
+
+
+def test_blob_retention_with_two_targets_keeps_a_weekly_backups_blobs(
+    migrated_url: str, moto_s3: MotoS3, project: dict[str, str], tmp_path: Path
+) -> None:
+    root, target = tmp_path / "store", moto_s3.bucket()
+    env = env_for(
+        moto_s3, project, root, target, BACKUP_KEEP_MIN="1", BACKUP_RETENTION_DAYS="1", BACKUP_KEEP_WEEKLY="4"
+    )
+    settings = Settings.from_env({"DATABASE_URL": migrated_url, **env})
+    now = datetime.now(UTC).replace(hour=12, minute=0) + timedelta(days=30)
+    s3 = moto_s3.client()
+    sha: dict[str, str] = {}
+    # Two backups in one week two weeks ago (the newer is that week's weekly), one now.
+    for version, when in (("v1", now - timedelta(days=14)), ("v2", now - timedelta(days=14, minutes=-2)), ("v3", now)):
+        body = f"%PDF-1.7 {version}".encode()
+        sha[version] = hashlib.sha256(body).hexdigest()
+        s3.put_object(Bucket=project["invoices"], Key="2026/12/INV-0001.pdf", Body=body)
+        done = backup_job(settings, clock=lambda when=when: when).run("manual")  # type: ignore[misc]
+        assert done.status == "success", done.reason
+
+    def s3_blobs() -> set[str]:
+        return {k.rsplit("/", 1)[1] for k in moto_s3.keys(target) if "/storage-blobs/" in k}
+
+    result = cleanup_job(settings, clock=lambda: now + timedelta(minutes=5)).run()
+    assert result.status == "success", result.failed
+    assert len(result.deleted) == 2 and len(result.kept_weekly) == 2  # v1's backup, in both targets
+    assert sorted(result.blobs_deleted) == [f"local:{sha['v1']}", f"s3:{sha['v1']}"]
+    for held in (local_blobs(root), s3_blobs()):
+        assert sha["v1"] not in held and {sha["v2"], sha["v3"], hashlib.sha256(BIG).hexdigest()} <= held
