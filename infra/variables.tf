@@ -437,7 +437,7 @@ variable "s3_object_lock_days" {
 }
 
 variable "backup_supabase_storage" {
-  description = "Also copy the project's Supabase Storage files with every backup (BACKUP_SUPABASE_STORAGE; docs/supabase.md). Needs supabase_s3_endpoint, supabase_s3_region and the two key secrets."
+  description = "Also copy the project's Supabase Storage files with every backup (BACKUP_SUPABASE_STORAGE; docs/supabase.md). Needs supabase_s3_endpoint, supabase_s3_region and the two key secrets. Refused together with age_recipients: the blobs are not encrypted."
   type        = bool
   default     = false
 }

@@ -292,6 +292,11 @@ def test_settings_name_the_missing_variable() -> None:
         Settings.from_env({**full, "SUPABASE_S3_ENDPOINT": "http://ref.supabase.co/storage/v1/s3"})
     with pytest.raises(ConfigError, match="BACKUP_SUPABASE_STORAGE='maybe'"):
         Settings.from_env({**base, "BACKUP_SUPABASE_STORAGE": "maybe"})
+    # Blobs are not encrypted: the combination with an encrypted dump is refused, naming both.
+    recipient = "age1km596nhaxkmvw3nzna9cvlqhcjgrkvarrafghjrgarfjyxvv25pqlvfhme"
+    with pytest.raises(ConfigError, match="BACKUP_SUPABASE_STORAGE=true cannot be combined with BACKUP_AGE_RECIPIENTS"):
+        Settings.from_env({**full, "SUPABASE_S3_ACCESS_KEY_ID": "i", "SUPABASE_S3_SECRET_ACCESS_KEY": "s",
+                           "BACKUP_AGE_RECIPIENTS": recipient})  # fmt: skip
     keys = {"SUPABASE_S3_ACCESS_KEY_ID": "id", "SUPABASE_S3_SECRET_ACCESS_KEY": "s3cr3t-value"}
     s = Settings.from_env({**full, **keys, "BACKUP_STORAGE_BUCKETS": " a , b "})
     assert s.supabase_storage is not None and s.supabase_storage.buckets == ("a", "b")

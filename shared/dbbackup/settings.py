@@ -274,6 +274,13 @@ class Settings:
         if level_text not in ("0", "1", "2", "3"):
             raise ConfigError(f"BACKUP_GZIP_LEVEL={level_text!r}: expected 0, 1, 2 or 3")
         alerting = _retention_and_alerts(env)
+        recipients = parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", ""))
+        if recipients and storage_enabled(env):
+            # The Storage blobs would be stored in the clear beside an encrypted dump.
+            raise ConfigError(
+                "BACKUP_SUPABASE_STORAGE=true cannot be combined with BACKUP_AGE_RECIPIENTS: the Storage blobs"
+                " are not encrypted (only the dump would be); unset one of them"
+            )
         return cls(
             database_url=url,
             storage=storage,
@@ -304,7 +311,7 @@ class Settings:
             supabase_storage=supabase_s3_config_from_env(env) if storage_enabled(env) else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
-            age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),
+            age_recipients=recipients,
             verify_database_url=_verify_url(env),
             verify_max_sql_bytes=_positive_int(
                 env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50
