@@ -329,12 +329,12 @@ def test_blobs_are_not_collected_while_a_backup_holds_the_blob_lock(
     original = storage_objects.BlobStore.__init__
     with psycopg.connect(migrated_url, autocommit=True) as probe:
 
-        def spy(self: Any, targets: Any) -> None:
+        def spy(self: Any, targets: Any, **kwargs: Any) -> None:
             got = probe.execute("SELECT pg_try_advisory_lock(%s)", (BLOB_LOCK_KEY,)).fetchone()[0]
             seen.append(got)
             if got:
                 probe.execute("SELECT pg_advisory_unlock(%s)", (BLOB_LOCK_KEY,))
-            original(self, targets)
+            original(self, targets, **kwargs)
 
         monkeypatch.setattr(storage_objects.BlobStore, "__init__", spy)
         outcome = backup_job(settings).run("manual")
