@@ -35,6 +35,10 @@ locals {
     BACKUP_S3_ENDPOINT_URL         = var.s3_endpoint_url
     BACKUP_S3_REGION               = var.s3_region
     BACKUP_S3_OBJECT_LOCK_DAYS     = tostring(var.s3_object_lock_days) # 0: none
+    BACKUP_SUPABASE_STORAGE        = tostring(var.backup_supabase_storage)
+    SUPABASE_S3_ENDPOINT           = var.supabase_s3_endpoint
+    SUPABASE_S3_REGION             = var.supabase_s3_region
+    BACKUP_STORAGE_BUCKETS         = join(",", var.storage_buckets)
   }
 
   console_settings = {

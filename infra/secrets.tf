@@ -13,6 +13,9 @@ locals {
     AWS_SECRET_ACCESS_KEY    = var.aws_secret_access_key_secret_id
     VERIFY_DATABASE_URL      = var.verify_database_url_secret_id
     RESTORE_TARGETS          = var.restore_targets_secret_id # read by the console only (restore)
+    # Supabase Storage's S3 access key (backup_supabase_storage).
+    SUPABASE_S3_ACCESS_KEY_ID     = var.supabase_s3_access_key_id_secret_id
+    SUPABASE_S3_SECRET_ACCESS_KEY = var.supabase_s3_secret_access_key_secret_id
   } : name => id if id != "" }
 }
 

@@ -441,3 +441,39 @@ variable "s3_object_lock_days" {
   type        = number
   default     = 0
 }
+
+variable "backup_supabase_storage" {
+  description = "Also copy the project's Supabase Storage files with every backup (BACKUP_SUPABASE_STORAGE; docs/supabase.md). Needs supabase_s3_endpoint, supabase_s3_region and the two key secrets. Refused together with age_recipients: the blobs are not encrypted."
+  type        = bool
+  default     = false
+}
+
+variable "supabase_s3_endpoint" {
+  description = "Supabase Storage's S3 endpoint, https://<project-ref>.supabase.co/storage/v1/s3 (SUPABASE_S3_ENDPOINT)."
+  type        = string
+  default     = ""
+}
+
+variable "supabase_s3_region" {
+  description = "The project's region as the dashboard's Storage > S3 Connection shows it (SUPABASE_S3_REGION)."
+  type        = string
+  default     = ""
+}
+
+variable "storage_buckets" {
+  description = "Supabase Storage buckets to copy (BACKUP_STORAGE_BUCKETS); empty: every bucket."
+  type        = list(string)
+  default     = []
+}
+
+variable "supabase_s3_access_key_id_secret_id" {
+  description = "Secret holding SUPABASE_S3_ACCESS_KEY_ID, the Storage S3 access key's id (empty: none)."
+  type        = string
+  default     = ""
+}
+
+variable "supabase_s3_secret_access_key_secret_id" {
+  description = "Secret holding SUPABASE_S3_SECRET_ACCESS_KEY, the Storage S3 access key's secret (empty: none)."
+  type        = string
+  default     = ""
+}

@@ -57,6 +57,8 @@ NOT_SET_BY_TERRAFORM = {
     "XDG_CACHE_HOME": "DBBACKUP_CACHE_DIR is set and wins",
     "AWS_ACCESS_KEY_ID": "given as AWS_ACCESS_KEY_ID_SECRET",
     "AWS_SECRET_ACCESS_KEY": "given as AWS_SECRET_ACCESS_KEY_SECRET",
+    "SUPABASE_S3_ACCESS_KEY_ID": "given as SUPABASE_S3_ACCESS_KEY_ID_SECRET",
+    "SUPABASE_S3_SECRET_ACCESS_KEY": "given as SUPABASE_S3_SECRET_ACCESS_KEY_SECRET",
     "AWS_SESSION_TOKEN": "short-lived: for a person's shell, not a deployment",
     "AWS_REGION": "BACKUP_S3_REGION (s3_region) is set instead",
     "BACKUP_GCS_PREFIX": "the folder path is the default prefix (docs/storage.md)",

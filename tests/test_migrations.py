@@ -83,6 +83,7 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             "011_backup_copies",
             "012_restore_logs",
             "013_schedule_settings",
+            "015_storage_manifest",
         ]
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")

@@ -137,6 +137,17 @@ def test_no_secret_leaks_from_any_failure_path(
         assert call("backup", {supabase.jwt_secret: 1, db.password: 2}, manager) == 400
         assert call("backup", {"trigger": manager}, manager) == 400
         assert call("backup", b"\x00" + scheduler.encode(), scheduler) == 400
+        # Supabase Storage (BACKUP_SUPABASE_STORAGE): its endpoint out of reach after the dump.
+        secrets["Supabase Storage S3 secret key"] = storage_key = "supabase-s3-secret-0f9e8d7c6b5a"
+        storage = {
+            "BACKUP_SUPABASE_STORAGE": "true",
+            "SUPABASE_S3_ENDPOINT": "http://127.0.0.1:9/storage/v1/s3",
+            "SUPABASE_S3_REGION": "eu-central-1",
+            "SUPABASE_S3_ACCESS_KEY_ID": "supabase-s3-key-id",
+            "SUPABASE_S3_SECRET_ACCESS_KEY": storage_key,
+        }
+        assert call("backup", {"trigger": "manual"}, manager, **storage) == 500
+        assert call("cleanup", {}, scheduler, **storage, DATABASE_URL=closed) == 500
         # Configuration errors quoting a key.
         assert (
             call("backup", {"trigger": "manual"}, manager, ALERT_FROM_EMAIL="", SENDGRID_API_KEY=sendgrid.api_key)

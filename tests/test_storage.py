@@ -99,6 +99,35 @@ def test_ensure_folder_is_idempotent(storage: Storage) -> None:
     assert storage.ensure_folder("A/B") == storage.ensure_folder("A/B")
 
 
+def test_a_subfolder_is_idempotent_and_its_files_stay_out_of_the_parents_listing(storage: Storage) -> None:
+    folder = storage.ensure_folder("A/B")
+    # Read-only (a restore, a dry run): a missing subfolder is not created.
+    try:
+        ghost = storage.subfolder(folder, "storage-blobs", create=False)
+        assert storage.list(ghost) == []  # a bucket's prefix: nothing to create, nothing in it
+    except StorageNotFound:
+        pass
+    assert storage.list(folder) == []
+    sub = writer(storage).subfolder(folder, "storage-blobs")
+    assert storage.subfolder(folder, "storage-blobs") == sub != folder
+    assert storage.subfolder(folder, "storage-blobs", create=False) == sub
+    stored = writer(storage).put(sub, "0" * 64, iter([b"blob"]))
+    assert [f.name for f in storage.list(sub)] == ["0" * 64]
+    assert storage.list(folder) == []  # a backup listing never sees the blobs
+    assert b"".join(storage.open(stored.id)) == b"blob"
+    for bad in ("", "a/b", ".hidden"):
+        with pytest.raises((StorageError, ConfigError)):
+            storage.subfolder(folder, bad)
+
+
+def test_an_empty_file_is_stored_and_read_back(storage: Storage) -> None:
+    """A Storage object may be empty (its blob then is too)."""
+    folder = writer(storage).subfolder(storage.ensure_folder("A"), "storage-blobs")
+    stored = writer(storage).put(folder, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", iter([]))
+    assert stored.size == 0 and storage.stat(stored.id).size == 0
+    assert b"".join(storage.open(stored.id)) == b""
+
+
 def test_a_failing_stream_leaves_nothing_behind(storage: Storage) -> None:
     folder = storage.ensure_folder("A")
 

@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="delete backups older than BACKUP_RETENTION_DAYS (keeps a safety floor)")
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
     cleanup.add_argument("--json", action="store_true")
+    objects = sub.add_parser(
+        "storage-restore", help="put a backup's Supabase Storage objects back (SUPABASE_S3_* names the project)"
+    )
+    objects.add_argument("id", help="a backup_logs id (of a backup made with BACKUP_SUPABASE_STORAGE=true)")
+    objects.add_argument("--bucket", help="only this bucket's objects")
+    objects.add_argument("--endpoint", help="the S3 endpoint to restore into (default SUPABASE_S3_ENDPOINT)")
+    objects.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="one backup_logs row and its manifest (rows and bytes per table)")
     show.add_argument("id", help="a backup_logs id, or 'latest' (the newest successful backup)")
     show.add_argument("--json", action="store_true")
@@ -407,12 +414,35 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             print(f"kept {name} (its backup_logs row is in_progress)")
         for kept in result.kept_retained:
             print(f"kept {kept['file']} (its store still retains it: {kept['reason']})")
+        for blob in result.blobs_deleted:
+            print(f"{verb} Storage blob {blob}")
+        if result.blobs_skipped:
+            print(f"Storage blobs not collected: {result.blobs_skipped}")
         for failure in result.failed:
             error_line(f"FAILED {failure['file']}: {failure['reason']}")
         if result.missed_run:
             error_line("warning: no successful backup within BACKUP_MAX_AGE_HOURS", level=logging.WARNING)
         print(f"cleanup {result.status}{' (dry run)' if result.dry_run else ''}: {result.summary()}")
     return EXIT_OK if result.status == "success" else EXIT_FAILED
+
+
+def cmd_storage_restore(args: argparse.Namespace) -> int:
+    import os
+
+    from dbbackup import wiring
+    from dbbackup.settings import Settings
+
+    report = wiring.storage_restore(Settings.from_env(), os.environ, args.id, args.bucket, args.endpoint)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        created = f", created {', '.join(report.buckets_created)}" if report.buckets_created else ""
+        print(
+            f"storage-restore of backup {report.backup_log_id} into {report.endpoint}: {report.objects} objects in"
+            f" {report.buckets} buckets{created}; restored {report.restored} ({report.bytes_written:,} bytes),"
+            f" skipped {report.skipped} (already there, same bytes)"
+        )
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -475,6 +505,7 @@ COMMANDS = {
     "cleanup": cmd_cleanup,
     "status": cmd_status,
     "show": cmd_show,
+    "storage-restore": cmd_storage_restore,
 }
 
 

@@ -114,6 +114,11 @@ class StorageRetained(StorageError):
         self.until = until
 
 
+class StorageChanged(StorageError):
+    """A stored object's bytes are not those of the hash it is being written under: it changed
+    between two reads (a Supabase Storage file updated while a backup copied it)."""
+
+
 class NotifyError(BackupError):
     """Sending an alert failed. ``retryable``: a later attempt may succeed (rate limit, outage)."""
 

@@ -28,6 +28,9 @@ SECRET_VARIABLES = (
     "VERIFY_DATABASE_URL",
     # The console's restore targets (restore/targets.py): URLs with passwords.
     "RESTORE_TARGETS",
+    # Supabase Storage's S3 access keys (BACKUP_SUPABASE_STORAGE), both for one rotation.
+    "SUPABASE_S3_ACCESS_KEY_ID",
+    "SUPABASE_S3_SECRET_ACCESS_KEY",
 )
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

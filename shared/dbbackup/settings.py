@@ -23,7 +23,13 @@ from dbbackup.redact import redact
 from dbbackup.restore.targets import RestoreTarget, parse_restore_targets
 from dbbackup.storage.drive_config import DriveConfig, drive_config_from_env
 from dbbackup.storage.gcs_config import GcsConfig, gcs_config_from_env
-from dbbackup.storage.s3_config import S3Config, s3_config_from_env
+from dbbackup.storage.s3_config import (
+    S3Config,
+    SupabaseS3Config,
+    s3_config_from_env,
+    storage_enabled,
+    supabase_s3_config_from_env,
+)
 
 STORAGE_BACKENDS = ("local", "google_drive", "gcs", "s3")
 
@@ -246,6 +252,8 @@ class Settings:
     gcs: GcsConfig | None = None
     # BACKUP_S3_* and AWS_* (storage/s3_config.py), set when storage is s3; holds the secret key.
     s3: S3Config | None = field(default=None, repr=False)
+    # BACKUP_SUPABASE_STORAGE=true: SUPABASE_S3_* (storage/s3_config.py); holds the secret key.
+    supabase_storage: SupabaseS3Config | None = field(default=None, repr=False)
     # AUTH_MODE, SCHEDULER_*, SUPABASE_*, ALLOWED_ORIGINS... (auth/config.py); holds the JWT secret.
     auth: AuthConfig | None = field(default=None, repr=False)
     # BACKUP_PROFILE / BACKUP_EXCLUDE_TABLES (dump/profiles.py): what a backup holds.
@@ -288,6 +296,7 @@ class Settings:
         found += self.auth.secrets if self.auth else ()
         found += tuple(s for t in self.restore_targets for s in t.secrets)
         found += self.s3.secrets if self.s3 else ()
+        found += self.supabase_storage.secrets if self.supabase_storage else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
     @classmethod
@@ -307,6 +316,13 @@ class Settings:
         if seekable_text not in ("on", "off"):
             raise ConfigError(f"BACKUP_SEEKABLE={seekable_text!r}: expected on or off")
         alerting = _retention_and_alerts(env)
+        recipients = parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", ""))
+        if recipients and storage_enabled(env):
+            # The Storage blobs would be stored in the clear beside an encrypted dump.
+            raise ConfigError(
+                "BACKUP_SUPABASE_STORAGE=true cannot be combined with BACKUP_AGE_RECIPIENTS: the Storage blobs"
+                " are not encrypted (only the dump would be); unset one of them"
+            )
         return cls(
             database_url=url,
             storage=storage,
@@ -335,9 +351,10 @@ class Settings:
             google_drive=drive_config_from_env(env) if "google_drive" in targets else None,
             gcs=gcs_config_from_env(env) if "gcs" in targets else None,
             s3=s3_config_from_env(env) if "s3" in targets else None,
+            supabase_storage=supabase_s3_config_from_env(env) if storage_enabled(env) else None,
             auth=auth_config_from_env(env),
             profile=profile_from_env(env),
-            age_recipients=parse_recipients(env.get("BACKUP_AGE_RECIPIENTS", "")),
+            age_recipients=recipients,
             verify_database_url=_verify_url(env),
             verify_max_sql_bytes=_positive_int(
                 env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50

@@ -15,17 +15,18 @@ from dbbackup.core.alerts import Alerter
 from dbbackup.core.backup import BackupJob
 from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.health import Health, read_health
-from dbbackup.core.ports import Email, Notifier, OpenLog, SchedulerJobs, Storage, Target
+from dbbackup.core.ports import Email, Notifier, ObjectStore, OpenLog, SchedulerJobs, Storage, Target
+from dbbackup.core.storage_objects import BlobStore, StorageRestore, restore_objects
 from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
-from dbbackup.errors import ConfigError, UsageError
+from dbbackup.errors import BackupError, ConfigError, StorageError, UsageError
 from dbbackup.memory import release_large_buffers
 from dbbackup.notify.log import LogNotifier
 from dbbackup.pg import backup_log
 from dbbackup.redact import remember_secrets
 from dbbackup.restore.drill import Drill, DrillConfig, DrillResult
-from dbbackup.restore.sources import Source, resolve
+from dbbackup.restore.sources import UUID_RE, Source, resolve
 from dbbackup.secret_manager import resolve_secrets
 from dbbackup.settings import Settings
 from dbbackup.storage.dryrun import DryRunStorage
@@ -67,6 +68,15 @@ def make_storage(settings: Settings, name: str | None = None) -> Storage:
 def make_targets(settings: Settings) -> list[Target]:
     """Every target of BACKUP_STORAGE, in order (the first is the primary)."""
     return [Target(name, storage_named(settings, name)) for name in settings.storage_targets]
+
+
+def make_objects(settings: Settings) -> ObjectStore | None:
+    """The project's Storage (BACKUP_SUPABASE_STORAGE=true), read with each backup."""
+    if settings.supabase_storage is None:
+        return None
+    from dbbackup.storage.s3_objects import SupabaseObjects
+
+    return SupabaseObjects(settings.supabase_storage)
 
 
 def make_notifier(settings: Settings) -> Notifier:
@@ -189,6 +199,8 @@ def backup_job(
         dumper,
         alerter or alerter_for(settings),
         clock,
+        objects=make_objects(settings),
+        buckets=settings.supabase_storage.buckets if settings.supabase_storage else (),
     )
 
 
@@ -206,7 +218,55 @@ def cleanup_job(
         alerter or alerter_for(settings),
         clock,
         dry_run_storage=DryRunStorage,
+        storage_blobs=settings.supabase_storage is not None,
     )
+
+
+STORAGE_KEY_VARIABLES = ("SUPABASE_S3_ACCESS_KEY_ID", "SUPABASE_S3_SECRET_ACCESS_KEY")
+
+
+def storage_restore(
+    settings: Settings, env: Mapping[str, str], log_id: str, bucket: str | None = None, endpoint: str | None = None
+) -> StorageRestore:
+    """``dbbackup storage-restore``: the backup's Storage objects back into the project that
+    SUPABASE_S3_* (and ``endpoint``) name, the same one or another; BACKUP_SUPABASE_STORAGE need
+    not be on (a new project restores into itself)."""
+    from dbbackup.storage.s3_config import supabase_s3_config_from_env
+    from dbbackup.storage.s3_objects import SupabaseObjects
+
+    if not UUID_RE.match(log_id):
+        raise UsageError(f"{log_id}: not a backup_logs id")
+    config = supabase_s3_config_from_env(resolve_secrets(env, variables=STORAGE_KEY_VARIABLES), endpoint)
+    remember_secrets(settings.secrets + config.secrets)
+    with open_log(settings)() as log:
+        row = log.get(log_id)
+        if row is None:
+            raise UsageError(f"no backup {log_id!r} in backup_logs")
+        if row.status != "success":
+            raise UsageError(
+                f"backup {log_id} is {row.status}, not a successful backup: it recorded no Storage objects"
+                " (choose a successful one: `dbbackup status`)"
+            )
+        entries = log.storage_manifest(log_id)
+    if not entries:
+        raise UsageError(f"backup {log_id} holds no Storage objects (was BACKUP_SUPABASE_STORAGE on?)")
+    if bucket is not None:
+        entries = [e for e in entries if e.bucket == bucket]
+        if not entries:
+            raise UsageError(f"backup {log_id} holds no object of bucket {bucket!r}")
+    # The blobs are beside the backup's own file: the folder it was written to, not today's.
+    folder = (row.google_drive_path or "").rsplit("/", 1)[0]
+    blobs = BlobStore()
+    unreachable: list[str] = []
+    for target in make_targets(settings):
+        try:
+            # Read-only: no storage-blobs folder is created by a restore.
+            blobs.add(target, target.storage.ensure_folder(folder), create=False)
+        except BackupError as exc:
+            unreachable.append(f"{target.name}: {exc}")  # another target may hold the blobs
+    if not blobs.folders:
+        raise StorageError(f"no target holds the Storage blobs of backup {log_id}: {'; '.join(unreachable)}")
+    return restore_objects(log_id, entries, SupabaseObjects(config), blobs.open)
 
 
 def drill(

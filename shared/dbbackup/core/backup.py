@@ -21,7 +21,20 @@ from dbbackup import structured_log
 from dbbackup.core import folder_path, manifest, messages, naming, seek_index
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.fanout import fan_out
-from dbbackup.core.ports import BackupLog, Copy, Dump, Dumper, Folder, JobSettings, OpenLog, Storage, StoredFile, Target
+from dbbackup.core.ports import (
+    BackupLog,
+    Copy,
+    Dump,
+    Dumper,
+    Folder,
+    JobSettings,
+    ObjectStore,
+    OpenLog,
+    Storage,
+    StoredFile,
+    Target,
+)
+from dbbackup.core.storage_objects import BlobStore, StorageCopy, copy_objects
 from dbbackup.errors import BackupError, ConfigError, DatabaseError, DatabaseUnavailable, LockBusy, StorageError
 from dbbackup.redact import one_line, redact
 
@@ -44,7 +57,8 @@ class BackupOutcome:
     reason: str | None = None
     copies: list[dict[str, object]] | None = None  # one per target, when there are several
     tables: int | None = None  # how many tables the manifest holds
-    warnings: list[str] = field(default_factory=list)  # shrink warnings (the backup is still a success)
+    warnings: list[str] = field(default_factory=list)  # shrink, vanished Storage objects (still a success)
+    storage: dict[str, int] | None = None  # Supabase Storage's objects (BACKUP_SUPABASE_STORAGE): counts
     counts: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)  # the manifest, in memory
 
     def as_dict(self) -> dict[str, object]:
@@ -62,8 +76,14 @@ class BackupJob:
         dumper: Dumper,
         alerter: Alerter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        objects: ObjectStore | None = None,
+        buckets: Sequence[str] = (),
     ) -> None:
-        """``storage``: the one target, or every target in order (the first is the primary)."""
+        """``storage``: the one target, or every target in order (the first is the primary).
+        ``objects``: the project's Storage, copied into every target with each backup
+        (``buckets`` of it; none: every bucket)."""
+        self.objects = objects
+        self.buckets = tuple(buckets)
         self.settings = settings
         self.open_log = open_log
         self.targets = list(storage) if isinstance(storage, Sequence) else [Target(settings.storage, storage)]
@@ -150,6 +170,7 @@ class BackupJob:
         copies: list[Copy] = []
         keep = False  # whether the complete copies of a failed attempt stay (recorded per copy)
         committed = False  # the row says success: an interrupt after this must not undo it
+        held = contextlib.ExitStack()  # the storage-blobs lock, from the blob listing through succeed()
         try:
             folder_path.split(folder)
             folders: dict[str, Folder] = {}
@@ -196,6 +217,16 @@ class BackupJob:
                 repo.record_copies(log_id, copies)
                 keep = True
                 raise StorageError(self._copies_reason(failed, copies))
+            objects: StorageCopy | None = None
+            if self.objects is not None:
+                try:
+                    objects = self._copy_storage(repo, log_id, self.objects, folders, held)
+                except Exception as exc:
+                    # The dump itself is complete: its copies stay, recorded as the attempt's, and
+                    # the reason says so; the attempt is failed as a whole, never half a success.
+                    repo.record_copies(log_id, copies)
+                    keep = True
+                    raise StorageError(self._storage_reason(exc, path)) from None
             primary = stored[self.targets[0].name]
             # The copies first: once succeed() commits, nothing may undo the backup.
             repo.record_copies(log_id, copies)
@@ -223,6 +254,8 @@ class BackupJob:
                 copies=self._copies_out(copies),
                 tables=len(stats.tables),
                 counts=dict(stats.tables),
+                storage=objects.as_dict() if objects is not None else None,
+                warnings=[w for w in [objects.warning() if objects is not None else None] if w],
             )
         except BaseException as exc:
             if committed:
@@ -247,6 +280,50 @@ class BackupJob:
                 reason=reason,
                 copies=self._copies_out(copies),
             )
+        finally:
+            with contextlib.suppress(BackupError):
+                held.close()
+
+    def _copy_storage(
+        self, repo: BackupLog, log_id: str, source: ObjectStore, folders: dict[str, Folder], held: contextlib.ExitStack
+    ) -> StorageCopy:
+        """Every object as a blob in every target, then the manifest: recorded before the row
+        says success, so a cleanup never sees a successful backup whose blobs it may not keep.
+        The storage-blobs lock is taken (shared) before the blobs are listed and stays in
+        ``held`` until the row says success: a cleanup collects blobs only holding it
+        exclusively, so it never deletes a blob this backup found or wrote."""
+        repo.lock_blobs_shared()
+        held.callback(repo.unlock_blobs_shared)
+        try:
+            previous = repo.last_storage_manifest()
+        except BackupError as exc:
+            _log.warning(
+                "backup %s: the previous Storage manifest was not read (%s): every object is read",
+                log_id,
+                one_line(redact(str(exc), self.secrets)),
+            )
+            previous = []
+        # Leftovers of a killed run's blob uploads go first (we hold the backup lock).
+        blobs = BlobStore([(t, folders[t.name]) for t in self.targets], discard_incomplete=True)
+        result = copy_objects(source, self.buckets, blobs, previous)
+        repo.record_storage_manifest(log_id, result.entries)
+        if warning := result.warning():
+            _log.warning("backup %s: %s", log_id, warning)
+        _log.info(
+            "backup %s: Supabase Storage: %d objects in %d buckets, %d bytes, %d new blobs",
+            log_id,
+            result.objects,
+            result.buckets,
+            result.bytes,
+            result.new_blobs,
+        )
+        return result
+
+    def _storage_reason(self, exc: BaseException, path: str) -> str:
+        text = str(exc) if isinstance(exc, BackupError) else f"unexpected error: {type(exc).__name__}: {exc}"
+        if not text.startswith("Supabase Storage"):
+            text = f"Supabase Storage: {text}"
+        return one_line(redact(f"{text}; the database dump itself is complete and kept: {path}", self.secrets))
 
     def _writer(
         self, storage: Storage, folder: Folder, name: str, stored: dict[str, StoredFile], target: str
@@ -432,10 +509,11 @@ class BackupJob:
                 return
             now = self.clock()
             when = manifest.since(previous.started_at or now, now, s.timezone)
-            outcome.warnings = [manifest.describe(shrink, when) for shrink in found]
-            for line in outcome.warnings:
+            lines = [manifest.describe(shrink, when) for shrink in found]
+            outcome.warnings = lines + outcome.warnings
+            for line in lines:
                 _log.warning("backup %s: shrink warning: %s", outcome.backup_log_id, line)
-            repo.flag_shrink(outcome.backup_log_id, outcome.warnings)
+            repo.flag_shrink(outcome.backup_log_id, lines)
             email = messages.shrink_warning_email(
                 now,
                 s.timezone,
@@ -443,7 +521,7 @@ class BackupJob:
                 backup_id=outcome.backup_log_id,
                 file_name=outcome.file_name or "",
                 previous_file_name=previous.file_name or "",
-                lines=outcome.warnings,
+                lines=lines,
                 threshold_percent=s.shrink_warning_percent,
                 min_rows=s.shrink_min_rows,
                 organization=s.organization,

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from dbbackup.core import health, messages, retention
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.ports import BackupConfig, BackupLog, JobSettings, OpenLog, Storage, StoredFile, Target
+from dbbackup.core.storage_objects import BLOB_FOLDER, unreferenced
 from dbbackup.errors import BackupError, LockBusy, StorageNotFound, StorageRetained
 from dbbackup.redact import one_line, redact
 
@@ -58,6 +59,12 @@ class CleanupResult:
     # Past our retention but still locked by the store (GCS retention policy, S3 Object Lock).
     kept_retained: list[dict[str, str]] = field(default_factory=list)
     bytes_freed: int = 0
+    # Supabase Storage's blobs (BACKUP_SUPABASE_STORAGE): those no kept backup's manifest refers
+    # to, deleted (or, in a dry run, listed) per target as "<sha256>" or "<target>:<sha256>".
+    blobs_examined: int = 0
+    blobs_deleted: list[str] = field(default_factory=list)
+    blob_bytes_freed: int = 0
+    blobs_skipped: str | None = None  # why the blobs were not collected this time
     backup_running: bool = False
     missed_run: bool = False
     alerts: list[str] = field(default_factory=list)
@@ -74,6 +81,12 @@ class CleanupResult:
             + (f"monthly {len(self.kept_monthly)}, " if self.keep_monthly else "")
             + f"ignored {self.ignored}, "
             f"failed {len(self.failed)}, {'would free' if self.dry_run else 'freed'} {self.bytes_freed:,} bytes"
+            + (
+                f"; Storage blobs: {verb} {len(self.blobs_deleted)} of {self.blobs_examined}"
+                f" ({self.blob_bytes_freed:,} bytes)"
+                if self.blobs_examined
+                else ""
+            )
         )
 
 
@@ -160,6 +173,7 @@ class CleanupJob:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         dry_run_storage: Callable[[Storage], Storage],
+        storage_blobs: bool = False,
     ) -> None:
         """``storage``: the one target, or every target in order (the first is the primary)."""
         self.settings = settings
@@ -168,6 +182,7 @@ class CleanupJob:
         self.alerter = alerter
         self.clock = clock
         self.dry_run_storage = dry_run_storage
+        self.storage_blobs = storage_blobs  # collect storage-blobs/ (BACKUP_SUPABASE_STORAGE)
 
     def run(self, dry_run: bool = False) -> CleanupResult:
         """Raises ConfigError / DatabaseUnavailable / LockBusy when it cannot start (after alerting
@@ -203,9 +218,12 @@ class CleanupJob:
             keep_monthly=rules.keep_monthly,
         )
         several = len(self.targets) > 1
+        gone: list[str] = []
         for n, target in enumerate(self.targets):
             # Each target is planned on its own: a copy missing in one does not change the others.
-            self._clean(repo, target, n == 0, several, folder_path, dry_run, now, result, rules)
+            gone += self._clean(repo, target, n == 0, several, folder_path, dry_run, now, result, rules)
+        if self.storage_blobs:
+            self._collect_blobs(repo, folder_path, dry_run, gone, several, result)
         self._check_missed_run(repo, now, folder_path, result)
         if result.status == "failed" and not dry_run:
             email = messages.cleanup_failure_email(
@@ -234,9 +252,9 @@ class CleanupJob:
         now: datetime,
         result: CleanupResult,
         rules: Rules,
-    ) -> None:
+    ) -> list[str]:
         """One target's retention, added to ``result``; with several targets each name in the
-        lists is prefixed ``<target>:``."""
+        lists is prefixed ``<target>:``. The ids of the files it deleted (or would delete)."""
         s = self.settings
         storage = self.dry_run_storage(target.storage) if dry_run else target.storage
 
@@ -254,7 +272,7 @@ class CleanupJob:
             log.error("cleanup: %s", reason)
             result.status = "failed"
             result.failed.append({"file": label(folder_path), "reason": reason})
-            return
+            return []
         # Read the lock before the rows: a backup that starts after this point writes a file
         # that is not in ``files`` (listed above), so the plan cannot touch it.
         result.backup_running = result.backup_running or repo.backup_lock_held()
@@ -294,6 +312,61 @@ class CleanupJob:
             )
         for d in plan.with_reason(retention.IN_PROGRESS):
             log.warning("cleanup: kept %s: its backup_logs row is in_progress", label(d.file.name))
+        return [f.id for f in deleted]
+
+    def _collect_blobs(
+        self, repo: BackupLog, folder_path: str, dry_run: bool, gone: list[str], several: bool, result: CleanupResult
+    ) -> None:
+        """Delete the blobs no kept backup refers to, after the backups' own retention (so a
+        backup deleted now no longer keeps its blobs). Only holding the storage-blobs lock
+        exclusively: a backup holds it shared from listing the blobs until its row says success
+        (the blobs it writes, or finds already there, are in no manifest before that), and one
+        that starts meanwhile waits for it; the referenced set is read only once it is held."""
+        with repo.blob_collection_lock() as locked:
+            if not locked:
+                result.blobs_skipped = "a backup is copying Storage objects: its blobs are not in a manifest yet"
+                log.info("cleanup: Storage blobs not collected: %s", result.blobs_skipped)
+                return
+            self._collect_locked(repo, folder_path, dry_run, gone, several, result)
+
+    def _collect_locked(
+        self, repo: BackupLog, folder_path: str, dry_run: bool, gone: list[str], several: bool, result: CleanupResult
+    ) -> None:
+        s = self.settings
+        # A dry run marked no row deleted: the files it would delete are left out by their ids.
+        referenced = repo.referenced_blobs(gone if dry_run else ())
+        for target in self.targets:
+            storage = self.dry_run_storage(target.storage) if dry_run else target.storage
+            name = f"{target.name}:{BLOB_FOLDER}" if several else BLOB_FOLDER
+            try:
+                # Never created here: a target without the folder has no blob to collect.
+                blobs = storage.subfolder(storage.ensure_folder(folder_path), BLOB_FOLDER, create=False)
+                files = storage.list(blobs)
+            except StorageNotFound:
+                continue
+            except Exception as exc:
+                reason = one_line(redact(f"cannot list the Storage blobs: {exc}", s.secrets), 300)
+                log.error("cleanup: %s", reason)
+                result.status = "failed"
+                result.failed.append({"file": name, "reason": reason})
+                continue
+            result.blobs_examined += len(files)
+            for f in unreferenced(files, referenced):
+                label = f"{target.name}:{f.name}" if several else f.name
+                try:
+                    with contextlib.suppress(StorageNotFound):
+                        storage.delete(f.id)
+                except StorageRetained as exc:
+                    result.kept_retained.append({"file": label, "reason": one_line(redact(str(exc), s.secrets), 300)})
+                    continue
+                except Exception as exc:
+                    reason = one_line(redact(str(exc) or type(exc).__name__, s.secrets), 300)
+                    log.error("cleanup: could not delete the Storage blob %s: %s", label, reason)
+                    result.failed.append({"file": label, "reason": reason})
+                    result.status = "failed"
+                    continue
+                result.blobs_deleted.append(label)
+                result.blob_bytes_freed += f.size
 
     def _check_missed_run(self, repo: BackupLog, now: datetime, folder: str, result: CleanupResult) -> None:
         """The daily cleanup doubles as the watchdog: a scheduler that stopped calling the backup

@@ -80,6 +80,12 @@ class Storage(Protocol):
         """Remove the file. Raises StorageNotFound when it does not exist."""
         ...
 
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
+        """The folder ``name`` (one segment) inside ``folder``, created when missing. Idempotent.
+        Its files are not among ``list(folder)``'s. ``create=False`` (a restore, a dry run) never
+        creates it: StorageNotFound when a backend with real folders has none of that name."""
+        ...
+
 
 @dataclass(frozen=True)
 class Target:
@@ -101,6 +107,76 @@ class Copy:
     size: int | None = None
     md5: str | None = None
     reason: str | None = None
+
+
+# --- Supabase Storage's objects (core.storage_objects) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """An object as a bucket listing shows it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a HEAD of one object says: what a restore must put back besides the bytes."""
+
+    size: int
+    etag: str | None
+    content_type: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One object of one backup (a ``storage_manifest`` row); its bytes are the blob ``sha256``."""
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+
+
+class ObjectStore(Protocol):
+    """A project's Storage through its S3 endpoint: read by a backup, written by a restore.
+    Every method raises StorageError (one line naming the endpoint, bucket or object, never a
+    key); ``read`` and ``head`` StorageNotFound for a missing object."""
+
+    @property
+    def where(self) -> str:
+        """The endpoint, for messages."""
+        ...
+
+    def buckets(self) -> list[str]: ...
+
+    def objects(self, bucket: str) -> Iterator[SourceObject]:
+        """Every object of ``bucket`` (not the folder placeholders a console may create)."""
+        ...
+
+    def head(self, bucket: str, key: str) -> ObjectHead: ...
+
+    def read(self, bucket: str, key: str) -> Iterator[bytes]:
+        """The object's bytes, streamed in chunks."""
+        ...
+
+    def ensure_bucket(self, bucket: str) -> bool:
+        """Create ``bucket`` when it does not exist; whether it was created."""
+        ...
+
+    def write(
+        self, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None, metadata: dict[str, str]
+    ) -> None:
+        """Store the object (replacing one of that key), streaming; all or nothing: a stream that
+        raises leaves no new object."""
+        ...
 
 
 # --- alerts ----------------------------------------------------------------------------------
@@ -269,6 +345,18 @@ class BackupLog(Protocol):
         """The cleanup's own lock for the block (False: another cleanup holds it)."""
         ...
 
+    def lock_blobs_shared(self) -> None:
+        """The storage-blobs lock, shared (several backups may hold it), until
+        ``unlock_blobs_shared``; waits while a cleanup holds it exclusively."""
+        ...
+
+    def unlock_blobs_shared(self) -> None: ...
+
+    def blob_collection_lock(self) -> AbstractContextManager[bool]:
+        """The storage-blobs lock, exclusively, for the block (False: a backup holds it shared:
+        the blobs it relies on are not in a manifest yet)."""
+        ...
+
     def recover_stale(self) -> list[LogRow]:
         """Mark rows left in_progress as failed ("interrupted") and return them. Holding the lock only."""
         ...
@@ -347,6 +435,24 @@ class BackupLog(Protocol):
 
     def copies(self, log_id: str) -> list[Copy]:
         """The attempt's copies not deleted by retention (none recorded before migration 011)."""
+        ...
+
+    def record_storage_manifest(self, log_id: str, entries: Sequence[ManifestEntry]) -> None:
+        """The attempt's Storage objects (``storage_manifest``, migration 015); ConfigError when
+        the table is missing."""
+        ...
+
+    def storage_manifest(self, log_id: str) -> list[ManifestEntry]:
+        """The attempt's Storage objects, by bucket and key (none for a backup without them)."""
+        ...
+
+    def last_storage_manifest(self) -> list[ManifestEntry]:
+        """The newest successful backup's Storage objects (none before migration 015)."""
+        ...
+
+    def referenced_blobs(self, gone: Sequence[str] = ()) -> set[str]:
+        """The blobs (sha256) a kept backup's manifest refers to: a successful backup whose file,
+        in any target, is neither deleted nor one of ``gone`` (file ids a dry run would delete)."""
         ...
 
     def mark_deleted(self, f: StoredFile, target: str | None = None, primary: bool = True) -> int:

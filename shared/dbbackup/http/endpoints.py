@@ -119,7 +119,8 @@ def run_backup(
         for line in outcome.warnings:
             log.warning("backup %s: %s", outcome.backup_log_id, line)
         extra = {"file_id": outcome.file_id, "md5": outcome.md5, "seconds": outcome.seconds}
-        return result | extra | {"tables": outcome.tables, "warnings": outcome.warnings} | copies, 200
+        objects = {"storage": outcome.storage} if outcome.storage is not None else {}
+        return result | extra | {"tables": outcome.tables, "warnings": outcome.warnings} | copies | objects, 200
     log.error("backup %s failed: %s", outcome.backup_log_id, outcome.reason)
     failed = {"backup_log_id": outcome.backup_log_id, "status": "failed", "failure_reason": outcome.reason}
     return failed | copies, 500

@@ -16,7 +16,16 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from dbbackup.core.backup import INTERRUPTED
-from dbbackup.core.ports import AlertContext, BackupConfig, Copy, HealthFacts, LogRow, OpenLog, StoredFile
+from dbbackup.core.ports import (
+    AlertContext,
+    BackupConfig,
+    Copy,
+    HealthFacts,
+    LogRow,
+    ManifestEntry,
+    OpenLog,
+    StoredFile,
+)
 from dbbackup.errors import BackupError, ConfigError
 from dbbackup.pg import connect as db
 from dbbackup.pg.app_settings import adopt_notification_email, read_backup_config, read_notification_email
@@ -25,12 +34,16 @@ from dbbackup.pg.app_settings import adopt_notification_email, read_backup_confi
 BACKUP_LOCK_KEY = 0x6462_6261_636B
 # pg_try_advisory_xact_lock key for "a cleanup is running on this database" ("dbclea").
 CLEANUP_LOCK_KEY = 0x6462_636C_6561
+# Advisory lock key for the storage-blobs/ folders ("dbblob"): a backup holds it shared from the
+# moment it lists the blobs until its row says success; a cleanup collects blobs only holding it
+# exclusively, so a blob a running backup relies on is never one it deletes.
+BLOB_LOCK_KEY = 0x6462_626C_6F62
 PG_DUMP_APPLICATION_NAME = "dbbackup-pg_dump"  # what our pg_dump runs show in pg_stat_activity
 STATUSES = ("success", "failed", "in_progress")
 # Attempts that ended; an in_progress row has not told us anything yet.
 _ENDED = "status IN ('success', 'failed')"
 
-__all__ = ["BACKUP_LOCK_KEY", "CLEANUP_LOCK_KEY", "INTERRUPTED", "STATUSES", "PgBackupLog", "opener"]
+__all__ = ["BACKUP_LOCK_KEY", "BLOB_LOCK_KEY", "CLEANUP_LOCK_KEY", "INTERRUPTED", "STATUSES", "PgBackupLog", "opener"]
 
 
 def _translated[**P, R](method: Callable[P, R]) -> Callable[P, R]:
@@ -128,6 +141,31 @@ class PgBackupLog:
             with db.sql_errors(self.secrets):
                 lock_conn.execute("BEGIN")
                 row = lock_conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (CLEANUP_LOCK_KEY,)).fetchone()
+            yield bool(row and row[0])
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                lock_conn.execute("ROLLBACK")
+            lock_conn.close()
+
+    @_translated
+    def lock_blobs_shared(self) -> None:
+        """Session-scoped on this connection, like the backup lock beside it; waits while a
+        cleanup collects blobs (that collection is bounded: a listing and its deletes)."""
+        self.conn.execute("SELECT pg_advisory_lock_shared(%s)", (BLOB_LOCK_KEY,))
+
+    @_translated
+    def unlock_blobs_shared(self) -> None:
+        self.conn.execute("SELECT pg_advisory_unlock_shared(%s)", (BLOB_LOCK_KEY,))
+
+    @contextlib.contextmanager
+    def blob_collection_lock(self) -> Iterator[bool]:
+        """The blob lock exclusively, tried (False: a backup holds it shared), transaction-scoped
+        on a connection of its own, as ``cleanup_lock``."""
+        lock_conn = db.connect(self.url, attempts=1, secrets=self.secrets)
+        try:
+            with db.sql_errors(self.secrets):
+                lock_conn.execute("BEGIN")
+                row = lock_conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (BLOB_LOCK_KEY,)).fetchone()
             yield bool(row and row[0])
         finally:
             with contextlib.suppress(psycopg.Error):
@@ -245,6 +283,81 @@ class PgBackupLog:
             _log.warning(
                 "backup %s: backup_copies does not exist (run `dbbackup migrate`); copies not recorded", log_id
             )
+
+    @_translated
+    def record_storage_manifest(self, log_id: str, entries: Sequence[ManifestEntry]) -> None:
+        try:
+            # COPY: a project may hold hundreds of thousands of objects.
+            with (
+                self.conn.transaction(),
+                self.conn.cursor() as cur,
+                cur.copy(
+                    "COPY public.storage_manifest (backup_log_id, bucket, object_key, size_bytes, sha256,"
+                    " content_type, metadata, etag) FROM STDIN"
+                ) as copy,
+            ):
+                for e in entries:
+                    copy.write_row(
+                        (log_id, e.bucket, e.key, e.size, e.sha256, e.content_type, Jsonb(e.metadata), e.etag)
+                    )
+        except psycopg.errors.UndefinedTable:
+            raise ConfigError(
+                "storage_manifest does not exist: run `dbbackup migrate` (migration 015) before BACKUP_SUPABASE_STORAGE"
+            ) from None
+
+    def _manifest(self, where: str, params: Sequence[Any]) -> list[ManifestEntry]:
+        try:
+            with self.conn.transaction(), self.conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(
+                    "SELECT bucket, object_key, size_bytes, sha256, content_type, metadata, etag"
+                    f" FROM public.storage_manifest WHERE {where} ORDER BY bucket, object_key",
+                    params,
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+        return [
+            ManifestEntry(
+                r["bucket"],
+                r["object_key"],
+                r["size_bytes"],
+                r["sha256"],
+                r["content_type"],
+                {str(k): str(v) for k, v in (r["metadata"] or {}).items()},
+                r["etag"],
+            )
+            for r in rows
+        ]
+
+    @_translated
+    def storage_manifest(self, log_id: str) -> list[ManifestEntry]:
+        return self._manifest("backup_log_id = %s", (log_id,))
+
+    @_translated
+    def last_storage_manifest(self) -> list[ManifestEntry]:
+        return self._manifest(
+            "backup_log_id = (SELECT m.backup_log_id FROM public.storage_manifest m"
+            " JOIN public.backup_logs b ON b.id = m.backup_log_id WHERE b.status = 'success'"
+            " ORDER BY b.started_at DESC LIMIT 1)",
+            (),
+        )
+
+    @_translated
+    def referenced_blobs(self, gone: Sequence[str] = ()) -> set[str]:
+        try:
+            with self.conn.transaction():
+                rows = self.conn.execute(
+                    "SELECT DISTINCT m.sha256 FROM public.storage_manifest m"
+                    " JOIN public.backup_logs b ON b.id = m.backup_log_id"
+                    " WHERE b.status = 'success' AND ("
+                    "  (b.deleted_at IS NULL AND NOT coalesce(b.google_drive_file_id, '') = ANY(%(gone)s))"
+                    "  OR EXISTS (SELECT 1 FROM public.backup_copies c WHERE c.backup_log_id = b.id"
+                    "   AND c.status = 'success' AND c.deleted_at IS NULL"
+                    "   AND NOT coalesce(c.file_id, '') = ANY(%(gone)s)))",
+                    {"gone": list(gone)},
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return set()
+        return {r[0] for r in rows}
 
     @_translated
     def copies(self, log_id: str) -> list[Copy]:

@@ -381,7 +381,16 @@ class DriveStorage:
         self._drive_of[folder_id] = drive_id
         return Folder(id=folder_id, path=human)
 
-    def _child_folder(self, parent: str, drive_id: str | None, name: str, human: str) -> str:
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
+        if not name or "/" in name or name.startswith(".") or any(ord(c) < 32 for c in name):
+            raise StorageError(f"invalid folder name {name!r}")
+        drive_id = self._drive_id(folder.id)
+        human = f"{folder.path}/{name}"
+        child = self._child_folder(folder.id, drive_id, name, human, create)
+        self._drive_of[child] = drive_id
+        return Folder(id=child, path=human)
+
+    def _child_folder(self, parent: str, drive_id: str | None, name: str, human: str, create: bool = True) -> str:
         """The folder ``name`` in ``parent``, created if missing. A create that failed in
         transit may still have happened, so every retry looks again before creating again."""
         failures = 0
@@ -396,6 +405,8 @@ class DriveStorage:
                 )
             if found:
                 return str(found[0]["id"])
+            if not create:
+                raise StorageNotFound(f"Google Drive folder {human} does not exist")
             body = {"name": name, "mimeType": FOLDER_MIME, "parents": [parent]}
             try:
                 created = self._files.create(body=body, fields="id", supportsAllDrives=True).execute(num_retries=0)

@@ -20,6 +20,9 @@ class DryRunStorage:
     def ensure_folder(self, path: str) -> Folder:
         return self.inner.ensure_folder(path)
 
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
+        return self.inner.subfolder(folder, name, create=False)  # a dry run creates nothing
+
     def list(self, folder: Folder) -> list[StoredFile]:
         return [f for f in self.inner.list(folder) if f.id not in self.deleted]
 

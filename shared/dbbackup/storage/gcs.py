@@ -143,6 +143,11 @@ class GcsStorage:
     def _timeout(self) -> float:
         return self.config.timeout_seconds
 
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
+        # A bucket has no folders: the child is a longer key prefix, nothing to create.
+        key = object_key(folder.id, name)
+        return Folder(id=key, path=self._where(key + "/"))
+
     def _file(self, blob: Any) -> StoredFile:
         md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
         return StoredFile(

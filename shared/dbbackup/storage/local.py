@@ -54,6 +54,16 @@ class LocalStorage:
             raise StorageError(f"folder {target} is not writable")
         return Folder(id="/".join(segments), path=str(target))
 
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
+        if not name or "/" in name or name.startswith("."):
+            raise StorageError(f"invalid folder name {name!r}")
+        if not create:
+            child = self._abs(f"{folder.id}/{name}")
+            if not child.is_dir():
+                raise StorageNotFound(f"folder {child} does not exist")
+            return Folder(id=f"{folder.id}/{name}", path=str(child))
+        return self.ensure_folder(f"{folder.id}/{name}")
+
     def list(self, folder: Folder) -> list[StoredFile]:
         directory = self._abs(folder.id)
         try:

@@ -126,6 +126,11 @@ class S3Storage:
             raise
         return Folder(id=prefix, path=self._where(prefix + "/"))
 
+    def subfolder(self, folder: Folder, name: str, create: bool = True) -> Folder:
+        # A bucket has no folders: the child is a longer key prefix, nothing to create.
+        key = object_key(folder.id, name)
+        return Folder(id=key, path=self._where(key + "/"))
+
     def _file(self, key: str, size: int, modified: datetime | None, etag: str | None) -> StoredFile:
         etag = (etag or "").strip('"')
         return StoredFile(
