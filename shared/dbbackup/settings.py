@@ -187,6 +187,9 @@ class Settings:
     local_root: Path = Path("backups")
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     gzip_level: int = 1
+    # A gzip member per section / large table and an index of them (core.seek_index); off: one
+    # member, as files were before (BACKUP_SEEKABLE=off, the bench's reference).
+    seekable: bool = True
     pg_dump_path: str | None = None
     connect_attempts: int = 3
     # Retention, monitoring and alerts (see _retention_and_alerts for the variables).
@@ -264,6 +267,9 @@ class Settings:
         level_text = env.get("BACKUP_GZIP_LEVEL", "1").strip() or "1"
         if level_text not in ("0", "1", "2", "3"):
             raise ConfigError(f"BACKUP_GZIP_LEVEL={level_text!r}: expected 0, 1, 2 or 3")
+        seekable_text = (env.get("BACKUP_SEEKABLE", "on").strip() or "on").lower()
+        if seekable_text not in ("on", "off"):
+            raise ConfigError(f"BACKUP_SEEKABLE={seekable_text!r}: expected on or off")
         alerting = _retention_and_alerts(env)
         return cls(
             database_url=url,
@@ -272,6 +278,7 @@ class Settings:
             local_root=Path(env.get("BACKUP_LOCAL_ROOT", "backups").strip() or "backups"),
             timezone=tz,
             gzip_level=int(level_text),
+            seekable=seekable_text == "on",
             pg_dump_path=env.get("PG_DUMP_PATH") or None,
             retention_days=alerting.retention_days,
             keep_min=alerting.keep_min,

@@ -174,6 +174,7 @@ def backup_job(
         settings.profile,
         pg_dump_path=settings.pg_dump_path,
         gzip_level=settings.gzip_level,
+        seekable=settings.seekable,
         secrets=settings.secrets,
         progress=progress,
         connect_attempts=settings.connect_attempts,

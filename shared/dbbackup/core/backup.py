@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from dbbackup import structured_log
-from dbbackup.core import folder_path, manifest, messages, naming
+from dbbackup.core import folder_path, manifest, messages, naming, seek_index
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.fanout import fan_out
 from dbbackup.core.ports import BackupLog, Copy, Dump, Dumper, Folder, JobSettings, OpenLog, Storage, StoredFile, Target
@@ -204,7 +204,7 @@ class BackupJob:
                 backend=self.targets[0].name,
             )
             committed = True
-            self._record_manifest(repo, log_id, stats.tables)
+            self._record_manifest(repo, log_id, stats.tables, stats.index)
             return BackupOutcome(
                 status="success",
                 backup_log_id=log_id,
@@ -392,11 +392,17 @@ class BackupJob:
                 "size check of backup %s failed: %s", outcome.backup_log_id, one_line(redact(str(exc), self.secrets))
             )
 
-    def _record_manifest(self, repo: BackupLog, log_id: str, tables: dict[str, tuple[int, int]]) -> None:
+    def _record_manifest(
+        self, repo: BackupLog, log_id: str, tables: dict[str, tuple[int, int]], index: seek_index.Index | None
+    ) -> None:
         """The manifest goes on the row after the success is recorded: the backup is complete and
-        stays a success even when this write fails (a database not migrated yet: logged)."""
+        stays a success even when this write fails (a database not migrated yet: logged). A
+        seekable file's member index goes with it (``"index"``)."""
         try:
-            repo.record_manifest(log_id, manifest.as_json(tables))
+            stored = manifest.as_json(tables)
+            if index is not None:
+                stored["index"] = seek_index.as_json(index)
+            repo.record_manifest(log_id, stored)
         except Exception as exc:
             _log.error(
                 "the manifest of backup %s was not recorded: %s", log_id, one_line(redact(str(exc), self.secrets))

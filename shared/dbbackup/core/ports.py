@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from dbbackup.core.seek_index import Index
+
 # --- storage ---------------------------------------------------------------------------------
 
 
@@ -62,6 +64,12 @@ class Storage(Protocol):
 
     def open(self, file_id: str) -> Iterator[bytes]:
         """The file's bytes, streamed in chunks. Raises StorageNotFound."""
+        ...
+
+    def open_range(self, file_id: str, offset: int, length: int) -> Iterator[bytes]:
+        """``length`` bytes of the file from ``offset``, streamed in chunks (a seekable backup's
+        members, ``core.seek_index``). Raises StorageNotFound; StorageError when the file ends
+        before ``offset + length``."""
         ...
 
     def stat(self, file_id: str) -> StoredFile:
@@ -322,6 +330,8 @@ class DumpStats:
     md5: str = ""  # of those bytes
     # The manifest as counted on the SQL stream: schema.table -> (rows, bytes of its COPY data).
     tables: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Where each gzip member starts (a seekable file, core.seek_index); None: one member.
+    index: Index | None = None
 
 
 class Dump(Protocol):

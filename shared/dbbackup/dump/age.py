@@ -16,6 +16,7 @@ output queue is unbounded), and it can only produce output for input it was give
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import io
 import queue
@@ -370,6 +371,10 @@ class EncryptedDump:
             md5.update(chunk)
             size += len(chunk)
             yield chunk
+        inner = self.inner.stats
+        # The members' offsets are of the gzip stream inside the age file: recorded, but no
+        # byte range of the stored file can be read for them.
+        index = dataclasses.replace(inner.index, encrypted=True) if inner.index is not None else None
         self._stats = ports.DumpStats(
-            sql_bytes=self.inner.stats.sql_bytes, gz_bytes=size, md5=md5.hexdigest(), tables=self.inner.stats.tables
+            sql_bytes=inner.sql_bytes, gz_bytes=size, md5=md5.hexdigest(), tables=inner.tables, index=index
         )

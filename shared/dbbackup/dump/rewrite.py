@@ -160,6 +160,12 @@ class DumpRewriter:
     _copy_patch: tuple[int, dict[int, bytes]] | None = None
     _statement: list[bytes] | None = None  # a CREATE TABLE being collected
     _midline: bool = False  # passing a long table-data line through (see feed)
+    # Where pg_dump's entry headers ("-- Name: ...", "-- Data for Name: ...") start in the output,
+    # with the header line: what a seekable writer cuts gzip members at (core.seek_index). The
+    # consumer takes them after each feed; only lines outside COPY data are looked at.
+    marks: list[tuple[int, bytes]] = field(default_factory=list)
+    out_bytes: int = 0  # bytes returned so far
+    _base: int = 0  # output offset of the block _process is working on
 
     def feed(self, data: bytes) -> bytes:
         """Process a chunk; returns the bytes ready to go out."""
@@ -177,6 +183,7 @@ class DumpRewriter:
         cut = buf.rfind(b"\n") + 1
         self._pending = buf[cut:]
         if cut:
+            self._base = self.out_bytes + len(out)
             out += self._process(buf[:cut])
         # A long table-data line (a big bytea or text value) goes out as it arrives instead of
         # being held whole: memory stays bounded by the chunk size, whatever the row. Past two
@@ -187,13 +194,16 @@ class DumpRewriter:
             self._count(pending, 0)
             self._pending = b""
             self._midline = True
+        self.out_bytes += len(out)
         return out
 
     def finish(self) -> bytes:
         """The remaining bytes; raises BackupFailed when the dump is incomplete."""
+        self._base = self.out_bytes
         tail = self._process(self._pending + b"\n") if self._pending else b""
         if self._pending:
             tail = tail[:-1]
+        self.out_bytes += len(tail)
         self._pending = b""
         if self._in_copy or self._statement is not None:
             raise BackupFailed("the dump ended inside table data (truncated output)")
@@ -205,6 +215,7 @@ class DumpRewriter:
         out: list[bytes] = []
         pos = 0
         end = len(block)
+        size = 0  # of out, while lines are added (COPY data is never added mid-loop)
         while pos < end:
             if self._in_copy:
                 if block.startswith(b"\\.\n", pos):
@@ -220,6 +231,7 @@ class DumpRewriter:
                 if stop < 0:
                     return b"".join(out)
                 out.append(b"\\.\n")
+                size += len(data) + 3
                 pos = stop + 3
                 self._in_copy = False
                 self._copy_patch = None
@@ -228,7 +240,11 @@ class DumpRewriter:
             nl = block.find(b"\n", pos)
             line = block[pos:nl]
             pos = nl + 1
-            out.extend(ln + b"\n" for ln in self._statement_lines(line))
+            if line.startswith((b"-- Name: ", b"-- Data for Name: ")) and self._statement is None:
+                self.marks.append((self._base + size, line))
+            for ln in self._statement_lines(line):
+                out.append(ln + b"\n")
+                size += len(ln) + 1
         return b"".join(out)
 
     def _statement_lines(self, line: bytes) -> list[bytes]:

@@ -66,6 +66,7 @@ class PgDumper:
         *,
         pg_dump_path: str | None = None,
         gzip_level: int = 1,
+        seekable: bool = True,
         secrets: tuple[str, ...] = (),
         progress: Progress | None = None,
         connect_attempts: int = 3,
@@ -75,6 +76,7 @@ class PgDumper:
         # Public keys only: this side can encrypt, never decrypt (docs/configuration.md: BACKUP_AGE_RECIPIENTS).
         self.age_recipients = age_recipients
         self.gzip_level, self.secrets, self.progress = gzip_level, secrets, progress
+        self.seekable = seekable
         self.connect_attempts = connect_attempts
         self._target: _Target | None = None
 
@@ -111,6 +113,8 @@ class PgDumper:
         with db.sql_errors(self.secrets), self._connect() as conn:
             # Name every unreadable table now, not the first one pg_dump trips over later.
             check_readable(catalog.unreadable_relations(conn), self.profile)
+            # Which tables will be large: each starts its own gzip member (core.seek_index).
+            sizes = catalog.table_sizes(conn) if self.seekable else {}
         supabase = self.profile.supabase
         rewriter = DumpRewriter(
             rules_for(target.server_major) + (supabase_rules() + roles_rules(target.dumping_role) if supabase else []),
@@ -124,7 +128,9 @@ class PgDumper:
                 with db.sql_errors(self.secrets):
                     managed_sql = managed.section(managed.app_objects(conn, managed_schema))
             sections, env = pg_dump_command(self.url, self.profile, target.pg_dump, snapshot, managed_sql)
-            stream = DumpStream(sections, env, rewriter, self.gzip_level, self.secrets, self.progress)
+            stream = DumpStream(
+                sections, env, rewriter, self.gzip_level, self.secrets, self.progress, self.seekable, sizes
+            )
             yield EncryptedDump(stream, self.age_recipients) if self.age_recipients else stream
 
     @contextlib.contextmanager

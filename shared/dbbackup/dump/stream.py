@@ -22,13 +22,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
 from isal import isal_zlib
 
-from dbbackup.core import ports
+from dbbackup.core import ports, seek_index
 from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import BackupFailed
 from dbbackup.pg.process import drain_lines, stop_group
@@ -59,6 +59,8 @@ class DumpStream:
         level: int = 1,
         secrets: Sequence[str] = (),
         progress: Progress | None = None,
+        seekable: bool = True,
+        sizes: Mapping[str, int] | None = None,
     ) -> None:
         # Several programs (and our own SQL between them) may write one file, in order.
         self.sections = list(sections)
@@ -67,6 +69,11 @@ class DumpStream:
         self.level = level
         self.secrets = tuple(secrets)
         self.progress = progress
+        # Seekable: a gzip member per section / large table (core.seek_index), and its index in
+        # ``stats.index``; ``sizes`` (bytes per schema.table, estimated) lets a large table start
+        # its own member. Off: one member, as before (the bench's reference).
+        self.seekable = seekable
+        self.sizes = dict(sizes or {})
         self.stats = DumpStats()
         self._stderr: deque[str] = deque(maxlen=30)
 
@@ -76,6 +83,10 @@ class DumpStream:
         self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
         self._out = bytearray()
         self._sql_out = 0  # SQL bytes in the file, after rewriting (what gunzip gives back)
+        self._planner = seek_index.Planner(self.sizes) if self.seekable else None
+        self._held = b""  # a trailing "--\n" line, kept back in case an entry header follows it
+        self._members: list[seek_index.Member] = []
+        self._member_gz = self._member_raw = 0  # where the open member starts
         for label, what in self.sections:
             if isinstance(what, bytes):
                 self._add(self.rewriter.feed(what))  # our own SQL between two programs' outputs
@@ -83,19 +94,71 @@ class DumpStream:
                 yield from self._run(label, what)
         # Every program exited 0; only now may the file end (the gzip trailer commits storage).
         self._add(self.rewriter.finish())
+        if self._held:
+            self._compress(self._held)
+            self._held = b""
         self._out += self._comp.flush()
+        if self._planner is not None:
+            self._close_member(*self._planner.current())
         self.stats.sql_bytes = self._sql_out
         self.stats.rewritten = dict(self.rewriter.rewritten)
         self.stats.tables = {name: (rows, size) for name, (rows, size) in self.rewriter.tables.items()}
         final = self._emit(self._out, self._md5)
         self.stats.md5 = self._md5.hexdigest()
         self.stats.seconds = time.monotonic() - started
+        if self._planner is not None and not seek_index.check_cover(
+            self._members, self.stats.gz_bytes, self.stats.sql_bytes
+        ):
+            self.stats.index = seek_index.Index(tuple(self._members))
         yield final
 
     def _add(self, data: bytes) -> None:
+        if self._planner is None:
+            self._compress(data)
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
+        start = self._sql_out  # the raw offset of data[0]
+        pos = 0
+        for offset, line in self.rewriter.marks:
+            toc = seek_index.parse_toc(line)
+            at = offset - start
+            if toc is None or at < pos:
+                continue
+            if at >= 3 and data[at - 3 : at] == b"--\n" and (at == 3 or data[at - 4 : at - 3] == b"\n"):
+                at -= 3  # the member starts with the header's whole comment block
+            closed = self._planner.cut_before(toc, start + at)
+            if closed is not None:
+                self._compress(data[pos:at])
+                pos = at
+                self._out += self._comp.flush()
+                self._close_member(*closed)
+                self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
+        self.rewriter.marks.clear()
+        rest = data[pos:] if pos else data
+        if rest.endswith(b"\n--\n") or rest == b"--\n":
+            rest, self._held = rest[:-3], rest[-3:]
+        self._compress(rest)
+
+    def _compress(self, data: bytes) -> None:
         if data:
             self._sql_out += len(data)
             self._out += self._comp.compress(data)
+
+    def _close_member(self, section: str, tables: tuple[str, ...]) -> None:
+        """Record the member just finished (its gzip trailer is in ``_out``)."""
+        gz_end = self.stats.gz_bytes + len(self._out)
+        self._members.append(
+            seek_index.Member(
+                self._member_gz,
+                gz_end - self._member_gz,
+                self._member_raw,
+                self._sql_out - self._member_raw,
+                section,
+                tables,
+            )
+        )
+        self._member_gz, self._member_raw = gz_end, self._sql_out
 
     def _run(self, label: str, argv: Sequence[str]) -> Iterator[bytes]:
         """One program's stdout into the stream; raises BackupFailed unless it exits 0."""

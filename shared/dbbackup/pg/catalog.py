@@ -36,6 +36,17 @@ def unreadable_relations(conn: psycopg.Connection) -> list[Relation]:
     return [(str(k), str(s), str(n), str(q), bool(u)) for k, s, n, q, u in conn.execute(UNREADABLE_SQL).fetchall()]
 
 
+def table_sizes(conn: psycopg.Connection) -> dict[str, int]:
+    """Bytes on disk per table (``schema.table`` unquoted, as the manifest names them): an
+    estimate of how much SQL its data will be."""
+    rows = conn.execute(
+        "SELECT n.nspname || '.' || c.relname, pg_catalog.pg_table_size(c.oid) FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm')"
+        " AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
+    ).fetchall()
+    return {str(name): int(size or 0) for name, size in rows}
+
+
 def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
     """Tables, views and sequences outside the system schemas of the target."""
     with db.connect(url, attempts=1, secrets=secrets) as conn:

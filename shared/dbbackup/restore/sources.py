@@ -29,11 +29,21 @@ class Source:
     open: Callable[[], Iterator[bytes]]
     row: LogRow | None  # its backup_logs row, when known
     target: str | None = None  # the storage target it is read from, for a logged backup
+    # ``(offset, length)`` -> those bytes of the stored file (Storage.open_range), streamed.
+    open_range: Callable[[int, int], Iterator[bytes]] | None = None
+    size: int | None = None  # of the stored file, when known without reading it
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+def _file_chunks(path: Path, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
     with open(path, "rb") as fh:
-        while block := fh.read(READ_CHUNK):
+        fh.seek(offset)
+        left = length
+        while left is None or left > 0:
+            block = fh.read(READ_CHUNK if left is None else min(READ_CHUNK, left))
+            if not block:
+                break
+            if left is not None:
+                left -= len(block)
             yield block
 
 
@@ -45,7 +55,13 @@ def resolve(source: str, lookup: Lookup, from_target: str | None = None) -> Sour
     if path.is_file():
         if from_target is not None:
             raise UsageError("--from picks a copy of a logged backup; a file path is read as it is")
-        return Source(str(path), lambda: _file_chunks(path), _row_for_file(path, lookup))
+        return Source(
+            str(path),
+            lambda: _file_chunks(path),
+            _row_for_file(path, lookup),
+            open_range=functools.partial(_file_chunks, path),
+            size=path.stat().st_size,
+        )
     if source != "latest" and not UUID_RE.match(source):
         raise UsageError(f"{source}: no such file, and not a backup_logs id or 'latest'")
     open_log, storage_for, targets = lookup()
@@ -104,7 +120,7 @@ def _first_held(
                 continue
             try:
                 storage = storage_for(target)
-                storage.stat(file_id)
+                stat = storage.stat(file_id)
             except StorageNotFound:
                 continue
             except BackupError as exc:  # StorageError, ConfigError: this copy is out of reach now
@@ -113,7 +129,14 @@ def _first_held(
                 continue
             # Name the target whenever there is a choice of copies (several targets configured).
             label = f"{row.file_name} ({row.id}" + (f", from {target})" if len(wanted) > 1 or len(copies) > 1 else ")")
-            return Source(label, functools.partial(storage.open, file_id), row, target)
+            return Source(
+                label,
+                functools.partial(storage.open, file_id),
+                row,
+                target,
+                functools.partial(storage.open_range, file_id),
+                stat.size,
+            )
     return None
 
 

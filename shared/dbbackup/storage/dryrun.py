@@ -34,6 +34,11 @@ class DryRunStorage:
             raise StorageNotFound(f"{file_id} (dry run: would be deleted)")
         return self.inner.open(file_id)
 
+    def open_range(self, file_id: str, offset: int, length: int) -> Iterator[bytes]:
+        if file_id in self.deleted:
+            raise StorageNotFound(f"{file_id} (dry run: would be deleted)")
+        return self.inner.open_range(file_id, offset, length)
+
     def stat(self, file_id: str) -> StoredFile:
         if file_id in self.deleted:
             raise StorageNotFound(f"{file_id} (dry run: would be deleted)")

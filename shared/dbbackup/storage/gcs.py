@@ -243,16 +243,25 @@ class GcsStorage:
 
     def open(self, file_id: str) -> Iterator[bytes]:
         blob = self._stat_blob(file_id)  # StorageNotFound now, not at the first chunk
+        return self._ranges(blob, file_id, 0, int(blob.size or 0))
+
+    def open_range(self, file_id: str, offset: int, length: int) -> Iterator[bytes]:
+        blob = self._stat_blob(file_id)
+        return self._ranges(blob, file_id, offset, offset + length)
+
+    def _ranges(self, blob: Any, file_id: str, offset: int, stop: int) -> Iterator[bytes]:
         size, generation = int(blob.size or 0), blob.generation
 
         def chunks() -> Iterator[bytes]:
-            offset = 0
-            while offset < size:
-                end = min(offset + READ_CHUNK, size) - 1
+            at = offset
+            while at < stop:
+                end = min(at + READ_CHUNK, stop) - 1
+                if at >= size:
+                    raise StorageError(f"gcs: {self._where(file_id)} ended at {size} of {stop} bytes")
                 try:
                     # Pinned to the generation read above: every range comes from the same object.
                     data = blob.download_as_bytes(
-                        start=offset,
+                        start=at,
                         end=end,
                         if_generation_match=generation,
                         checksum=None,  # a range has no whole-object checksum; restore checks the MD5
@@ -264,8 +273,8 @@ class GcsStorage:
                         raise self._error(exc, "read", file_id) from None
                     raise
                 if not data:
-                    raise StorageError(f"gcs: {self._where(file_id)} ended at {offset} of {size} bytes")
-                offset += len(data)
+                    raise StorageError(f"gcs: {self._where(file_id)} ended at {at} of {size} bytes")
+                at += len(data)
                 yield data
 
         return chunks()

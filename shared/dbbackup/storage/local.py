@@ -140,6 +140,28 @@ class LocalStorage:
 
         return chunks()
 
+    def open_range(self, file_id: str, offset: int, length: int) -> Iterator[bytes]:
+        path = self._abs(file_id)
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError:
+            raise StorageNotFound(f"{path} does not exist") from None
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+        def chunks() -> Iterator[bytes]:
+            with fh:
+                fh.seek(offset)
+                left = length
+                while left > 0:
+                    block = fh.read(min(READ_CHUNK, left))
+                    if not block:
+                        raise StorageError(f"{path} ended before byte {offset + length:,}")
+                    left -= len(block)
+                    yield block
+
+        return chunks()
+
     def stat(self, file_id: str) -> StoredFile:
         path = self._abs(file_id)
         try:

@@ -277,21 +277,36 @@ class S3Storage:
             return
 
     def open(self, file_id: str) -> Iterator[bytes]:
+        return self._get_object(file_id, None)
+
+    def open_range(self, file_id: str, offset: int, length: int) -> Iterator[bytes]:
+        return self._get_object(file_id, (offset, length))
+
+    def _get_object(self, file_id: str, span: tuple[int, int] | None) -> Iterator[bytes]:
         try:
-            body = self.client.get_object(Bucket=self.config.bucket, Key=file_id)["Body"]
+            if span is None:
+                body = self.client.get_object(Bucket=self.config.bucket, Key=file_id)["Body"]
+            else:
+                wanted = f"bytes={span[0]}-{span[0] + span[1] - 1}"
+                body = self.client.get_object(Bucket=self.config.bucket, Key=file_id, Range=wanted)["Body"]
         except Exception as exc:
             if self._sdk_error(exc):
                 raise self._error(exc, "read", file_id) from None
             raise
 
         def chunks() -> Iterator[bytes]:
+            got = 0
             try:
                 with contextlib.closing(body):
-                    yield from body.iter_chunks(READ_CHUNK)
+                    for chunk in body.iter_chunks(READ_CHUNK):
+                        got += len(chunk)
+                        yield chunk
             except Exception as exc:
                 if self._sdk_error(exc) or isinstance(exc, OSError):
                     raise self._error(exc, "read", file_id) from None
                 raise
+            if span is not None and got != span[1]:
+                raise StorageError(f"{self._where(file_id)} ended before byte {span[0] + span[1]:,}")
 
         return chunks()
 

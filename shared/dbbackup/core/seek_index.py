@@ -1,0 +1,206 @@
+"""The index of a seekable backup: where each gzip member of the file starts and what it holds.
+
+A seekable ``.sql.gz`` is an ordinary gzip file of several members (``gunzip`` and ``zcat``
+read them as one stream); the writer (``dump.stream``) starts a new member at the section and
+table boundaries this module's ``Planner`` picks, so that one table's data, or the pre-data or
+post-data section, can be read by a byte range and decompressed alone. The index is stored in
+the attempt's manifest (``backup_logs.manifest["index"]``) in this shape::
+
+    {"version": 1, "encrypted": false,
+     "members": [{"offset": 0, "length": 812, "raw_offset": 0, "raw_length": 4096,
+                  "section": "pre-data", "tables": []}, ...]}
+
+``offset``/``length`` are bytes of the gzip stream (the stored file, or, when ``encrypted``,
+the gzip stream inside the age file: then ranges cannot be read and a reader streams it);
+``raw_*`` are bytes of the SQL it decompresses to; ``tables`` are the ``schema.table`` (unquoted,
+as the manifest names them) whose COPY data the member holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = 1
+SECTIONS = ("pre-data", "data", "post-data")
+# A member is closed at an entry boundary once it holds this much SQL: fewer, larger members
+# compress as well as one stream (the deflate window is 32 KiB), while a small table restored
+# alone reads at most about this much beside its own rows.
+MIN_MEMBER = 1 << 20
+
+# pg_dump's TOC comment: "-- Name: t; Type: TABLE; Schema: s; Owner: o" (or "-- Data for Name:"),
+# names unquoted, with newlines replaced by spaces.
+TOC_HEADER = re.compile(
+    rb"^-- (?P<data>Data for )?Name: (?P<name>.*?); Type: (?P<type>[^;]*); Schema: (?P<schema>[^;]*);"
+    rb" Owner: (?P<owner>[^;]*)(?:; Tablespace: .*)?$"
+)
+# Entry types of the data section (pg_dump's SECTION_DATA); everything after them is post-data.
+DATA_TYPES = frozenset({"TABLE DATA", "SEQUENCE SET", "BLOBS", "LARGE OBJECT", "BLOB DATA"})
+
+
+@dataclass(frozen=True)
+class Toc:
+    """One entry header of pg_dump's plain output."""
+
+    name: str
+    type: str
+    schema: str  # "-" for objects without one
+    owner: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def parse_toc(line: bytes) -> Toc | None:
+    """The header line's fields, or None when ``line`` is not a TOC header."""
+    match = TOC_HEADER.match(line.rstrip(b"\n"))
+    if not match:
+        return None
+    text = {k: v.decode("utf-8", errors="replace") for k, v in match.groupdict(b"").items()}
+    return Toc(text["name"], text["type"], text["schema"], text["owner"])
+
+
+@dataclass(frozen=True)
+class Member:
+    offset: int
+    length: int
+    raw_offset: int
+    raw_length: int
+    section: str
+    tables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Index:
+    members: tuple[Member, ...]
+    encrypted: bool = False
+    version: int = VERSION
+
+    def for_tables(self, tables: Iterable[str]) -> list[Member]:
+        """The members holding any of ``tables``' data, in file order."""
+        wanted = set(tables)
+        return [m for m in self.members if wanted.intersection(m.tables)]
+
+    def of_section(self, section: str) -> list[Member]:
+        return [m for m in self.members if m.section == section]
+
+
+def as_json(index: Index) -> dict[str, Any]:
+    return {
+        "version": index.version,
+        "encrypted": index.encrypted,
+        "members": [
+            {
+                "offset": m.offset,
+                "length": m.length,
+                "raw_offset": m.raw_offset,
+                "raw_length": m.raw_length,
+                "section": m.section,
+                "tables": list(m.tables),
+            }
+            for m in index.members
+        ],
+    }
+
+
+def from_json(value: Any) -> Index | None:
+    """The stored index, or None when there is none or it is not of a shape this code reads (a
+    later version, a damaged value): a reader then streams the whole file."""
+    if not isinstance(value, Mapping) or value.get("version") != VERSION:
+        return None
+    raw = value.get("members")
+    if not isinstance(raw, list):
+        return None
+    members: list[Member] = []
+    keys = ("offset", "length", "raw_offset", "raw_length")
+    for item in raw:
+        if not isinstance(item, Mapping) or not all(isinstance(item.get(k), int) for k in keys):
+            return None
+        tables = item.get("tables", [])
+        if item.get("section") not in SECTIONS or not isinstance(tables, list):
+            return None
+        members.append(
+            Member(
+                int(item["offset"]),
+                int(item["length"]),
+                int(item["raw_offset"]),
+                int(item["raw_length"]),
+                str(item["section"]),
+                tuple(str(t) for t in tables),
+            )
+        )
+    return Index(tuple(members), bool(value.get("encrypted", False)))
+
+
+def index_of(manifest: Mapping[str, Any] | None) -> Index | None:
+    """The index in a stored manifest (``core.manifest``), None for a backup without one."""
+    if not isinstance(manifest, Mapping):
+        return None
+    return from_json(manifest.get("index"))
+
+
+@dataclass
+class Planner:
+    """Decides, entry header by entry header, where the writer starts a new member.
+
+    Sections follow pg_dump's order (pre-data, data, post-data): a data entry starts or continues
+    the data section, any other entry after data is post-data. A new member starts at every
+    section change, between table data and the sequence values / large objects after it, before
+    a table whose data is expected to be large (``sizes``: bytes per ``schema.table``, an
+    estimate), and at any table boundary once the member holds ``min_member`` bytes of SQL.
+    A file of several pg_dump runs (the supabase profile) passes through the sections more than
+    once; each part is labelled as it comes."""
+
+    sizes: Mapping[str, int] = field(default_factory=dict)
+    min_member: int = MIN_MEMBER
+    section: str = "pre-data"
+    start: int = 0  # raw offset where the open member starts
+    tables: list[str] = field(default_factory=list)
+    _kind: str = ""  # "table" or "other": what the open data member holds
+
+    def cut_before(self, toc: Toc, raw_offset: int) -> tuple[str, tuple[str, ...]] | None:
+        """Called at each entry header (``raw_offset``: where its comment block starts). When a
+        new member starts there, the section and tables of the one it closes; else None."""
+        if toc.type in DATA_TYPES:
+            section = "data"
+        elif self.section == "data" or self.section == "post-data":
+            section = "post-data"
+        else:
+            section = "pre-data"
+        kind = "table" if toc.type == "TABLE DATA" else "other"
+        held = raw_offset - self.start
+        large = held >= self.min_member or self.sizes.get(toc.qualified, 0) >= self.min_member
+        cut = held > 0 and (
+            section != self.section or (section == "data" and (kind != self._kind or (kind == "table" and large)))
+        )
+        closed = None
+        if cut:
+            closed = self.current()
+            self.start = raw_offset
+            self.tables = []
+        self.section = section
+        self._kind = kind
+        if kind == "table" and toc.qualified not in self.tables:
+            self.tables.append(toc.qualified)
+        return closed
+
+    def current(self) -> tuple[str, tuple[str, ...]]:
+        """The open member's section and tables."""
+        return self.section, tuple(self.tables)
+
+
+def check_cover(members: Sequence[Member], gz_size: int, sql_size: int) -> str | None:
+    """Why ``members`` do not cover the stream exactly (None when they do): the writer's own
+    check before it records an index, and the tests'."""
+    at = raw = 0
+    for m in members:
+        if m.offset != at or m.raw_offset != raw or m.length <= 0:
+            return f"member at {m.offset} does not follow the previous one (expected offset {at}, raw {raw})"
+        at += m.length
+        raw += m.raw_length
+    if at != gz_size or raw != sql_size:
+        return f"members cover {at} of {gz_size} bytes ({raw} of {sql_size} of SQL)"
+    return None
