@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from test_roundtrip import OURS, backup, load_variety
 
 from dbbackup.core.seek_index import index_of
 from dbbackup.pg import binaries as pgbin
@@ -24,7 +25,6 @@ from dbbackup.wiring import resolve_source
 from support.cli import run_cli
 from support.db import with_params
 from support.pgcompare import assert_databases_equal
-from test_roundtrip import OURS, backup, load_variety
 
 
 @dataclass
@@ -105,10 +105,13 @@ def test_a_failing_post_data_step_leaves_the_target_as_it_was(backed: Backed) ->
     target = backed.new_db()
     with psycopg.connect(target, autocommit=True) as conn:
         # Something the target already had: it must still be there, and nothing of the restore.
-        conn.execute("CREATE FUNCTION public.no_fk() RETURNS event_trigger LANGUAGE plpgsql AS $$"
-                     " BEGIN RAISE EXCEPTION 'no foreign keys here'; END $$")
-        conn.execute("CREATE EVENT TRIGGER no_fk ON ddl_command_end WHEN TAG IN ('ALTER TABLE')"
-                     " EXECUTE FUNCTION public.no_fk()")
+        conn.execute(
+            "CREATE FUNCTION public.no_fk() RETURNS event_trigger LANGUAGE plpgsql AS $$"
+            " BEGIN RAISE EXCEPTION 'no foreign keys here'; END $$"
+        )
+        conn.execute(
+            "CREATE EVENT TRIGGER no_fk ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION public.no_fk()"
+        )
     before = objects(target)
     proc = backed.cli([backed.log_id, "--target", target, "--jobs", "2"])
     assert proc.returncode == 1, proc.stderr

@@ -41,8 +41,9 @@ _CATALOGS = (
     ("pg_largeobject_metadata", "true"),
 )
 _SNAPSHOT = " UNION ALL ".join(
-    f"SELECT '{'pg_largeobject' if cat == 'pg_largeobject_metadata' else cat}'::regclass::oid AS classid, o.oid AS objid FROM pg_catalog.{cat} o"
-    f" WHERE o.oid >= {FIRST_USER_OID} AND ({cond})"
+    # A large object is identified by pg_largeobject's oid, not its metadata catalog's.
+    f"SELECT '{'pg_largeobject' if cat == 'pg_largeobject_metadata' else cat}'::regclass::oid AS classid,"
+    f" o.oid AS objid FROM pg_catalog.{cat} o WHERE o.oid >= {FIRST_USER_OID} AND ({cond})"
     f" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
     f" WHERE d.classid = '{cat}'::regclass AND d.objid = o.oid AND d.deptype = 'e')"
     for cat, cond in _CATALOGS

@@ -23,6 +23,7 @@ is dropped (``pg.created``); what could not be is named in the error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import queue
 import re
@@ -208,7 +209,9 @@ class Session:
                 return RestoreFailed(one_line(f"{self.label}: {match['msg']}"))
         detail = next((ln for ln in self.errors if "error" in ln.lower() or "fatal" in ln.lower()), "")
         return RestoreFailed(
-            one_line(f"{self.label}: psql exited with status {self.proc.returncode}" + (f": {detail}" if detail else ""))
+            one_line(
+                f"{self.label}: psql exited with status {self.proc.returncode}" + (f": {detail}" if detail else "")
+            )
         )
 
 
@@ -234,7 +237,7 @@ def run_tasks(sessions: Sequence[Session], tasks: Sequence[Task]) -> None:
                     cond.wait()
             try:
                 session.run(task)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            except BaseException as exc:
                 with cond:
                     failures.append(exc)
                     cond.notify_all()
@@ -292,7 +295,7 @@ def post_data_tasks(entries: Iterable[tuple[Entry, bytes]], settings: Settings) 
         settings.see(sql)
         wave = next((n for n, (types, _) in enumerate(WAVES) if entry.type in types), len(WAVES))
         label = f"{entry.type} {entry.qualified}"
-        waves[wave].append(Task(label, locks_of(sql), lambda sql=prefix + sql: [sql], len(sql)))
+        waves[wave].append(Task(label, locks_of(sql), functools.partial(list, [prefix + sql]), len(sql)))
     return waves
 
 
@@ -347,7 +350,7 @@ def restore_parallel(
 
     try:
         if index is not None:
-            blocks.close()
+            del blocks  # only its first block was needed: the sessions read by range
             read = _with_index(source, index, jobs, session, run.stats)
         else:
             read = _streamed(itertools.chain([first], blocks), jobs, session)
@@ -382,7 +385,9 @@ def _undo(
             left = drop_created(target_url, before, secrets)
         except BackupFailed as cleanup:
             raise RestoreFailed(
-                one_line(f"{why}; removing what the restore created failed too ({cleanup}): the target is partly restored")
+                one_line(
+                    f"{why}; removing what the restore created failed too ({cleanup}): the target is partly restored"
+                )
             ) from None
         if left:
             shown = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
@@ -407,9 +412,7 @@ def _by_range(index: Index, source: Source) -> bool:
     )
 
 
-def _with_index(
-    source: Source, index: Index, jobs: int, session: Callable[..., Session], stats: ReadStats
-) -> str:
+def _with_index(source: Source, index: Index, jobs: int, session: Callable[..., Session], stats: ReadStats) -> str:
     members = list(index.members)
     lead = list(itertools.takewhile(lambda m: m.section == "pre-data", members))
     tail = list(itertools.takewhile(lambda m: m.section == "post-data", reversed(members)))[::-1]
@@ -437,13 +440,13 @@ def _with_index(
     pre.close()
 
     tasks = [
-        Task(f"TABLE DATA {', '.join(m.tables)}", frozenset(m.tables), lambda m=m: read([m]), m.raw_length)
+        Task(f"TABLE DATA {', '.join(m.tables)}", frozenset(m.tables), functools.partial(read, [m]), m.raw_length)
         for m in middle
         if m.tables
     ]
     others = [m for m in middle if not m.tables]
     if others:  # sequence values, large objects: in the file's order, in one session
-        tasks.append(Task("sequence values and large objects", frozenset(), lambda: read(others), 1 << 62))
+        tasks.append(Task("sequence values and large objects", frozenset(), functools.partial(read, others), 1 << 62))
     tasks.sort(key=lambda t: -t.size)  # the largest first: the last one to finish is a small one
     sessions = [session(bytes(preamble)) for _ in range(min(jobs, max(1, len(tasks))))]
     run_tasks(sessions, tasks)
