@@ -22,11 +22,13 @@ import pytest
 from pyrage import x25519
 from test_roundtrip import OURS, load_variety
 
-from dbbackup.core import naming
+from dbbackup.core import naming, seek_index
 from dbbackup.dump import age
 from dbbackup.errors import ConfigError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.redact import MASK, redact
+from dbbackup.restore import seekable
+from dbbackup.restore.sources import Source
 from dbbackup.settings import Settings
 from dbbackup.wiring import backup_job
 from fakes import drive_env
@@ -157,6 +159,34 @@ def test_either_recipients_identity_decrypts_to_the_complete_dump(encrypted: Enc
     ]
     assert plain[0] == plain[1] and MARKER.encode() in plain[0]
     assert b"-- PostgreSQL database dump complete" in plain[0]
+
+
+def test_an_encrypted_backup_records_its_index_and_restores_one_table_by_streaming(
+    encrypted: Encrypted, make_db: DbFactory
+) -> None:
+    """The index's offsets are of the gzip stream inside the age file: recorded, marked
+    encrypted; ``restore --table`` then decrypts the file from the start (no range to read)."""
+    with psycopg.connect(encrypted.url) as conn:
+        manifest = conn.execute("SELECT manifest FROM backup_logs WHERE id = %s", (encrypted.log_id,)).fetchone()[0]
+    index = seek_index.index_of(manifest)
+    assert index is not None and index.encrypted
+    stream = b"".join(age.decrypt([encrypted.file.read_bytes()], age.parse_identities(encrypted.keys[1].identity, "t")))
+    assert seek_index.check_cover(index.members, len(stream), len(gzip.decompress(stream))) is None
+    # A reader of some members (the parallel restore's) decrypts from the start and cuts them out.
+    wanted = index.members[1:3]
+    assert len(wanted) == 2
+    source = Source(encrypted.file.name, lambda: iter([encrypted.file.read_bytes()]), None)
+    identities = age.parse_identities(encrypted.keys[0].identity, "t")
+    got = b"".join(seekable.open_members(source, wanted, index, identities))
+    assert got == b"".join(gzip.decompress(stream[m.offset : m.offset + m.length]) for m in wanted)
+    target = make_db()
+    args = ["restore", encrypted.log_id, "--target", target, "--table", "public.invoices", "--json"]
+    proc = encrypted.cli([*args, "--identity", str(encrypted.keys[0].file)])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["indexed"] is False
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 20000
+        assert tables(target) == 1
 
 
 # --- restore and verify with the identity ----------------------------------------------------

@@ -175,6 +175,7 @@ class DumpRewriter:
             nl = data.find(b"\n")
             if nl < 0:
                 self._count(data, 0)
+                self.out_bytes += len(data)
                 return data
             out, data = data[: nl + 1], data[nl + 1 :]
             self._count(out, 1)

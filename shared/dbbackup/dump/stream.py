@@ -123,7 +123,7 @@ class DumpStream:
         for offset, line in self.rewriter.marks:
             toc = seek_index.parse_toc(line)
             at = offset - start
-            if toc is None or at < pos:
+            if toc is None or at < pos or at > len(data):
                 continue
             if at >= 3 and data[at - 3 : at] == b"--\n" and (at == 3 or data[at - 4 : at - 3] == b"\n"):
                 at -= 3  # the member starts with the header's whole comment block

@@ -62,6 +62,28 @@ def user_tables(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
     return [r[0] for r in rows]
 
 
+PRESENT_SQL = {
+    "relation": "pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', s, n)) IS NOT NULL",
+    "type": "pg_catalog.to_regtype(pg_catalog.format('%%I.%%I', s, n)) IS NOT NULL",
+    "function": "EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace x"
+    " ON x.oid = p.pronamespace WHERE x.nspname = s AND p.proname = n)",
+    "schema": "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace x WHERE x.nspname = n)",
+}
+
+
+def present(url: str, kind: str, names: list[tuple[str, str]], secrets: tuple[str, ...] = ()) -> set[tuple[str, str]]:
+    """Which of ``names`` ((schema, name), unquoted) exist in the target as a ``kind``: relation,
+    type, function (by name), or schema (the name; schema ignored)."""
+    if not names:
+        return set()
+    with db.sql_errors(secrets), db.connect(url, attempts=1, secrets=secrets) as conn:
+        rows = conn.execute(
+            "SELECT s, n FROM unnest(%s::text[], %s::text[]) AS u(s, n) WHERE " + PRESENT_SQL[kind],
+            ([s for s, _ in names], [n for _, n in names]),
+        ).fetchall()
+    return {(str(s), str(n)) for s, n in rows}
+
+
 def is_supabase_project(url: str, secrets: tuple[str, ...] = ()) -> bool:
     """The target has Supabase's managed schemas: ``auth`` and ``storage`` both, owned by one of
     Supabase's roles (a plain PostgreSQL restored from a full backup has them owned by whoever

@@ -58,7 +58,7 @@ class RestoreResult:
     read: str = "streamed"  # how the file was read: streamed, or by range (a seekable index)
 
 
-class _PsqlLines:
+class PsqlLines:
     """psql's stderr: the last lines (for an error's description) and every message of ours."""
 
     def __init__(self) -> None:
@@ -112,7 +112,7 @@ def restore(
         start_new_session=True,
     )
     assert proc.stdin is not None and proc.stderr is not None
-    lines = _PsqlLines()
+    lines = PsqlLines()
     drain = threading.Thread(target=drain_lines, args=(proc.stderr, lines, secrets), daemon=True)
     drain.start()
     checker = DumpRewriter([])
@@ -139,7 +139,7 @@ def restore(
         proc.wait()
         drain.join(timeout=10)
     if proc.returncode != 0:
-        raise RestoreFailed(_describe(lines.tail, proc.returncode, single_transaction))
+        raise RestoreFailed(describe_failure(lines.tail, proc.returncode, single_transaction))
     return RestoreResult(
         source.label,
         stats.gz_bytes,
@@ -184,7 +184,7 @@ def check_target(
         )
 
 
-def _describe(errors: deque[str], rc: int, single_transaction: bool) -> str:
+def describe_failure(errors: deque[str], rc: int, single_transaction: bool) -> str:
     after = "nothing was committed" if single_transaction else "statements before it were committed"
     for line in errors:
         match = _PSQL_ERROR.match(line)

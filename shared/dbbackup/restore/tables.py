@@ -1,0 +1,457 @@
+"""Restoring some tables of a backup: ``dbbackup restore SOURCE --table S.T [--into-schema NAME]``.
+
+What is restored, for each table asked for (``--schema`` asks for every table of a schema, a
+partitioned table brings its partitions): its CREATE TABLE, the sequences it owns (serial and
+identity columns), column defaults, comments, its rows, its sequences' values, its constraints
+and indexes, triggers, rules, row security and policies; a foreign key only when the table it
+points at is restored too (the others are reported, not restored). Types and domains the table
+uses, and trigger functions, are created only when the target lacks them. Nothing else of the
+backup is run: no other table, view, function, extension or grant.
+
+It runs in one psql session and one transaction: on any error nothing is left behind.
+
+A seekable backup (``core.seek_index``) is read by byte range: the pre-data member, the members
+holding those tables' data and sequence values, and the post-data member; the rest of the file
+is never downloaded. Without an index (an older backup, a bare file, an encrypted one) the whole
+file is streamed once and what is not asked for is passed over.
+
+``into_schema``: the tables (and their sequences) are created in that schema instead, beside the
+live ones, with every schema-qualified reference pg_dump wrote to them rewritten, so a person
+can compare and copy rows back. Without it the tables must not exist in the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from dbbackup.core.seek_index import DATA_TYPES, Index, Member
+from dbbackup.dump.age import Identities
+from dbbackup.dump.gunzip import ReadStats, gunzip
+from dbbackup.dump.rewrite import DumpRewriter
+from dbbackup.errors import RestoreFailed, UsageError
+from dbbackup.pg import binaries as pgbin
+from dbbackup.pg.catalog import create_database, missing_database, present
+from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
+from dbbackup.pg.process import drain_lines, stop_group
+from dbbackup.restore import script
+from dbbackup.restore.reading import encrypted_without_identity, open_stored
+from dbbackup.restore.restorer import PsqlLines, describe_failure
+from dbbackup.restore.script import IDENT, QUALIFIED, Entry, unquote
+from dbbackup.restore.seekable import index_for, open_members
+from dbbackup.restore.sources import Source
+
+# Entry types of pg_dump's post-data section: where a plain script's pre-data has ended.
+POST_TYPES = frozenset(
+    {
+        "CONSTRAINT",
+        "FK CONSTRAINT",
+        "INDEX",
+        "INDEX ATTACH",
+        "TRIGGER",
+        "EVENT TRIGGER",
+        "POLICY",
+        "ROW SECURITY",
+        "RULE",
+        "MATERIALIZED VIEW DATA",
+        "PUBLICATION",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "SUBSCRIPTION",
+        "SUBSCRIPTION TABLE",
+        "STATISTICS DATA",
+    }
+)
+# Kept when on a restored table (the table itself decides).
+_ON_TABLE_PRE = frozenset({"DEFAULT", "COMMENT", "CHECK CONSTRAINT", "SECURITY LABEL"})
+_ON_TABLE_POST = frozenset({"CONSTRAINT", "INDEX", "TRIGGER", "POLICY", "ROW SECURITY", "RULE", "COMMENT"})
+_TRIGGER_FUNCTION = re.compile(rb"EXECUTE (?:FUNCTION|PROCEDURE) " + QUALIFIED + rb"\(")
+_ADD_CONSTRAINT = re.compile(rb"ADD CONSTRAINT (?P<c>" + IDENT + rb")")
+_INDEX_NAMES = re.compile(
+    rb"^ALTER INDEX " + QUALIFIED + rb" ATTACH PARTITION (?P<p>" + IDENT + rb"\." + IDENT + rb")", re.M
+)
+_SIMPLE = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+@dataclass
+class TablesResult:
+    source: str
+    tables: list[str]  # schema.table restored (as named in the backup)
+    into_schema: str | None
+    skipped: list[str]  # foreign keys not restored: "public.orders: orders_customer_fkey -> public.customers"
+    gz_bytes: int  # of the file read: the members' bytes, or the whole file
+    sql_bytes: int
+    seconds: float
+    indexed: bool  # read by range (the file's index) rather than streamed whole
+    messages: list[str] = field(default_factory=list)
+
+
+def quote(name: str) -> str:
+    return name if _SIMPLE.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _split(qualified: str) -> tuple[str, str]:
+    schema, _, name = qualified.partition(".")
+    return schema, name
+
+
+@dataclass
+class Plan:
+    """What to keep of the script, decided once its pre-data section is known."""
+
+    tables: list[str]
+    sequences: set[str]
+    into: str | None
+    entries: set[int] = field(default_factory=set)  # seq of pre-data entries to run
+    indexes: set[str] = field(default_factory=set)  # indexes (and constraint indexes) created
+    skipped: list[str] = field(default_factory=list)
+    rename: re.Pattern[bytes] | None = None
+    renamed: dict[str, bytes] = field(default_factory=dict)
+
+    def rewrite(self, sql: bytes) -> bytes:
+        """Point pg_dump's qualified names of the restored tables and sequences at ``into``."""
+        if self.rename is None:
+            return sql
+        return self.rename.sub(lambda m: self.renamed[unquote(m.group(0))], sql)
+
+    def keep_post(self, entry: Entry) -> bool:
+        if entry.kind == "trailer":
+            return True
+        if entry.type == "FK CONSTRAINT":
+            table = script.table_of(entry.sql)
+            if table not in self.tables:
+                return False
+            outside = [t for t in script.references(entry.sql) if t not in self.tables]
+            if outside:
+                name = _ADD_CONSTRAINT.search(entry.sql)
+                shown = unquote(name["c"]) if name else entry.name
+                self.skipped.append(f"{table}: {shown} -> {', '.join(outside)}")
+                return False
+            return True
+        if entry.type == "INDEX ATTACH":
+            match = _INDEX_NAMES.search(script.statements(entry.sql))
+            if match is None:
+                return False
+            return unquote(match["q"]) in self.indexes and unquote(match["p"]) in self.indexes
+        if entry.type in _ON_TABLE_POST and script.table_of(entry.sql) in self.tables:
+            if entry.type == "INDEX":
+                self.add_index(entry.qualified)
+            elif entry.type == "CONSTRAINT" and (c := _ADD_CONSTRAINT.search(entry.sql)):
+                self.add_index(f"{entry.schema}.{unquote(c['c'])}")
+            return True
+        return False
+
+    def add_index(self, qualified: str) -> None:
+        """An index created with the tables: a partition's INDEX ATTACH names it qualified."""
+        self.indexes.add(qualified)
+        if self.into is not None:
+            self.renamed[qualified] = f"{quote(self.into)}.{quote(_split(qualified)[1])}".encode()
+            self.compile()
+
+    def compile(self) -> None:
+        forms = sorted({_pattern(name) for name in self.renamed}, key=len, reverse=True)  # public.t_seq before public.t
+        self.rename = re.compile(rb"(?<![\w$\".])(?:" + b"|".join(forms) + rb")(?![\w$\"])")
+
+
+def plan(
+    pre: Sequence[Entry],
+    tables: Sequence[str],
+    schemas: Sequence[str],
+    into: str | None,
+) -> Plan:
+    """Which tables (UsageError for one the backup does not hold) and which pre-data entries."""
+    in_dump = [e.qualified for e in pre if e.type in ("TABLE", "FOREIGN TABLE")]
+    missing = [t for t in tables if t not in in_dump]
+    if missing:
+        raise UsageError(f"the backup holds no table {', '.join(missing)} (name it as schema.table)")
+    wanted = list(dict.fromkeys(tables))
+    for schema in schemas:
+        found = [t for t in in_dump if _split(t)[0] == schema]
+        if not found:
+            raise UsageError(f"the backup holds no table in schema {schema}")
+        wanted += [t for t in found if t not in wanted]
+    # A partitioned table brings its partitions (their rows are theirs).
+    grew = True
+    while grew:
+        grew = False
+        for e in pre:
+            if e.type == "TABLE ATTACH" and script.table_of(e.sql) in wanted:
+                child = script.attached(e.sql)
+                if child and child not in wanted:
+                    wanted.append(child)
+                    grew = True
+    sequences = {
+        e.qualified for e in pre if e.type in ("SEQUENCE OWNED BY", "SEQUENCE") and script.table_of(e.sql) in wanted
+    }
+    result = Plan(wanted, sequences, into)
+    for e in pre:
+        keep = (
+            e.kind == "preamble"
+            or (e.type in ("TABLE", "FOREIGN TABLE") and e.qualified in wanted)
+            or (e.type in ("SEQUENCE", "SEQUENCE OWNED BY") and e.qualified in sequences)
+            or (e.type in _ON_TABLE_PRE and script.table_of(e.sql) in wanted)
+            or (e.type == "TABLE ATTACH" and script.table_of(e.sql) in wanted)
+        )
+        if keep:
+            result.entries.add(e.seq)
+    if into is not None:
+        result.renamed = {name: f"{quote(into)}.{quote(_split(name)[1])}".encode() for name in [*wanted, *sequences]}
+        result.compile()
+    return result
+
+
+def _pattern(qualified: str) -> bytes:
+    """The ways pg_dump may spell ``schema.name``: bare when it may be, else quoted."""
+
+    def one(name: str) -> bytes:
+        quoted = re.escape(('"' + name.replace('"', '""') + '"').encode())
+        return b"(?:" + re.escape(name.encode()) + b"|" + quoted + b")" if _SIMPLE.fullmatch(name) else quoted
+
+    schema, name = _split(qualified)
+    return one(schema) + rb"\." + one(name)
+
+
+def _types_used(pre: Sequence[Entry], chosen: Plan) -> list[Entry]:
+    """The TYPE and DOMAIN entries the restored tables' definitions name."""
+    used: set[str] = set()
+    for e in pre:
+        if e.seq in chosen.entries and e.type in ("TABLE", "FOREIGN TABLE"):
+            used.update(unquote(m["q"]) for m in re.finditer(QUALIFIED, script.statements(e.sql)))
+    return [e for e in pre if e.type in ("TYPE", "DOMAIN") and e.qualified in used]
+
+
+def _function_name(e: Entry) -> str:
+    return f"{e.schema}.{e.name.partition('(')[0]}"
+
+
+def restore_tables(
+    source: Source,
+    target_url: str,
+    *,
+    tables: Sequence[str] = (),
+    schemas: Sequence[str] = (),
+    into_schema: str | None = None,
+    identities: Identities | None = None,
+    create: bool = False,
+) -> TablesResult:
+    check_url(target_url, "--target")
+    check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
+    conninfo, env, secrets = libpq_target(target_url, "--target")
+    for name in tables:
+        if "." not in name:
+            raise UsageError(f"--table {name}: name it as schema.table (e.g. public.{name})")
+    index = index_for(source)
+    stats = ReadStats()
+    started = time.monotonic()
+    if index is not None and not index.encrypted:
+        pre_members = []
+        for m in index.members:
+            if m.section != "pre-data":
+                break
+            pre_members.append(m)
+        pre_sql = b"".join(open_members(source, pre_members))
+        pre = [e for e in script.entries([pre_sql])]
+        chosen = plan(pre, tables, schemas, into_schema)
+        rest = _rest_members(index, chosen, len(pre_members))
+        stats.gz_bytes = sum(m.length for m in [*pre_members, *rest])
+        stats.sql_bytes = sum(m.raw_length for m in [*pre_members, *rest])
+        stream: Iterator[Entry] = script.entries(open_members(source, rest))
+        checker_input: list[bytes] = [pre_sql]
+    else:
+        opened = open_stored(source)
+        if opened.stored.encrypted and identities is None:
+            raise encrypted_without_identity(source.label, "restore")
+        stream = script.entries(gunzip(opened.gzip(identities, source.label, "restore"), stats))
+        pre = []
+        first_rest: Entry | None = None
+        for entry in stream:
+            if entry.type in DATA_TYPES or entry.type in POST_TYPES or entry.kind == "trailer":
+                first_rest = entry
+                break
+            pre.append(entry)
+        chosen = plan(pre, tables, schemas, into_schema)
+        if first_rest is not None:
+            stream = _chain_first(first_rest, stream)
+        checker_input = [e.sql for e in pre]
+    if (missing := missing_database(target_url, secrets)) is not None:
+        if not create:
+            raise UsageError(
+                f'the target database "{missing}" does not exist: create it, or pass --create to create it'
+            )
+        create_database(target_url, missing, secrets)
+    _check_target(target_url, chosen, secrets)
+    return _run(
+        source,
+        conninfo,
+        env,
+        secrets,
+        pre,
+        chosen,
+        stream,
+        checker_input,
+        target_url,
+        stats,
+        started,
+        indexed=index is not None and not index.encrypted,
+    )
+
+
+def _chain_first(first: Entry, rest: Iterator[Entry]) -> Iterator[Entry]:
+    yield first
+    yield from rest
+
+
+def _rest_members(index: Index, chosen: Plan, skip: int) -> list[Member]:
+    wanted = set(chosen.tables)
+    return [
+        m
+        for m in index.members[skip:]
+        if m.section == "post-data" or (m.section == "data" and (not m.tables or wanted.intersection(m.tables)))
+    ]
+
+
+def _check_target(url: str, chosen: Plan, secrets: tuple[str, ...]) -> None:
+    """The tables must not be there already (in ``into`` when given)."""
+    names = [(chosen.into or _split(t)[0], _split(t)[1]) for t in chosen.tables]
+    there = present(url, "relation", names, secrets)
+    if there:
+        shown = ", ".join(f"{s}.{n}" for s, n in sorted(there))
+        hint = (
+            "drop them first, or restore beside them with --into-schema NAME"
+            if chosen.into is None
+            else "pick another --into-schema"
+        )
+        raise UsageError(f"the target already holds {shown}: {hint}")
+
+
+def _selected(
+    pre: Sequence[Entry],
+    chosen: Plan,
+    stream: Iterator[Entry],
+    checker: DumpRewriter,
+    types: list[Entry],
+    functions: dict[str, list[Entry]],
+) -> Iterator[bytes]:
+    """The SQL to run: the chosen pre-data, then data and post-data as they stream.
+    ``types``: to create first; ``functions``: trigger functions the target lacks, created
+    before the first trigger that runs one."""
+    for e in pre:
+        if e.kind == "preamble":
+            yield e.sql
+            if chosen.into is not None:
+                yield f"CREATE SCHEMA IF NOT EXISTS {quote(chosen.into)};\n\n".encode()
+            else:
+                for schema in sorted({_split(t)[0] for t in chosen.tables}):
+                    yield f"CREATE SCHEMA IF NOT EXISTS {quote(schema)};\n".encode()
+            for needed in types:
+                yield needed.sql
+        elif e.seq in chosen.entries:
+            yield chosen.rewrite(e.sql)
+    # Constraints, indexes, triggers and policies go last, after every row: a file of several
+    # pg_dump runs (the supabase profile) has its post-data before its data.
+    post: list[bytes] = []
+    for entry in stream:
+        checker.feed(entry.sql)
+        rows = entry.copy_data
+        if entry.type == "TABLE DATA" and entry.table in chosen.tables:
+            yield chosen.rewrite(entry.sql)
+            if rows is not None:
+                for block in rows:
+                    checker.feed(block)
+                    yield block
+                yield entry.tail()
+                checker.feed(entry.tail())
+            continue
+        if rows is not None:
+            for block in rows:
+                checker.feed(block)
+            checker.feed(entry.tail())
+        if entry.type == "SEQUENCE SET" and entry.qualified in chosen.sequences:
+            yield chosen.rewrite(entry.sql)
+        elif entry.type not in DATA_TYPES and chosen.keep_post(entry):
+            if entry.type == "TRIGGER" and (fn := _TRIGGER_FUNCTION.search(entry.sql)):
+                post.extend(needed.sql for needed in functions.pop(unquote(fn["q"]), []))
+            post.append(chosen.rewrite(entry.sql))
+    checker.finish()
+    yield from post
+
+
+def _run(
+    source: Source,
+    conninfo: str,
+    env: dict[str, str],
+    secrets: tuple[str, ...],
+    pre: Sequence[Entry],
+    chosen: Plan,
+    stream: Iterator[Entry],
+    checker_input: Iterable[bytes],
+    target_url: str,
+    stats: ReadStats,
+    started: float,
+    *,
+    indexed: bool,
+) -> TablesResult:
+    checker = DumpRewriter([])
+    for block in checker_input:
+        checker.feed(block)
+    # Types and trigger functions are created from the backup only where the target lacks them.
+    types = _types_used(pre, chosen)
+    have = present(target_url, "type", [(e.schema, e.name) for e in types], secrets)
+    types = [e for e in types if (e.schema, e.name) not in have]
+    functions: dict[str, list[Entry]] = {}
+    for e in pre:
+        if e.type == "FUNCTION":
+            functions.setdefault(_function_name(e), []).append(e)
+    have = present(target_url, "function", [_split(name) for name in functions], secrets)
+    functions = {name: found for name, found in functions.items() if _split(name) not in have}
+    argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"]
+    argv += ["-d", conninfo]
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    lines = PsqlLines()
+    drain = threading.Thread(target=drain_lines, args=(proc.stderr, lines, secrets), daemon=True)
+    drain.start()
+    sql_out = 0
+    input_ok = psql_gone = False
+    try:
+        for block in _selected(pre, chosen, stream, checker, types, functions):
+            if not block:
+                continue
+            sql_out += len(block)
+            try:
+                proc.stdin.write(block)
+            except BrokenPipeError:
+                psql_gone = True
+                break
+        else:
+            input_ok = True
+    except BaseException:
+        stop_group(proc, grace=0)
+        raise
+    finally:
+        if not input_ok and not psql_gone and proc.poll() is None:
+            stop_group(proc, grace=0)  # never let psql commit a partial input
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        proc.wait()
+        drain.join(timeout=10)
+    if proc.returncode != 0:
+        raise RestoreFailed(describe_failure(lines.tail, proc.returncode, True))
+    return TablesResult(
+        source.label,
+        chosen.tables,
+        chosen.into,
+        chosen.skipped,
+        stats.gz_bytes,
+        stats.sql_bytes,
+        round(time.monotonic() - started, 3),
+        indexed,
+        lines.ours,
+    )
