@@ -5,7 +5,10 @@ failure part-way leaves the target as it was before; refusals are one line, exit
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from dbbackup.restore.parallel import restore_parallel
 from dbbackup.restore.restorer import restore
 from dbbackup.settings import Settings
 from dbbackup.wiring import resolve_source
-from support.cli import run_cli
+from support.cli import cli_env, run_cli
 from support.db import with_params
 from support.pgcompare import assert_databases_equal
 
@@ -154,3 +157,32 @@ def test_refusals_are_one_line_exit_2(backed: Backed, extra: list[str], expected
     proc = backed.cli([backed.log_id, "--target", backed.sequential, *extra])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
+
+
+def test_sigterm_part_way_leaves_the_target_as_it_was(backed: Backed) -> None:
+    target = backed.new_db()
+    with psycopg.connect(target, autocommit=True) as conn:
+        # Each index takes a moment, so that the signal surely comes while the sessions work.
+        conn.execute(
+            "CREATE FUNCTION public.slow() RETURNS event_trigger LANGUAGE plpgsql AS $$"
+            " BEGIN PERFORM pg_sleep(0.3); END $$"
+        )
+        conn.execute(
+            "CREATE EVENT TRIGGER slow ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION public.slow()"
+        )
+    before = objects(target)
+    env = cli_env(backed.source, BACKUP_LOCAL_ROOT=str(backed.root))
+    argv = [sys.executable, "-m", "dbbackup.cli", "restore", backed.log_id, "--target", target, "--jobs", "2"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with psycopg.connect(target, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            indexes = conn.execute("SELECT count(*) FROM pg_class WHERE relkind = 'i' AND oid >= 16384").fetchone()
+            if indexes and indexes[0] > 0:
+                break
+            time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert stderr.count("\n") == 1 and "interrupted" in stderr and "was dropped" in stderr, stderr
+    assert objects(target) == before

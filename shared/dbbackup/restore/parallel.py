@@ -94,6 +94,7 @@ WAVES: tuple[tuple[frozenset[str], bool], ...] = (
 # Session settings pg_dump writes between entries, when they change (they hold until changed).
 _SETTING = re.compile(rb"^SET (default_tablespace|default_table_access_method) = [^\n]*;$", re.M)
 _QUALIFIED = re.compile(rb'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)\.(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)')
+_NAME = re.compile(r'"(?:[^"]|"")+"|[^."]+')
 _PSQL_ERROR = re.compile(r"^psql:[^:]*:\d+: (?:ERROR|FATAL):\s+(?P<msg>.*)$")
 _MARKER = "dbbackup:done:"
 _POLL = 0.2
@@ -105,6 +106,8 @@ class Task:
     locks: frozenset[str]  # the tables it names: two tasks sharing one never run at once
     chunks: Callable[[], Iterable[bytes]]  # its SQL, produced when it runs
     size: int = 0
+    loads: frozenset[str] = frozenset()  # the tables whose rows it loads
+    after: frozenset[str] = frozenset()  # tables whose rows must be loaded before it starts
 
 
 class _Lines:
@@ -217,10 +220,12 @@ class Session:
 
 def run_tasks(sessions: Sequence[Session], tasks: Sequence[Task]) -> None:
     """``tasks`` over ``sessions``, each session taking the first waiting task none of whose
-    tables a running task holds. The first failure stops the handing out; it is raised."""
+    tables a running task holds and whose ``after`` tables are loaded. The first failure stops
+    the handing out; it is raised."""
     cond = threading.Condition()
     waiting = list(tasks)
     held: set[str] = set()
+    loading: set[str] = set().union(*(t.loads for t in tasks))
     failures: list[BaseException] = []
 
     def work(session: Session) -> None:
@@ -229,7 +234,7 @@ def run_tasks(sessions: Sequence[Session], tasks: Sequence[Task]) -> None:
                 while True:
                     if failures or not waiting:
                         return
-                    task = next((t for t in waiting if not t.locks & held), None)
+                    task = next((t for t in waiting if not t.locks & held and not t.after & loading), None)
                     if task is not None:
                         waiting.remove(task)
                         held.update(task.locks)
@@ -244,6 +249,7 @@ def run_tasks(sessions: Sequence[Session], tasks: Sequence[Task]) -> None:
                 return
             with cond:
                 held.difference_update(task.locks)
+                loading.difference_update(task.loads)
                 cond.notify_all()
 
     threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in sessions[: max(1, len(tasks))]]
@@ -268,7 +274,16 @@ def locks_of(sql: bytes) -> frozenset[str]:
     """The schema-qualified names an entry's statements mention (pg_dump qualifies every one):
     its table, a foreign key's referenced table, and some function names, harmlessly."""
     text = b"\n".join(ln for ln in sql.split(b"\n") if not ln.startswith(b"--"))
-    return frozenset(m.decode(errors="replace") for m in _QUALIFIED.findall(text) if not m.startswith(b"pg_catalog."))
+    return frozenset(
+        _unquoted(m.decode(errors="replace")) for m in _QUALIFIED.findall(text) if not m.startswith(b"pg_catalog.")
+    )
+
+
+def _unquoted(qualified: str) -> str:
+    """``"App Data"."Orders"`` -> ``App Data.Orders``: the index's and the manifest's spelling
+    (pg_dump quotes every name that folding would change, so the unquoted form is exact)."""
+    parts = _NAME.findall(qualified)
+    return ".".join(p[1:-1].replace('""', '"') if p.startswith('"') else p for p in parts)
 
 
 class Settings:
@@ -439,8 +454,18 @@ def _with_index(source: Source, index: Index, jobs: int, session: Callable[..., 
             pre.write(piece.data)
     pre.close()
 
+    post = b"".join(read(tail))  # DDL: read before the data, so that an index can follow its table's rows
+    if COMPLETE not in post:
+        raise RestoreFailed("the backup's post-data section lacks pg_dump's completion marker (truncated file)")
+    waves = post_data_tasks(split(post), settings)
     tasks = [
-        Task(f"TABLE DATA {', '.join(m.tables)}", frozenset(m.tables), functools.partial(read, [m]), m.raw_length)
+        Task(
+            f"TABLE DATA {', '.join(m.tables)}",
+            frozenset(m.tables),
+            functools.partial(read, [m]),
+            m.raw_length,
+            loads=frozenset(m.tables),
+        )
         for m in middle
         if m.tables
     ]
@@ -448,14 +473,13 @@ def _with_index(source: Source, index: Index, jobs: int, session: Callable[..., 
     if others:  # sequence values, large objects: in the file's order, in one session
         tasks.append(Task("sequence values and large objects", frozenset(), functools.partial(read, others), 1 << 62))
     tasks.sort(key=lambda t: -t.size)  # the largest first: the last one to finish is a small one
-    sessions = [session(bytes(preamble)) for _ in range(min(jobs, max(1, len(tasks))))]
-    run_tasks(sessions, tasks)
-
-    post = b"".join(read(tail))
-    if COMPLETE not in post:
-        raise RestoreFailed("the backup's post-data section lacks pg_dump's completion marker (truncated file)")
-    sessions += [session(bytes(preamble)) for _ in range(jobs - len(sessions))]
-    run_post_data(sessions, post_data_tasks(split(post), settings))
+    # As pg_restore does, a table's indexes, constraints and triggers start as soon as its rows
+    # are in (while other sessions still load theirs), never before.
+    for task in waves[0]:
+        task.after = task.locks
+    sessions = [session(bytes(preamble)) for _ in range(jobs)]
+    run_tasks(sessions, tasks + waves[0])
+    run_post_data(sessions, [[], *waves[1:]])
     for s in sessions:
         s.close()
     return "by range (seekable index)"
