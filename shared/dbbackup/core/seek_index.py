@@ -38,6 +38,29 @@ TOC_HEADER = re.compile(
 )
 # Entry types of the data section (pg_dump's SECTION_DATA); everything after them is post-data.
 DATA_TYPES = frozenset({"TABLE DATA", "SEQUENCE SET", "BLOBS", "LARGE OBJECT", "BLOB DATA"})
+# Entry types of pg_dump's post-data section: a schema-only run (the supabase profile's first)
+# has no data between its pre-data and these.
+POST_TYPES = frozenset(
+    {
+        "CONSTRAINT",
+        "FK CONSTRAINT",
+        "CHECK CONSTRAINT",
+        "INDEX",
+        "INDEX ATTACH",
+        "TRIGGER",
+        "EVENT TRIGGER",
+        "POLICY",
+        "ROW SECURITY",
+        "RULE",
+        "MATERIALIZED VIEW DATA",
+        "PUBLICATION",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "SUBSCRIPTION",
+        "SUBSCRIPTION TABLE",
+        "STATISTICS DATA",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +170,8 @@ class Planner:
     """Decides, entry header by entry header, where the writer starts a new member.
 
     Sections follow pg_dump's order (pre-data, data, post-data): a data entry starts or continues
-    the data section, any other entry after data is post-data. A new member starts at every
+    the data section; a post-data entry (an index, a constraint...), and any other entry after
+    data or post-data, is post-data. A new member starts at every
     section change, between table data and the sequence values / large objects after it, before
     a table whose data is expected to be large (``sizes``: bytes per ``schema.table``, an
     estimate), and at any table boundary once the member holds ``min_member`` bytes of SQL.
@@ -166,7 +190,7 @@ class Planner:
         new member starts there, the section and tables of the one it closes; else None."""
         if toc.type in DATA_TYPES:
             section = "data"
-        elif self.section == "data" or self.section == "post-data":
+        elif toc.type in POST_TYPES or self.section in ("data", "post-data"):
             section = "post-data"
         else:
             section = "pre-data"

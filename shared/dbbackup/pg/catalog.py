@@ -68,12 +68,15 @@ PRESENT_SQL = {
     "function": "EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace x"
     " ON x.oid = p.pronamespace WHERE x.nspname = s AND p.proname = n)",
     "schema": "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace x WHERE x.nspname = n)",
+    "extension": "EXISTS (SELECT 1 FROM pg_catalog.pg_extension x WHERE x.extname = n)",
+    "collation": "EXISTS (SELECT 1 FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace x"
+    " ON x.oid = c.collnamespace WHERE x.nspname = s AND c.collname = n)",
 }
 
 
 def present(url: str, kind: str, names: list[tuple[str, str]], secrets: tuple[str, ...] = ()) -> set[tuple[str, str]]:
     """Which of ``names`` ((schema, name), unquoted) exist in the target as a ``kind``: relation,
-    type, function (by name), or schema (the name; schema ignored)."""
+    type, function (by name), collation, schema or extension (the name; schema ignored)."""
     if not names:
         return set()
     with db.sql_errors(secrets), db.connect(url, attempts=1, secrets=secrets) as conn:

@@ -281,16 +281,22 @@ IDENT = rb'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 QUALIFIED = rb"(?P<q>" + IDENT + rb"\." + IDENT + rb")"
 _ON_TABLE = (
     re.compile(rb"^ALTER (?:TABLE|FOREIGN TABLE) (?:ONLY )?" + QUALIFIED, re.M),
-    re.compile(rb"^CREATE (?:UNIQUE )?INDEX \S+ ON (?:ONLY )?" + QUALIFIED, re.M),
+    re.compile(rb"^CREATE (?:UNIQUE )?INDEX " + IDENT + rb" ON (?:ONLY )?" + QUALIFIED, re.M),
     re.compile(rb"^CREATE (?:CONSTRAINT )?TRIGGER .*? ON " + QUALIFIED, re.M | re.S),
-    re.compile(rb"^CREATE POLICY \S+ ON " + QUALIFIED, re.M),
-    re.compile(rb"^CREATE RULE \S+ AS\s+ON \w+ TO " + QUALIFIED, re.M),
-    re.compile(rb"^ALTER SEQUENCE \S+ OWNED BY " + QUALIFIED + rb"\." + IDENT + rb";", re.M),
+    re.compile(rb"^CREATE POLICY " + IDENT + rb" ON " + QUALIFIED, re.M),
+    re.compile(rb"^CREATE RULE " + IDENT + rb" AS\s+ON \w+ TO " + QUALIFIED, re.M),
+    re.compile(rb"^ALTER SEQUENCE " + IDENT + rb"\." + IDENT + rb" OWNED BY " + QUALIFIED + rb"\.", re.M),
     re.compile(rb"^COMMENT ON (?:TABLE|COLUMN) " + QUALIFIED, re.M),
+    re.compile(rb"^COMMENT ON (?:CONSTRAINT|TRIGGER|POLICY|RULE) " + IDENT + rb" ON " + QUALIFIED, re.M),
     re.compile(rb"^SECURITY LABEL .*? ON (?:TABLE|COLUMN) " + QUALIFIED, re.M),
 )
 _REFERENCES = re.compile(rb"REFERENCES " + QUALIFIED)
 _ATTACH = re.compile(rb"ATTACH PARTITION " + QUALIFIED)
+_COMMENT_ON_INDEX = re.compile(rb"^COMMENT ON INDEX " + QUALIFIED, re.M)
+_INHERITS = re.compile(rb"^INHERITS \((?P<list>[^)]*)\);$", re.M)
+_EXTENSION = re.compile(
+    rb"^CREATE EXTENSION IF NOT EXISTS (?P<e>" + IDENT + rb") WITH SCHEMA (?P<s>" + IDENT + rb")", re.M
+)
 
 
 def unquote(qualified: bytes) -> str:
@@ -318,6 +324,29 @@ def table_of(sql: bytes) -> str | None:
 def references(sql: bytes) -> list[str]:
     """The tables a foreign key entry points at."""
     return [unquote(m["q"]) for m in _REFERENCES.finditer(statements(sql))]
+
+
+def commented_index(sql: bytes) -> str | None:
+    """The index a COMMENT ON INDEX entry is about."""
+    match = _COMMENT_ON_INDEX.search(statements(sql))
+    return unquote(match["q"]) if match else None
+
+
+def parents(sql: bytes) -> list[str]:
+    """The tables a CREATE TABLE ... INHERITS (...) inherits from."""
+    match = _INHERITS.search(statements(sql))
+    return [unquote(m["q"]) for m in re.finditer(QUALIFIED, match["list"])] if match else []
+
+
+def extension(sql: bytes) -> tuple[str, str] | None:
+    """(name, schema) of a CREATE EXTENSION entry."""
+    match = _EXTENSION.search(statements(sql))
+    return (unquote(match["e"]), unquote(match["s"])) if match else None
+
+
+def qualified_names(sql: bytes) -> set[str]:
+    """Every ``schema.name`` a statement spells out (unquoted)."""
+    return {unquote(m["q"]) for m in re.finditer(QUALIFIED, statements(sql))}
 
 
 def attached(sql: bytes) -> str | None:

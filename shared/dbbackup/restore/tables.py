@@ -23,6 +23,7 @@ can compare and copy rows back. Without it the tables must not exist in the targ
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import subprocess
 import threading
@@ -30,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from dbbackup.core.seek_index import DATA_TYPES, Index, Member
+from dbbackup.core.seek_index import DATA_TYPES, POST_TYPES, Index, Member
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
@@ -46,31 +47,12 @@ from dbbackup.restore.script import IDENT, QUALIFIED, Entry, unquote
 from dbbackup.restore.seekable import index_for, open_members
 from dbbackup.restore.sources import Source
 
-# Entry types of pg_dump's post-data section: where a plain script's pre-data has ended.
-POST_TYPES = frozenset(
-    {
-        "CONSTRAINT",
-        "FK CONSTRAINT",
-        "INDEX",
-        "INDEX ATTACH",
-        "TRIGGER",
-        "EVENT TRIGGER",
-        "POLICY",
-        "ROW SECURITY",
-        "RULE",
-        "MATERIALIZED VIEW DATA",
-        "PUBLICATION",
-        "PUBLICATION TABLE",
-        "PUBLICATION TABLES IN SCHEMA",
-        "SUBSCRIPTION",
-        "SUBSCRIPTION TABLE",
-        "STATISTICS DATA",
-    }
-)
 # Kept when on a restored table (the table itself decides).
 _ON_TABLE_PRE = frozenset({"DEFAULT", "COMMENT", "CHECK CONSTRAINT", "SECURITY LABEL"})
-_ON_TABLE_POST = frozenset({"CONSTRAINT", "INDEX", "TRIGGER", "POLICY", "ROW SECURITY", "RULE", "COMMENT"})
-_TRIGGER_FUNCTION = re.compile(rb"EXECUTE (?:FUNCTION|PROCEDURE) " + QUALIFIED + rb"\(")
+_ON_TABLE_POST = frozenset(
+    {"CONSTRAINT", "CHECK CONSTRAINT", "INDEX", "TRIGGER", "POLICY", "ROW SECURITY", "RULE", "COMMENT"}
+)
+_FUNCTION_CALL = re.compile(QUALIFIED + rb"\(")
 _ADD_CONSTRAINT = re.compile(rb"ADD CONSTRAINT (?P<c>" + IDENT + rb")")
 _INDEX_NAMES = re.compile(
     rb"^ALTER INDEX " + QUALIFIED + rb" ATTACH PARTITION (?P<p>" + IDENT + rb"\." + IDENT + rb")", re.M
@@ -121,7 +103,7 @@ class Plan:
 
     def keep_post(self, entry: Entry) -> bool:
         if entry.kind == "trailer":
-            return True
+            return True  # its session lines only (_session_lines)
         if entry.type == "FK CONSTRAINT":
             table = script.table_of(entry.sql)
             if table not in self.tables:
@@ -138,6 +120,8 @@ class Plan:
             if match is None:
                 return False
             return unquote(match["q"]) in self.indexes and unquote(match["p"]) in self.indexes
+        if entry.type == "COMMENT" and (index := script.commented_index(entry.sql)) is not None:
+            return index in self.indexes
         if entry.type in _ON_TABLE_POST and script.table_of(entry.sql) in self.tables:
             if entry.type == "INDEX":
                 self.add_index(entry.qualified)
@@ -175,15 +159,20 @@ def plan(
         if not found:
             raise UsageError(f"the backup holds no table in schema {schema}")
         wanted += [t for t in found if t not in wanted]
-    # A partitioned table brings its partitions (their rows are theirs).
+    # A partitioned table brings its partitions (their rows are theirs); an inheritance child
+    # cannot be created without its parents, which come with their rows.
     grew = True
     while grew:
         grew = False
         for e in pre:
+            more: list[str] = []
             if e.type == "TABLE ATTACH" and script.table_of(e.sql) in wanted:
-                child = script.attached(e.sql)
-                if child and child not in wanted:
-                    wanted.append(child)
+                more = [child] if (child := script.attached(e.sql)) else []
+            elif e.type == "TABLE" and e.qualified in wanted:
+                more = script.parents(e.sql)
+            for table in more:
+                if table not in wanted and table in in_dump:
+                    wanted.append(table)
                     grew = True
     sequences = {
         e.qualified for e in pre if e.type in ("SEQUENCE OWNED BY", "SEQUENCE") and script.table_of(e.sql) in wanted
@@ -217,12 +206,51 @@ def _pattern(qualified: str) -> bytes:
 
 
 def _types_used(pre: Sequence[Entry], chosen: Plan) -> list[Entry]:
-    """The TYPE and DOMAIN entries the restored tables' definitions name."""
+    """The EXTENSION, TYPE, DOMAIN and COLLATION entries the restored tables' definitions and defaults
+    name: a type by its name, an extension by its schema (its types and functions are not in
+    the backup, only the extension)."""
     used: set[str] = set()
     for e in pre:
-        if e.seq in chosen.entries and e.type in ("TABLE", "FOREIGN TABLE"):
-            used.update(unquote(m["q"]) for m in re.finditer(QUALIFIED, script.statements(e.sql)))
-    return [e for e in pre if e.type in ("TYPE", "DOMAIN") and e.qualified in used]
+        if e.seq in chosen.entries and e.type in ("TABLE", "FOREIGN TABLE", "DEFAULT"):
+            used.update(script.qualified_names(e.sql))
+    schemas = {_split(name)[0] for name in used}
+    return [
+        e
+        for e in pre
+        if (e.type in ("TYPE", "DOMAIN", "COLLATION") and e.qualified in used)
+        or (e.type == "EXTENSION" and (ext := script.extension(e.sql)) is not None and ext[1] in schemas)
+    ]
+
+
+def _with_schema(e: Entry) -> bytes:
+    """A type, extension or function of the backup, with the schema it goes in."""
+    ext = script.extension(e.sql) if e.type == "EXTENSION" else None
+    schema = ext[1] if ext else e.schema
+    return f"CREATE SCHEMA IF NOT EXISTS {quote(schema)};\n".encode() + e.sql
+
+
+def _own_preamble(sql: bytes) -> bytes:
+    """pg_dump's own preamble (SET lines, ``\\restrict``): a supabase-profile file starts with
+    pg_dumpall's roles and our SQL for a whole project, which restoring some tables must not run."""
+    at = sql.rfind(b"--\n-- PostgreSQL database dump\n")
+    return sql[at:] if at > 0 else sql
+
+
+def _session_lines(sql: bytes) -> bytes:
+    """Of what follows a pg_dump run's completion marker, only the session lines: its
+    ``\\unrestrict``, and the next run's SET lines and ``\\restrict`` (the supabase profile's
+    SQL for the managed schemas, also there, is not for a table restore)."""
+    keep = (b"\\restrict ", b"\\unrestrict ", b"SET ", b"SELECT pg_catalog.set_config(")
+    return b"".join(line for line in sql.splitlines(keepends=True) if line.startswith(keep))
+
+
+def _functions_for(sql: bytes, functions: dict[str, list[Entry]]) -> list[bytes]:
+    """The FUNCTION entries ``sql`` calls that the target lacks, each once (taken from
+    ``functions``)."""
+    found: list[bytes] = []
+    for match in _FUNCTION_CALL.finditer(script.statements(sql)):
+        found.extend(_with_schema(e) for e in functions.pop(unquote(match["q"]), []))
+    return found
 
 
 def _function_name(e: Entry) -> str:
@@ -255,28 +283,19 @@ def restore_tables(
                 break
             pre_members.append(m)
         pre_sql = b"".join(open_members(source, pre_members))
-        pre = [e for e in script.entries([pre_sql])]
+        pre, after = _until_rest(script.entries([pre_sql]))
         chosen = plan(pre, tables, schemas, into_schema)
         rest = _rest_members(index, chosen, len(pre_members))
         stats.gz_bytes = sum(m.length for m in [*pre_members, *rest])
         stats.sql_bytes = sum(m.raw_length for m in [*pre_members, *rest])
-        stream: Iterator[Entry] = script.entries(open_members(source, rest))
-        checker_input: list[bytes] = [pre_sql]
+        stream: Iterator[Entry] = itertools.chain(after, script.entries(open_members(source, rest)))
+        checker_input = [e.sql for e in pre]
     else:
         opened = open_stored(source)
         if opened.stored.encrypted and identities is None:
             raise encrypted_without_identity(source.label, "restore")
-        stream = script.entries(gunzip(opened.gzip(identities, source.label, "restore"), stats))
-        pre = []
-        first_rest: Entry | None = None
-        for entry in stream:
-            if entry.type in DATA_TYPES or entry.type in POST_TYPES or entry.kind == "trailer":
-                first_rest = entry
-                break
-            pre.append(entry)
+        pre, stream = _until_rest(script.entries(gunzip(opened.gzip(identities, source.label, "restore"), stats)))
         chosen = plan(pre, tables, schemas, into_schema)
-        if first_rest is not None:
-            stream = _chain_first(first_rest, stream)
         checker_input = [e.sql for e in pre]
     if (missing := missing_database(target_url, secrets)) is not None:
         if not create:
@@ -301,9 +320,15 @@ def restore_tables(
     )
 
 
-def _chain_first(first: Entry, rest: Iterator[Entry]) -> Iterator[Entry]:
-    yield first
-    yield from rest
+def _until_rest(entries: Iterator[Entry]) -> tuple[list[Entry], Iterator[Entry]]:
+    """The pre-data entries (held: they are small), and the stream from the first data or
+    post-data entry on."""
+    pre: list[Entry] = []
+    for entry in entries:
+        if entry.type in DATA_TYPES or entry.type in POST_TYPES or entry.kind == "trailer":
+            return pre, itertools.chain([entry], entries)
+        pre.append(entry)
+    return pre, iter(())
 
 
 def _rest_members(index: Index, chosen: Plan, skip: int) -> list[Member]:
@@ -338,18 +363,21 @@ def _selected(
     functions: dict[str, list[Entry]],
 ) -> Iterator[bytes]:
     """The SQL to run: the chosen pre-data, then data and post-data as they stream.
-    ``types``: to create first; ``functions``: trigger functions the target lacks, created
-    before the first trigger that runs one."""
+    ``types``: to create first; ``functions``: the backup's functions the target lacks, each
+    created before the first statement that calls it."""
     for e in pre:
         if e.kind == "preamble":
-            yield e.sql
+            yield _own_preamble(e.sql)
             if chosen.into is not None:
                 yield f"CREATE SCHEMA IF NOT EXISTS {quote(chosen.into)};\n\n".encode()
             else:
                 for schema in sorted({_split(t)[0] for t in chosen.tables}):
                     yield f"CREATE SCHEMA IF NOT EXISTS {quote(schema)};\n".encode()
             for needed in types:
-                yield needed.sql
+                yield _with_schema(needed)
+            # Functions the definitions call (a default, a generated column, a check).
+            kept = b"".join(x.sql for x in pre if x.seq in chosen.entries)
+            yield from _functions_for(kept, functions)
         elif e.seq in chosen.entries:
             yield chosen.rewrite(e.sql)
     # Constraints, indexes, triggers and policies go last, after every row: a file of several
@@ -374,9 +402,8 @@ def _selected(
         if entry.type == "SEQUENCE SET" and entry.qualified in chosen.sequences:
             yield chosen.rewrite(entry.sql)
         elif entry.type not in DATA_TYPES and chosen.keep_post(entry):
-            if entry.type == "TRIGGER" and (fn := _TRIGGER_FUNCTION.search(entry.sql)):
-                post.extend(needed.sql for needed in functions.pop(unquote(fn["q"]), []))
-            post.append(chosen.rewrite(entry.sql))
+            post.extend(_functions_for(entry.sql, functions))  # a trigger's, an index expression's
+            post.append(_session_lines(entry.sql) if entry.kind == "trailer" else chosen.rewrite(entry.sql))
     checker.finish()
     yield from post
 
@@ -401,8 +428,10 @@ def _run(
         checker.feed(block)
     # Types and trigger functions are created from the backup only where the target lacks them.
     types = _types_used(pre, chosen)
-    have = present(target_url, "type", [(e.schema, e.name) for e in types], secrets)
-    types = [e for e in types if (e.schema, e.name) not in have]
+    have = present(target_url, "type", [(e.schema, e.name) for e in types if e.type in ("TYPE", "DOMAIN")], secrets)
+    have |= present(target_url, "collation", [(e.schema, e.name) for e in types if e.type == "COLLATION"], secrets)
+    have |= present(target_url, "extension", [("", e.name) for e in types if e.type == "EXTENSION"], secrets)
+    types = [e for e in types if (e.schema, e.name) not in have and ("", e.name) not in have]
     functions: dict[str, list[Entry]] = {}
     for e in pre:
         if e.type == "FUNCTION":
