@@ -90,7 +90,7 @@ def _drop(conn: psycopg.Connection, kind: str, identity: str, oid: int) -> None:
 
 def drop_created(url: str, before: Objects, secrets: tuple[str, ...] = ()) -> list[str]:
     """Drop what is new since ``before``; returns what is left (``pg_describe_object``'s words)."""
-    with db.connect(url, attempts=3, secrets=secrets) as conn:
+    with db.connect(url, attempts=3, secrets=secrets) as conn, db.sql_errors(secrets):
         for _ in range(_PASSES):
             new = snapshot(conn) - before
             if not new:
@@ -112,7 +112,7 @@ def drop_created(url: str, before: Objects, secrets: tuple[str, ...] = ()) -> li
 
 def stop_sessions(url: str, application_name: str, secrets: tuple[str, ...] = ()) -> None:
     """End the restore's own server sessions (a CREATE INDEX goes on after its client is gone)."""
-    with db.connect(url, attempts=3, secrets=secrets) as conn:
+    with db.connect(url, attempts=3, secrets=secrets) as conn, db.sql_errors(secrets):
         conn.execute(
             "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
             " WHERE application_name = %s AND pid <> pg_catalog.pg_backend_pid() AND datname = current_database()",

@@ -40,7 +40,7 @@ from dbbackup.core.seek_index import DATA_TYPES, Index, Member
 from dbbackup.dump import profiles
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
-from dbbackup.errors import BackupFailed, RestoreFailed, UsageError
+from dbbackup.errors import BackupError, RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg import connect as db
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
@@ -353,7 +353,7 @@ def restore_parallel(
     if profiles.is_supabase_dump(first):
         raise UsageError(SUPABASE_REFUSED)
     check_target(target_url, secrets, supabase_dump=False, force=False, create=create, force_hint=False)
-    with db.connect(target_url, attempts=1, secrets=secrets) as conn:
+    with db.connect(target_url, attempts=1, secrets=secrets) as conn, db.sql_errors(secrets):
         before = snapshot(conn)
     started = time.monotonic()
     run = _Run()
@@ -397,7 +397,7 @@ def _undo(
         try:
             stop_sessions(target_url, application_name, secrets)
             left = drop_created(target_url, before, secrets)
-        except BackupFailed as cleanup:
+        except BackupError as cleanup:  # the target is out of reach now, or refuses a DROP
             raise RestoreFailed(
                 one_line(
                     f"{why}; removing what the restore created failed too ({cleanup}): the target is partly restored"
