@@ -4,6 +4,7 @@ failure part-way leaves the target as it was before; refusals are one line, exit
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from test_roundtrip import OURS, backup, load_variety
 
 from dbbackup.core.seek_index import index_of
+from dbbackup.dump.profiles import PROFILE_MARKER
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.created import snapshot
 from dbbackup.restore.parallel import restore_parallel
@@ -151,6 +153,7 @@ def test_a_damaged_data_member_leaves_the_target_as_it_was(backed: Backed, tmp_p
         (["--jobs", "0"], "--jobs 0: expected 1 or more"),
         (["--jobs", "2", "--force"], "without --force"),
         (["--jobs", "2"], "(--jobs > 1 restores only into an empty one)"),
+        (["--jobs", "2", "--table", "public.big_values"], "--table/--schema restore in one session"),
     ],
 )
 def test_refusals_are_one_line_exit_2(backed: Backed, extra: list[str], expected: str) -> None:
@@ -186,3 +189,12 @@ def test_sigterm_part_way_leaves_the_target_as_it_was(backed: Backed) -> None:
     assert proc.returncode == 1, stderr
     assert stderr.count("\n") == 1 and "interrupted" in stderr and "was dropped" in stderr, stderr
     assert objects(target) == before
+
+
+def test_a_supabase_profile_file_is_refused(backed: Backed, tmp_path: Path) -> None:
+    """Several programs' output in one file: refused before the target is looked at."""
+    file = tmp_path / "supabase.sql.gz"
+    file.write_bytes(gzip.compress(PROFILE_MARKER + b" (...)\n-- PostgreSQL database dump complete\n"))
+    proc = run_cli(["restore", str(file), "--target", backed.sequential, "--jobs", "2"], None)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "full-profile backups only" in proc.stderr, proc.stderr
