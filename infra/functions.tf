@@ -40,6 +40,9 @@ locals {
   console_settings = {
     SUPABASE_URL      = var.supabase_url
     SUPABASE_ANON_KEY = var.supabase_anon_key
+    # The jobs a manager's schedule settings update (scheduler.tf).
+    SCHEDULER_BACKUP_JOB  = local.job_names["backup"]
+    SCHEDULER_CLEANUP_JOB = local.job_names["cleanup"]
   }
 
   # Sizing and exposure per function (keys: the entry points, as in the module).
@@ -102,7 +105,8 @@ resource "google_cloudfunctions2_function" "fn" {
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
-        object = google_storage_bucket_object.source.name
+        # verify_backup's source also carries the throwaway server its drill runs (source.tf).
+        object = each.key == "verify_backup" ? google_storage_bucket_object.verify_source.name : google_storage_bucket_object.source.name
       }
     }
   }

@@ -28,8 +28,9 @@ resource "google_project_service" "api" {
   disable_on_destroy = false
 }
 
-# The identity the functions run as. It holds no key file and no project role: it may read the
-# deployment's secrets (secrets.tf) and nothing else. Drive is reached with the separate
+# The identity the functions run as. It holds no key file and no predefined role: it may read the
+# deployment's secrets (secrets.tf) and get/update Scheduler jobs (scheduler.tf, for the console's
+# schedule settings), and nothing else. Drive is reached with the separate
 # credentials in the Drive secret; the database with the URL in its secret.
 resource "google_service_account" "runtime" {
   project      = var.project_id

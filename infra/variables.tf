@@ -134,6 +134,12 @@ variable "verify_database_url_secret_id" {
   default     = ""
 }
 
+variable "restore_targets_secret_id" {
+  description = "Secret holding RESTORE_TARGETS, the JSON object of databases a manager may restore into from the console (name => URL, or {url, replace}); empty: no restore from the console."
+  type        = string
+  default     = ""
+}
+
 variable "alert_from_email" {
   description = "SendGrid-verified sender of alerts (ALERT_FROM_EMAIL); required with a SendGrid key."
   type        = string

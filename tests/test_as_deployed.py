@@ -16,9 +16,11 @@ import gzip
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,10 +40,7 @@ from fakes.oidc_fake import GoogleCertsFake
 from fakes.secretmanager_fake import SecretManagerFake
 from fakes.sendgrid_fake import FakeSendGrid
 from support import infra
-from support.infra import INFRA, resources, unq
-
-sys.path.insert(0, str(INFRA))
-import package
+from support.infra import INFRA, built_source, resources, unq
 
 pytest_plugins = ["fakes.auth_fixtures"]
 pytestmark = pytest.mark.skipif(infra.terraform() is None, reason="terraform is not on PATH")
@@ -176,6 +175,7 @@ def deployment(
     secrets = SecretManagerFake(project=PROJECT)
     sendgrid = FakeSendGrid().start()
     served: dict[str, Served] = {}
+    caches: list[Path] = []
     try:
         robot = drive.service_account_key(DRIVE_ROBOT)
         drive.add_shared_drive("Backups", [DRIVE_ROBOT])
@@ -223,22 +223,31 @@ def deployment(
                 "SECRET_MANAGER_ENDPOINT": secrets.endpoint,
                 "SENDGRID_API_HOST": sendgrid.url,
             }
-            served[name] = _serve(_source(tmp_path), name, env, tmp_path / f"{name}.log")
+            if name == "verify_backup":
+                # Its own archive, with the drill's server. As root, that server runs as another
+                # user, who must be able to reach the unpacked binaries: a cache outside tmp_path.
+                source = built_source(server=True)
+                cache = Path(tempfile.mkdtemp(prefix="dbbackup-verify-cache-"))
+                os.chmod(cache, 0o755)
+                caches.append(cache)
+                env |= {"PYTHONPATH": str(source), "DBBACKUP_CACHE_DIR": str(cache)}
+            else:
+                source = _source(tmp_path)
+            served[name] = _serve(source, name, env, tmp_path / f"{name}.log")
         yield Deployment(tf["env"], tf["urls"], served, drive, secrets, sendgrid, app_db)
     finally:
         for s in served.values():
             s.process.terminate()
             s.process.wait(10)
+        for cache in caches:
+            shutil.rmtree(cache, ignore_errors=True)
         drive.stop()
         secrets.stop()
         sendgrid.stop()
 
 
 def _source(tmp_path: Path) -> Path:
-    source = tmp_path / "function-source"
-    if not source.exists():
-        package.build(source)
-    return source
+    return built_source(server=False)
 
 
 def rows(url: str) -> list[dict[str, Any]]:
@@ -296,6 +305,16 @@ def test_the_deployed_functions_back_up_dedupe_retries_serve_managers_and_clean_
     assert status == 200 and logs["total"] == 2
     # The console is public at the IAM level, so its API checks the token itself.
     assert call(console, "GET", "/api/logs")[0] == 401
+
+    # Sunday 03:00: the weekly restore drill, from verify_backup's own archive. Without a scratch
+    # database it restores the latest backup into a throwaway server started from that archive.
+    drill_fn = d.functions["verify_backup"]
+    status, drilled, _ = as_scheduler(d, google_certs, "verify", "2026-11-29T03:00:00Z")
+    assert status == 200, (drilled, drill_fn.log.read_text()[-3000:])
+    assert (drilled["status"], drilled["target"]) == ("passed", "embedded PostgreSQL 18"), drilled
+    assert drilled["backup_log_id"] == manual["backup_log_id"] and drilled["tables"]
+    assert rows(d.db_url)[-1]["verify_status"] == "passed"
+    print(f"restore drill in verify_backup's archive: {drilled['seconds']:.1f} s")
 
     # An old backup (made long ago) in the same folder, then 02:00: the cleanup job.
     storage = make_drive_storage(d.drive, json.loads(_robot(d)))  # the deployment's own Drive identity

@@ -291,6 +291,8 @@ def test_logs_default_to_newest_first_twenty_a_page(
     assert rows[logs["running"]]["completed_at"] is None and not rows[logs["running"]]["downloadable"]
     assert set(evening) == {
         "id",
+        "verify_status",
+        "verified_at",
         "started_at",
         "completed_at",
         "backup_type",

@@ -20,7 +20,7 @@ pytest_plugins = ["fakes.auth_fixtures"]
 
 SOURCE = ROOT / "functions" / "backup_console" / "main.py"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-EXAMPLES = {"name": "console.js", "log_id": str(uuid.uuid4()), "key": "backup_enabled"}
+EXAMPLES = {"name": "console.js", "log_id": str(uuid.uuid4()), "key": "backup_enabled", "restore_id": str(uuid.uuid4())}
 
 
 def operations(doc: dict) -> set[tuple[str, str]]:

@@ -61,12 +61,13 @@ class MemoryLog:
     locked: bool = False
     email: str | None = "ops@example.com"
     recorded: dict[str, list[Copy]] = field(default_factory=dict)
+    stored: dict[str, object] = field(default_factory=dict)  # what a manager set in the console
 
     def _set(self, log_id: str, **changes: object) -> None:
         self.rows = [replace(r, **changes) if r.id == log_id else r for r in self.rows]
 
     def config(self) -> BackupConfig:
-        return BackupConfig(FOLDER, self.email, True)
+        return BackupConfig(FOLDER, self.email, True, **self.stored)
 
     def notification_email(self) -> str | None:
         return self.email
@@ -298,3 +299,28 @@ def test_cleanup_deletes_only_expired_files_and_a_dry_run_deletes_nothing(tmp_pa
         f"DB_Backup_{NOW - timedelta(days=d):%Y-%m-%d_%H-%M}.sql.gz" for d in (1, 2, 3)
     )
     assert {r.id for r in log.rows if r.deleted_at} == {"r20", "r21"}
+
+
+def test_the_consoles_zone_names_the_file_and_its_retention_counts_rule_the_cleanup(tmp_path: Path) -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    log = MemoryLog(stored={"time_zone": tokyo, "retention_days": 2, "keep_weekly": 1})
+    outcome = backup_job(log, tmp_path, MemoryDump(b"SELECT 1;\n"), Outbox()).run("manual")
+    assert outcome.file_name == "DB_Backup_2026-11-20_10-00.sql.gz"  # 01:00 UTC is 10:00 in Tokyo, not UTC's
+    storage = LocalStorage(tmp_path)
+    folder = storage.ensure_folder(FOLDER)
+    for days in (3, 4, 5, 9):  # named in the backup's zone, as the backup names them
+        name = f"DB_Backup_{(NOW - timedelta(days=days)).astimezone(tokyo):%Y-%m-%d_%H-%M}.sql.gz"
+        storage.put(folder, name, [gzip.compress(b"x")])
+        log.rows.append(LogRow(f"r{days}", "automatic", "success", name))
+
+    @contextlib.contextmanager
+    def open_log(attempts: int | None = None) -> Iterator[MemoryLog]:
+        yield log
+
+    job = CleanupJob(Policy(), open_log, storage, Alerter(Outbox()), lambda: NOW, dry_run_storage=DryRunStorage)
+    result = job.run()
+    # retention_days 2 (Policy says 15): the safety floor (3) keeps today's and the two next, the
+    # weekly rule this ISO week's newest (today's); those of 5 and 9 days ago go.
+    assert (result.retention_days, result.keep_weekly, result.keep_monthly) == (2, 1, 0)
+    assert datetime.fromisoformat(result.cutoff) == NOW - timedelta(days=2)
+    assert {r.id for r in log.rows if r.deleted_at} == {"r5", "r9"}

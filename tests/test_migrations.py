@@ -8,6 +8,7 @@ import uuid
 import psycopg
 import pytest
 
+from dbbackup.pg.app_settings import SCHEDULE_KEYS
 from support.cli import run_cli
 from support.db import OwnerDb
 from support.paths import FIXTURES
@@ -80,6 +81,8 @@ def test_migrate_creates_the_spec_table_and_is_idempotent(db_url: str) -> None:
             "008_backup_logs_storage_backend",
             "009_backup_logs_manifest_verify",
             "011_backup_copies",
+            "012_restore_logs",
+            "013_schedule_settings",
         ]
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO backup_logs (backup_type, status, file_name) VALUES ('weekly', 'success', 'x')")
@@ -109,11 +112,14 @@ def test_settings_rows_are_added_but_never_overwritten(db_url: str) -> None:
     run_cli(["migrate"], db_url, check=True)
     with psycopg.connect(db_url) as conn:
         values = dict(conn.execute("SELECT config_key, config_value FROM invoice_configurations"))
+    # The schedule settings of migration 013 start empty: the deployment's own settings apply.
+    schedule = {key: None for key in SCHEDULE_KEYS}
     assert values == {
         "backup_folder_path": "MyDrive/Custom",
         "invoice_prefix": "INV",
         "backup_notification_email": "pega2023test@gmail.com",
         "backup_enabled": "true",
+        **schedule,
     }
 
 

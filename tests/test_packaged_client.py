@@ -2,25 +2,29 @@
 load every library from the package itself, except glibc and what Python links on the runtime
 image (OpenSSL 3, zlib), and nothing needs a glibc newer than Ubuntu 22.04's 2.35 (the Cloud
 Functions python312 image). Checked with ldd and objdump on what ``make package`` builds, and by
-dumping a real database with an empty environment."""
+dumping a real database with an empty environment. The same for verify_backup's source, whose
+tarball adds the restore drill's server (issue 16): it starts from the package alone and loads the
+extensions a Supabase dump creates (uuid-ossp needs Debian's libossp-uuid16 on the build machine;
+without it the server's tests skip, unless DBBACKUP_REQUIRE_SERVER_PACKAGE=1, as in CI)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
-import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from support.infra import INFRA
-
-sys.path.insert(0, str(INFRA))
-import package
+from dbbackup.pg.embedded import EmbeddedPostgres
+from support.infra import built_source
 
 # What the runtime image is promised to have: glibc's own libraries, libssl3, libcrypto3, zlib.
 FROM_THE_IMAGE = {
+    "libstdc++.so.6",  # the server's ICU needs C++'s runtime: on every Ubuntu image (apt needs it)
+    "libgcc_s.so.1",
     "linux-vdso.so.1",
     "ld-linux-x86-64.so.2",
     "libc.so.6",
@@ -34,17 +38,26 @@ FROM_THE_IMAGE = {
     "libz.so.1",
 }
 UBUNTU_2204_GLIBC = (2, 35)
+UBUNTU_2204_GLIBCXX = (3, 4, 30)  # its libstdc++6 is GCC 12's
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The client tree as a function unpacks it from the built source."""
-    source = package.build(tmp_path_factory.mktemp("source") / "function-source")
-    (tarball,) = (source / "dbbackup" / "_bundled").glob("postgresql-*-client.tar.gz")
+@pytest.fixture(scope="module", params=["client", "server"])
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PostgreSQL tree as a function unpacks it from the built source: the client of
+    function-source, and verify-source's client and server (verify_backup's restore drill)."""
+    server = request.param == "server"
+    source = built_source(server)
+    (tarball,) = (source / "dbbackup" / "_bundled").glob(f"postgresql-*-{request.param}.tar.gz")
     out = tmp_path_factory.mktemp("unpacked")
     with tarfile.open(tarball) as tar:
         tar.extractall(out, filter="data")
     (tree,) = out.iterdir()
+    if server:
+        os.chmod(out, 0o755)  # as root, the throwaway server runs as another user, who must reach it
+        for parent in out.parents:
+            if parent == Path(tempfile.gettempdir()):
+                break
+            os.chmod(parent, os.stat(parent).st_mode | 0o005)
     return tree
 
 
@@ -83,9 +96,17 @@ def test_every_library_is_bundled_or_from_the_image(client: Path) -> None:
 
 
 def test_nothing_needs_a_glibc_newer_than_the_runtime_images(client: Path) -> None:
+    assert glibc_of(client / "bin" / "pg_dump")  # the check below reads real versions
     for elf in elves(client):
         versions = {tuple(map(int, v)) for v in re.findall(r"GLIBC_(\d+)\.(\d+)", objdump("-T", elf))}
-        assert versions and max(versions) <= UBUNTU_2204_GLIBC, (elf.name, max(versions))
+        # (ICU's data library has no code, hence no versions.)
+        assert max(versions, default=(0, 0)) <= UBUNTU_2204_GLIBC, (elf.name, max(versions))
+        cxx = {tuple(map(int, v)) for v in re.findall(r"GLIBCXX_(\d+)\.(\d+)\.(\d+)", objdump("-T", elf))}
+        assert max(cxx, default=(0, 0, 0)) <= UBUNTU_2204_GLIBCXX, (elf.name, max(cxx))
+
+
+def glibc_of(elf: Path) -> set[str]:
+    return set(re.findall(r"GLIBC_\d+\.\d+", objdump("-T", elf)))
 
 
 def test_the_packaged_client_dumps_a_database_with_an_empty_environment(client: Path, db_url: str) -> None:
@@ -106,3 +127,43 @@ def test_the_packaged_client_dumps_a_database_with_an_empty_environment(client: 
     )
     assert dump.returncode == 0, dump.stderr
     assert "CREATE TABLE public.t" in dump.stdout and "-- PostgreSQL database dump complete" in dump.stdout
+
+
+@pytest.mark.parametrize("client", ["server"], indirect=True)
+def test_verify_backups_server_starts_and_loads_extensions_with_an_empty_environment(client: Path) -> None:
+    """The drill's throwaway server as verify_backup unpacks it: initdb and postgres find their
+    share/ and modules beside themselves, and the extensions a Supabase dump creates load."""
+    env_before = dict(os.environ)
+    os.environ.clear()  # initdb and pg_ctl inherit this environment: nothing of this machine's may help
+    os.environ["PATH"] = "/nonexistent"
+    try:
+        server = EmbeddedPostgres(bin_dir=client / "bin").start()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    try:
+        sql = (
+            'CREATE EXTENSION "uuid-ossp"; CREATE EXTENSION pgcrypto; CREATE EXTENSION pg_trgm;'
+            " SELECT uuid_generate_v4() IS NOT NULL, digest('x', 'sha256') IS NOT NULL, similarity('ab', 'ab');"
+        )
+        out = subprocess.run(
+            [
+                str(client / "bin" / "psql"),
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                server.url("postgres"),
+                "-c",
+                sql,
+            ],
+            env={},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == "t|t|1"
+    finally:
+        server.stop()

@@ -122,6 +122,12 @@ class NotifyError(BackupError):
         self.retryable = retryable
 
 
+class SchedulerError(BackupError):
+    """Cloud Scheduler refused or could not answer a read or an update of a backup job."""
+
+    http_status = 502
+
+
 class InvalidToken(BackupError):
     """Raised by a token verifier: not a token we accept (signature, expiry, audience...)."""
 

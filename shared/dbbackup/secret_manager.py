@@ -26,6 +26,8 @@ SECRET_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "VERIFY_DATABASE_URL",
+    # The console's restore targets (restore/targets.py): URLs with passwords.
+    "RESTORE_TARGETS",
 )
 _NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

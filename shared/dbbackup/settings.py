@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from dbbackup.dump.profiles import DumpProfile, profile_from_env
 from dbbackup.errors import ConfigError
 from dbbackup.pg.conninfo import check_url
 from dbbackup.redact import redact
+from dbbackup.restore.targets import RestoreTarget, parse_restore_targets
 from dbbackup.storage.drive_config import DriveConfig, drive_config_from_env
 from dbbackup.storage.gcs_config import GcsConfig, gcs_config_from_env
 from dbbackup.storage.s3_config import S3Config, s3_config_from_env
@@ -178,6 +180,35 @@ def _retention_and_alerts(env: Mapping[str, str]) -> _Alerting:
     )
 
 
+_JOB_NAME = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/jobs/[A-Za-z0-9_-]{1,500}$")
+
+
+@dataclass(frozen=True)
+class SchedulerJobNames:
+    """SCHEDULER_BACKUP_JOB and SCHEDULER_CLEANUP_JOB (``projects/P/locations/L/jobs/J``), and
+    SCHEDULER_ENDPOINT (Google's endpoint when unset; tests point it at a fake)."""
+
+    backup: str
+    cleanup: str
+    endpoint: str | None = None
+
+
+def scheduler_jobs_from_env(env: Mapping[str, str]) -> SchedulerJobNames | None:
+    names = {
+        "SCHEDULER_BACKUP_JOB": env.get("SCHEDULER_BACKUP_JOB", "").strip(),
+        "SCHEDULER_CLEANUP_JOB": env.get("SCHEDULER_CLEANUP_JOB", "").strip(),
+    }
+    if not any(names.values()):
+        return None
+    for var, name in names.items():
+        if not _JOB_NAME.match(name):
+            raise ConfigError(
+                f"{var}={name!r}: expected projects/PROJECT/locations/REGION/jobs/NAME (set both or neither)"
+            )
+    endpoint = env.get("SCHEDULER_ENDPOINT", "").strip() or None
+    return SchedulerJobNames(names["SCHEDULER_BACKUP_JOB"], names["SCHEDULER_CLEANUP_JOB"], endpoint)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
@@ -226,6 +257,10 @@ class Settings:
     verify_database_url: str | None = field(default=None, repr=False)
     verify_max_sql_bytes: int = 256 << 20
     identity_env: dict[str, str] = field(default_factory=dict, repr=False)
+    # RESTORE_TARGETS: where the console may restore (restore/targets.py); the URLs hold passwords.
+    restore_targets: tuple[RestoreTarget, ...] = field(default=(), repr=False)
+    # The console's schedule settings apply to these Cloud Scheduler jobs (None: stored only).
+    scheduler_jobs: SchedulerJobNames | None = None
 
     def __repr__(self) -> str:
         return (
@@ -251,6 +286,7 @@ class Settings:
                 scratch = None
             found += (self.verify_database_url,) + ((str(scratch),) if scratch else ())
         found += self.auth.secrets if self.auth else ()
+        found += tuple(s for t in self.restore_targets for s in t.secrets)
         found += self.s3.secrets if self.s3 else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
 
@@ -307,4 +343,6 @@ class Settings:
                 env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50
             ),
             identity_env={k: env[k] for k in IDENTITY_VARIABLES if env.get(k)},
+            restore_targets=parse_restore_targets(env.get("RESTORE_TARGETS", "")),
+            scheduler_jobs=scheduler_jobs_from_env(env),
         )

@@ -15,7 +15,7 @@ from dbbackup.core.alerts import Alerter
 from dbbackup.core.backup import BackupJob
 from dbbackup.core.cleanup import CleanupJob
 from dbbackup.core.health import Health, read_health
-from dbbackup.core.ports import Email, Notifier, OpenLog, Storage, Target
+from dbbackup.core.ports import Email, Notifier, OpenLog, SchedulerJobs, Storage, Target
 from dbbackup.dump.age import Identities, load_identities, parse_identities
 from dbbackup.dump.runner import PgDumper
 from dbbackup.dump.stream import Progress
@@ -210,9 +210,14 @@ def cleanup_job(
 
 
 def drill(
-    settings: Settings, storage: Storage | None = None, alerter: Alerter | None = None, clock: Clock = utc_now
+    settings: Settings,
+    storage: Storage | None = None,
+    alerter: Alerter | None = None,
+    clock: Clock = utc_now,
+    task: str = "weekly restore drill (verify_backup)",
 ) -> Drill:
-    """The restore drill (``verify_backup``) with the configured log, storage and alerts."""
+    """The restore drill (``verify_backup``, or the console's "Verify now": ``task`` says which in
+    a failure's alert) with the configured log, storage and alerts."""
     from dbbackup.core import messages
 
     remember_secrets(settings.secrets)
@@ -227,6 +232,7 @@ def drill(
             target=result.target or "(not started)",
             detail=result.detail,
             organization=settings.organization,
+            task=task,
         )
 
     config = DrillConfig(
@@ -260,6 +266,16 @@ def resolve_source(
         return open_log(settings), lambda name: storage_named(settings, name), settings.storage_targets
 
     return resolve(source, log_and_storage, from_target)
+
+
+def scheduler_jobs(settings: Settings) -> SchedulerJobs | None:
+    """The Cloud Scheduler jobs the console's schedule settings update; None where none is
+    configured (a local run: the settings are stored only)."""
+    if settings.scheduler_jobs is None:
+        return None
+    from dbbackup.scheduler import CloudSchedulerJobs
+
+    return CloudSchedulerJobs(settings.scheduler_jobs.endpoint)
 
 
 def authenticator(config: AuthConfig, audiences: list[str], roles: RoleDirectory) -> Authenticator:

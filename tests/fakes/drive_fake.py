@@ -19,6 +19,9 @@ and this fake had to pick a behaviour):
   ``Location``; ``PUT`` chunks with ``Content-Range: bytes a-b/N|*`` answer ``308`` with
   ``Range: bytes=0-x`` until the total is known and received, then 200 with the file; ``PUT``
   with ``bytes */N|*`` and no body is the status query (and finalises when N bytes are held).
+- ``GET /drive/v3/about`` with ``fields=storageQuota``: ``usage`` (the sizes of the files the
+  caller owns outside Shared drives) and ``limit`` (``quota_limit``; CHOICE: left out when None,
+  as Drive does for unlimited storage), int64 as strings.
 - Items in a Shared drive are invisible (404) unless ``supportsAllDrives=true``.
 - A service account (no delegation) creating a file outside a Shared drive gets 403
   ``storageQuotaExceeded`` with Google's message.
@@ -328,6 +331,7 @@ class DriveFake(FakeServer):
         self.token_lifetime = 3600
         self.page_size_cap = 1000
         self.corrupt_uploads = 0
+        self.quota_limit: int | None = 15 << 30  # a free account's 15 GiB
 
     @property
     def url(self) -> str:
@@ -591,6 +595,8 @@ class _Api:
             return self._create(token, q, all_drives)
         if path == "/drive/v3/drives" and method == "GET":
             return self._drives(token, q)
+        if path == "/drive/v3/about" and method == "GET":
+            return self._about(token, q)
         m = re.fullmatch(r"/drive/v3/files/([^/]+)", path)
         if m and method == "GET":
             return self._get(token, m.group(1), q, all_drives)
@@ -719,6 +725,16 @@ class _Api:
         if start + size < len(items):
             page["nextPageToken"] = str(start + size)
         return self._json(200, _select(page, spec))
+
+    def _about(self, token: Token, q: dict[str, str]) -> Reply:
+        if "fields" not in q:
+            raise ApiError(400, "The 'fields' parameter is required for this method.", "required", location="fields")
+        with self.fake.lock:
+            used = sum(f.size for f in self.fake.files.values() if f.owner == token.principal and not f.drive_id)
+            quota = {"usage": str(used), "usageInDrive": str(used)}
+            if self.fake.quota_limit is not None:
+                quota["limit"] = str(self.fake.quota_limit)
+        return self._json(200, _select({"kind": "drive#about", "storageQuota": quota}, _parse_fields(q["fields"])))
 
     def _drives(self, token: Token, q: dict[str, str]) -> Reply:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -205,11 +206,42 @@ def secret_ids(values: dict[str, Any]) -> dict[str, str]:
 
 
 def _eval_simple(expr: Any, values: dict[str, Any]) -> str:
-    """The few forms functions.tf's settings use: var.X, tostring(var.X), join(",", var.X)."""
+    """The few forms functions.tf's settings use: var.X, tostring(var.X), join(",", var.X),
+    local.job_names["K"]."""
     if m := re.fullmatch(r"\$\{var\.(\w+)\}", str(expr)):
         return str(values[m.group(1)])
     if m := re.fullmatch(r"\$\{tostring\(var\.(\w+)\)\}", str(expr)):
         return str(values[m.group(1)])
     if m := re.fullmatch(r'\$\{join\("(.*)", var\.(\w+)\)\}', str(expr).replace('\\"', '"')):
         return m.group(1).join(values[m.group(2)])
+    if m := re.fullmatch(r'\$\{local\.job_names\["(\w+)"\]\}', str(expr)):
+        # scheduler.tf's job_names, a for expression over the jobs: its template, for this key.
+        template = re.search(r'=> "(.*)"\s*\}+$', unq(locals_(INFRA / "scheduler.tf")["job_names"]))
+        assert template, 'scheduler.tf job_names is not { for key in ... : key => "..." }'
+        text = template.group(1).replace("${key}", m.group(1))
+        return re.sub(r"\$\{var\.(\w+)\}", lambda v: str(values[v.group(1)]), text)
     raise AssertionError(f"unsupported settings expression {expr!r}: extend tests/support/infra.py")
+
+
+def _has_library(soname: str) -> bool:
+    listed = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False).stdout
+    return f"{soname} " in listed
+
+
+@cache
+def built_source(server: bool) -> Path:
+    """What ``make package`` builds, once per test run: build/function-source (``server``
+    False) or build/verify-source (True), in a temporary directory left for the OS to clear."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(INFRA))
+    import package
+
+    if server and not _has_library("libossp-uuid.so.16") and os.environ.get("DBBACKUP_REQUIRE_SERVER_PACKAGE") != "1":
+        import pytest
+
+        pytest.skip("Debian's libossp-uuid16 is not installed: verify_backup's server package cannot be built here")
+    out = Path(tempfile.mkdtemp(prefix="dbbackup-package-")) / ("verify-source" if server else "function-source")
+    built: Path = package.build(out, server=server)
+    return built

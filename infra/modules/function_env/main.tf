@@ -40,7 +40,7 @@ variable "settings" {
 }
 
 variable "console_settings" {
-  description = "Settings only the console reads (its sign-in page's Supabase project)."
+  description = "Settings only the console reads (its sign-in page's Supabase project, the Scheduler jobs it may update)."
   type        = map(string)
 }
 

@@ -18,7 +18,10 @@ from urllib.parse import urlsplit
 from dbbackup import wiring
 from dbbackup.auth.authenticator import USER, require
 from dbbackup.auth.config import auth_config_from_env, trusted_url
+from dbbackup.console import restores
+from dbbackup.console.history import history, storage_use
 from dbbackup.console.logs import CsvExport, parse_query, read_page
+from dbbackup.console.schedule import retention_in_force, schedule_endpoint
 from dbbackup.console.settings import SETTINGS, parse_value, read_config, write_setting
 from dbbackup.core import naming
 from dbbackup.errors import ConfigError, InvalidInput, StorageError, StorageNotFound
@@ -258,13 +261,7 @@ def _run_backup(req: HttpRequest, ctx: RequestContext) -> HttpReply:
 def _status(req: HttpRequest, ctx: RequestContext) -> HttpReply:
     reply = status_reply(ctx.settings)
     if reply.status == 200:
-        s = ctx.settings
-        reply.body["retention"] = {
-            "retention_days": s.retention_days,
-            "keep_min": s.keep_min,
-            "keep_weekly": s.keep_weekly,
-            "keep_monthly": s.keep_monthly,
-        }
+        reply.body["retention"] = retention_in_force(ctx.db.get(), ctx.settings)  # the console's, if set
     return reply
 
 
@@ -299,9 +296,17 @@ ROUTES = (
     Route("/api/backups/{log_id}", ("GET",), _backup_contents),
     Route("/api/backups/{log_id}/download", ("GET",), _download),
     Route("/api/config", ("GET",), _config),
+    Route("/api/config/schedule", ("GET", "PUT"), schedule_endpoint),  # before {key}: the first match wins
     Route("/api/config/{key}", ("PUT",), _put_config),
     Route("/api/backups", ("POST",), _run_backup),
     Route("/api/status", ("GET",), _status),
+    Route("/api/restore-targets", ("GET",), restores.restore_targets),
+    Route("/api/backups/{log_id}/restore", ("POST",), restores.start_restore),
+    Route("/api/backups/{log_id}/verify", ("POST",), restores.verify_now),
+    Route("/api/restores", ("GET",), restores.recent_restores),
+    Route("/api/restores/{restore_id}", ("GET",), restores.restore_status),
+    Route("/api/history", ("GET",), history),
+    Route("/api/storage", ("GET",), storage_use),
 )
 
 

@@ -156,6 +156,9 @@ def present(row: dict[str, Any], tz: ZoneInfo, drive: bool) -> dict[str, Any]:
         "downloadable": row["status"] == "success" and not deleted,
         "encrypted": naming.is_encrypted(row["file_name"] or ""),
         "decrypt_command": decrypt_command(row["file_name"] or ""),
+        # The last restore drill of this backup (weekly, or "Verify now"): the logs table's badge.
+        "verify_status": row.get("verify_status"),
+        "verified_at": _iso(row.get("verified_at"), tz),
     }
 
 

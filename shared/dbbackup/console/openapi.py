@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from dbbackup.console.logs import CHOICES, FIRST_DATE, LAST_DATE, MAX_PAGE, MAX_PER_PAGE
+from dbbackup.console.openapi_schedule import paths as schedule_paths
 from dbbackup.console.settings import SETTINGS
 from dbbackup.pg.log_query import DEFAULT_PER_PAGE
 
@@ -72,6 +73,8 @@ _PAGING = [
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": DEFAULT_PER_PAGE},
     },
 ]
+
+_LOG_ID = {"name": "log_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 _AUTH_ERRORS = {
     "401": _error("no token, or an invalid or expired one (with WWW-Authenticate)"),
@@ -174,6 +177,80 @@ _SCHEMAS: dict[str, Any] = {
     "BackupFailed": {
         "type": "object",
         "properties": {"backup_log_id": _STR, "status": {"const": "failed"}, "failure_reason": _STR},
+    },
+    "RestoreTargets": {
+        "type": "object",
+        "properties": {
+            "targets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": _STR,
+                        "replace": {**_BOOL, "description": "the restore clears the target's schemas first"},
+                        "is_source": {
+                            **_nullable(_BOOL),
+                            "description": "the backed-up database itself (null: unreachable)",
+                        },
+                        "reachable": _BOOL,
+                    },
+                },
+            },
+            "can_decrypt": {**_BOOL, "description": "an identity for encrypted backups is configured"},
+            "decrypt_problem": {**_STR, "description": "why encrypted backups cannot be restored here"},
+        },
+    },
+    "RestoreRequest": {
+        "type": "object",
+        "required": ["target", "confirm"],
+        "properties": {"target": _STR, "confirm": {**_STR, "description": "the target's name, typed again"}},
+        "additionalProperties": False,
+    },
+    "RestoreResult": {
+        "type": "object",
+        "properties": {
+            "restore_id": {"type": "string", "format": "uuid"},
+            "status": {"type": "string", "enum": ["success", "failed"]},
+            "target": _STR,
+            "seconds": {"type": "number"},
+            "tables": _nullable(_INT),
+            "rows": _nullable(_INT),
+            "reason": {**_STR, "description": "failed only"},
+        },
+    },
+    "Restore": {
+        "type": "object",
+        "properties": {
+            "restore_id": {"type": "string", "format": "uuid"},
+            "backup_id": _nullable(_STR),
+            "file_name": _nullable(_STR),
+            "target": _STR,
+            "replace": _BOOL,
+            "requested_by": _nullable(_STR),
+            "status": {"type": "string", "enum": ["in_progress", "success", "failed"]},
+            "started_at": _TIME,
+            "completed_at": _nullable(_TIME),
+            "seconds": {"type": ["number", "null"]},
+            "progress": {
+                "type": "object",
+                "properties": {"bytes_read": _nullable(_INT), "total_bytes": _nullable(_INT)},
+            },
+            "tables": _nullable(_INT),
+            "rows": _nullable(_INT),
+            "reason": _nullable(_STR),
+        },
+    },
+    "VerifyResult": {
+        "type": "object",
+        "properties": {
+            "verify_status": {"type": "string", "enum": ["passed", "failed", "skipped"]},
+            "detail": _STR,
+            "backup_log_id": _nullable(_STR),
+            "file_name": _nullable(_STR),
+            "restored_into": _nullable(_STR),
+            "tables": {"type": "object", "description": "table -> {expected, restored} rows"},
+            "seconds": {"type": "number"},
+        },
     },
     "Health": {
         "type": "object",
@@ -366,12 +443,90 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/restore-targets": {
+                "get": {
+                    "summary": "where a backup may be restored: RESTORE_TARGETS' names (never URLs)",
+                    "responses": {"200": _json(_ref("RestoreTargets"), "the targets"), **_AUTH_ERRORS},
+                }
+            },
+            "/api/backups/{log_id}/restore": {
+                "post": {
+                    "summary": "restore the backup into a configured target, synchronously (a restore_logs row)",
+                    "parameters": [_LOG_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("RestoreRequest")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("RestoreResult"), "restored"),
+                        "400": _error("not a UUID, a bad body, or confirm is not the target's name; nothing written"),
+                        "404": _error("no such backup, or no such target (field: target); nothing written"),
+                        "409": _json(
+                            {"oneOf": [_ref("RestoreResult"), _ref("Error")]},
+                            "refused: a restore into that target is running; the backup is not restorable (failed,"
+                            " missing in storage, encrypted and the console has no identity); or the target is not"
+                            " empty (a failed restore_logs row)",
+                        ),
+                        "429": _error("rate limited (Retry-After header)"),
+                        "500": _json({"oneOf": [_ref("RestoreResult"), _ref("Error")]}, "the restore failed"),
+                        "401": _AUTH_ERRORS["401"],
+                        "403": _AUTH_ERRORS["403"],
+                    },
+                }
+            },
+            "/api/restores": {
+                "get": {
+                    "summary": "the newest 20 restores (restore_logs), newest first",
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Restore")}}},
+                            "restores",
+                        ),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+            "/api/restores/{restore_id}": {
+                "get": {
+                    "summary": "one restore: status, progress, counts, failure reason",
+                    "parameters": [
+                        {
+                            "name": "restore_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "uuid"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Restore"), "the restore"),
+                        "400": _error("not a UUID"),
+                        "404": _error("no such restore"),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+            "/api/backups/{log_id}/verify": {
+                "post": {
+                    "summary": "Verify now: the restore drill of this backup, recorded on its row",
+                    "parameters": [_LOG_ID],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {
+                        "200": _json(_ref("VerifyResult"), "the drill's verdict (passed, failed or skipped)"),
+                        "400": _error("not a UUID, or a body other than empty or {}"),
+                        "404": _error("no such backup"),
+                        "409": _error("the backup is failed, in progress or deleted"),
+                        "429": _error("rate limited (Retry-After header)"),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
             "/api/status": {
                 "get": {
                     "summary": "backup health (monitoring figures)",
                     "responses": {"200": _json(_ref("Health"), "health"), **_AUTH_ERRORS},
                 }
             },
+            **schedule_paths(),
         },
         "components": {
             "schemas": _SCHEMAS,

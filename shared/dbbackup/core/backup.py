@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from dbbackup import structured_log
 from dbbackup.core import folder_path, manifest, messages, naming, seek_index
@@ -120,7 +121,9 @@ class BackupJob:
                 # A pg_dump that is missing, not executable or too old for this server is a
                 # configuration error: refused before an attempt's row exists, like a bad variable.
                 self.dumper.prepare()
-                outcome = self._locked(repo, config.folder_path, trigger, triggered_by, schedule_time)
+                # The file name's zone is the backup job's: the one a manager set in the console, if any.
+                zone = config.time_zone or self.settings.timezone
+                outcome = self._locked(repo, config.folder_path, trigger, triggered_by, schedule_time, zone)
                 self._check_size(repo, outcome)
                 self._check_shrink(repo, outcome)
                 return outcome
@@ -135,10 +138,12 @@ class BackupJob:
         trigger: str,
         triggered_by: str | None,
         schedule_time: datetime | None = None,
+        zone: ZoneInfo | None = None,
     ) -> BackupOutcome:
         started = time.monotonic()
         moment = self.clock()
-        name = naming.base_name(moment, self.settings.timezone, self.dumper.suffix)
+        zone = zone or self.settings.timezone
+        name = naming.base_name(moment, zone, self.dumper.suffix)
         log_id = repo.start(TRIGGERS[trigger], name, folder, triggered_by, schedule_time)
         structured_log.set_label("backup_log_id", log_id)
         stored: dict[str, StoredFile] = {}
@@ -165,7 +170,7 @@ class BackupJob:
             if not live:
                 raise next(iter(unreachable.values()))
             # Free in every target: all copies of one backup share its name.
-            name = naming.free_name(moment, self.settings.timezone, taken, self.dumper.suffix)
+            name = naming.free_name(moment, zone, taken, self.dumper.suffix)
             repo.rename(log_id, name)
             with self.dumper.dump(log_id) as dump:
                 chunks = iter(dump)

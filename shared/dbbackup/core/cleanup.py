@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dbbackup.core import health, messages, retention
 from dbbackup.core.alerts import Alerter
-from dbbackup.core.ports import BackupLog, JobSettings, OpenLog, Storage, StoredFile, Target
+from dbbackup.core.ports import BackupConfig, BackupLog, JobSettings, OpenLog, Storage, StoredFile, Target
 from dbbackup.errors import BackupError, LockBusy, StorageNotFound, StorageRetained
 from dbbackup.redact import one_line, redact
 
@@ -73,6 +74,29 @@ class CleanupResult:
             + (f"monthly {len(self.kept_monthly)}, " if self.keep_monthly else "")
             + f"ignored {self.ignored}, "
             f"failed {len(self.failed)}, {'would free' if self.dry_run else 'freed'} {self.bytes_freed:,} bytes"
+        )
+
+
+@dataclass(frozen=True)
+class Rules:
+    """One cleanup's retention rules: the deployment's settings, overridden by what a manager set
+    in the console (``BackupConfig``). ``tz`` is the zone the backup names its files in."""
+
+    tz: ZoneInfo
+    retention_days: int
+    keep_weekly: int
+    keep_monthly: int
+
+    @classmethod
+    def of(cls, s: JobSettings, config: BackupConfig) -> Rules:
+        def chosen(stored: int | None, default: int) -> int:
+            return default if stored is None else stored
+
+        return cls(
+            config.time_zone or s.timezone,
+            chosen(config.retention_days, s.retention_days),
+            chosen(config.keep_weekly, s.keep_weekly),
+            chosen(config.keep_monthly, s.keep_monthly),
         )
 
 
@@ -153,7 +177,7 @@ class CleanupJob:
             repo = None
             try:
                 repo = stack.enter_context(self.open_log())
-                folder_path = repo.config().folder_path
+                config = repo.config()
             except BackupError as exc:
                 if not dry_run:  # a dry run reports, it never e-mails
                     self._alert_could_not_start(repo, exc)
@@ -161,10 +185,10 @@ class CleanupJob:
             with repo.cleanup_lock() as locked:
                 if not locked:
                     raise LockBusy("another cleanup of this database is running")
-                return self._locked(repo, folder_path, dry_run)
+                return self._locked(repo, config.folder_path, dry_run, Rules.of(self.settings, config))
         raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
 
-    def _locked(self, repo: BackupLog, folder_path: str, dry_run: bool) -> CleanupResult:
+    def _locked(self, repo: BackupLog, folder_path: str, dry_run: bool, rules: Rules) -> CleanupResult:
         s = self.settings
         now = self.clock()
         result = CleanupResult(
@@ -173,15 +197,15 @@ class CleanupJob:
             folder=folder_path,
             now=now.isoformat(),
             cutoff="",
-            retention_days=s.retention_days,
+            retention_days=rules.retention_days,
             keep_min=s.keep_min,
-            keep_weekly=s.keep_weekly,
-            keep_monthly=s.keep_monthly,
+            keep_weekly=rules.keep_weekly,
+            keep_monthly=rules.keep_monthly,
         )
         several = len(self.targets) > 1
         for n, target in enumerate(self.targets):
             # Each target is planned on its own: a copy missing in one does not change the others.
-            self._clean(repo, target, n == 0, several, folder_path, dry_run, now, result)
+            self._clean(repo, target, n == 0, several, folder_path, dry_run, now, result, rules)
         self._check_missed_run(repo, now, folder_path, result)
         if result.status == "failed" and not dry_run:
             email = messages.cleanup_failure_email(
@@ -209,6 +233,7 @@ class CleanupJob:
         dry_run: bool,
         now: datetime,
         result: CleanupResult,
+        rules: Rules,
     ) -> None:
         """One target's retention, added to ``result``; with several targets each name in the
         lists is prefixed ``<target>:``."""
@@ -237,11 +262,11 @@ class CleanupJob:
         plan = retention.classify(
             files,
             now=now,
-            tz=s.timezone,
-            retention_days=s.retention_days,
+            tz=rules.tz,
+            retention_days=rules.retention_days,
             keep_min=s.keep_min,
-            keep_weekly=s.keep_weekly,
-            keep_monthly=s.keep_monthly,
+            keep_weekly=rules.keep_weekly,
+            keep_monthly=rules.keep_monthly,
             statuses={file_id: retention.row_status(found) for file_id, found in statuses.items()},
         )
         result.cutoff = plan.cutoff.isoformat()

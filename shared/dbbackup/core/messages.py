@@ -332,8 +332,10 @@ def drill_failure_email(
     target: str,
     detail: str,
     organization: str = DEFAULT_ORGANIZATION,
+    task: str = "weekly restore drill (verify_backup)",
 ) -> Email:
-    """The weekly restore drill found a backup that does not restore as recorded."""
+    """The restore drill (weekly, or a manager's "Verify now") found a backup that does not
+    restore as recorded."""
     local = _local(when, tz)
     return _render(
         "drill_failed",
@@ -342,8 +344,8 @@ def drill_failure_email(
         "Database Backup Restore Drill Failed",
         [
             ("Date & Time", _when(when, tz)),
-            ("Task", "weekly restore drill (verify_backup)"),
-            ("Status", "Failed: the latest successful backup did not restore as recorded"),
+            ("Task", task),
+            ("Status", "Failed: the backup did not restore as recorded"),
         ],
         [
             Section("Failure Details", (detail,)),
@@ -356,6 +358,54 @@ def drill_failure_email(
             ),
             Section("File Information", items=(("File Name", file_name), ("Restored Into", target))),
             Section("System Information", items=(("Environment", environment), ("Backup ID", backup_id))),
+        ],
+        organization,
+    )
+
+
+def restore_failure_email(
+    when: datetime,
+    tz: ZoneInfo,
+    environment: str,
+    *,
+    restore_id: str,
+    backup_id: str,
+    file_name: str,
+    target: str,
+    requested_by: str,
+    detail: str,
+    organization: str = DEFAULT_ORGANIZATION,
+) -> Email:
+    """A restore a manager started from the console failed (the target is named, never its URL)."""
+    local = _local(when, tz)
+    return _render(
+        "restore_failed",
+        "error",
+        f"{PREFIX} Restore Failed - {local:%Y-%m-%d}",
+        "Database Backup Restore Failed",
+        [
+            ("Date & Time", _when(when, tz)),
+            ("Task", "restore from the backup console"),
+            ("Status", f"Failed: nothing was restored into {target}"),
+        ],
+        [
+            Section("Failure Details", (detail,)),
+            Section(
+                "What To Do",
+                (
+                    "Read the reason above; the target was left as it was (the restore runs in one"
+                    " transaction). Fix the cause and start the restore again, or restore with"
+                    " `dbbackup restore <id> --target URL`.",
+                ),
+            ),
+            Section(
+                "Restore Information",
+                items=(("File Name", file_name), ("Restore Target", target), ("Requested By", requested_by)),
+            ),
+            Section(
+                "System Information",
+                items=(("Environment", environment), ("Backup ID", backup_id), ("Restore ID", restore_id)),
+            ),
         ],
         organization,
     )

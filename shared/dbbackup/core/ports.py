@@ -13,7 +13,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from dbbackup.core.seek_index import Index
@@ -137,6 +137,48 @@ class BackupConfig:
     folder_path: str
     notification_email: str | None
     enabled: bool
+    # Set in the console's schedule settings (None: the deployment's own setting applies). The
+    # backup names its files in ``time_zone``, the zone its Scheduler job runs in; the cleanup
+    # reads the retention counts.
+    time_zone: ZoneInfo | None = None
+    retention_days: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+
+
+@dataclass(frozen=True)
+class JobSchedule:
+    """When a scheduled job runs: a unix-cron expression in an IANA time zone."""
+
+    cron: str
+    time_zone: str
+
+
+class SchedulerJobs(Protocol):
+    """The scheduler's jobs by resource name (``dbbackup.scheduler``: Cloud Scheduler)."""
+
+    def get(self, name: str) -> JobSchedule:
+        """The job's schedule; SchedulerError when it cannot be read."""
+        ...
+
+    def update(self, name: str, schedule: JobSchedule) -> JobSchedule:
+        """Change the job's cron and zone only; the job as it now is. SchedulerError if refused."""
+        ...
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A storage account's space, as its API tells it (None: not told, e.g. unlimited)."""
+
+    used_bytes: int | None
+    limit_bytes: int | None
+
+
+@runtime_checkable
+class HasQuota(Protocol):
+    """A storage whose API tells the account's space (Drive's about.get storageQuota)."""
+
+    def quota(self) -> Quota: ...
 
 
 @dataclass(frozen=True)

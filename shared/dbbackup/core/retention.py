@@ -99,6 +99,11 @@ def _sort_key(moment: datetime, name: str) -> tuple[datetime, int]:
     return moment, seq  # _2 was written after the unsuffixed file of the same minute
 
 
+# The counts a manager may set in the console, with the bounds BACKUP_RETENTION_DAYS,
+# BACKUP_KEEP_WEEKLY and BACKUP_KEEP_MONTHLY have (settings.py).
+COUNT_BOUNDS = {"retention_days": (1, 36_500), "keep_weekly": (0, 5_000), "keep_monthly": (0, 1_200)}
+
+
 def classify(
     files: Iterable[StoredFile],
     *,

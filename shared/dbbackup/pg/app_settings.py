@@ -5,15 +5,27 @@ console in one statement that also returns the old value."""
 from __future__ import annotations
 
 import logging
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
 from dbbackup.core.ports import BackupConfig
+from dbbackup.core.retention import COUNT_BOUNDS
 from dbbackup.errors import ConfigError
 from dbbackup.redact import one_line
 
 log = logging.getLogger("dbbackup.alerts")
 BACKUP_KEYS = ("backup_folder_path", "backup_notification_email", "backup_enabled")
+# The console's schedule settings (migration 013); NULL: the deployment's own setting applies.
+SCHEDULE_KEYS = (
+    "backup_schedule_cron",
+    "backup_schedule_time_zone",
+    "backup_cleanup_cron",
+    "backup_cleanup_time_zone",
+    "backup_retention_days",
+    "backup_keep_weekly",
+    "backup_keep_monthly",
+)
 # The spec's default recipient (migration 002 inserts it): a new deployment's failure details must
 # not go there, so BACKUP_NOTIFICATION_EMAIL (a required Terraform variable) replaces it.
 SPEC_DEFAULT_RECIPIENT = "pega2023test@gmail.com"
@@ -48,16 +60,39 @@ def as_bool(value: str | None) -> bool:
     raise ConfigError(f"invoice_configurations.backup_enabled={value!r} is not a boolean")
 
 
-def read_backup_config(conn: psycopg.Connection) -> BackupConfig:
+def stored_zone(key: str, text: str | None) -> ZoneInfo | None:
+    if text is None or not text.strip():
+        return None
     try:
-        rows: dict[str, str | None] = dict(
+        return ZoneInfo(text.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"invoice_configurations.{key}={text!r} is not an IANA time zone name") from None
+
+
+def stored_count(key: str, text: str | None) -> int | None:
+    if text is None or not text.strip():
+        return None
+    low, high = COUNT_BOUNDS[key.removeprefix("backup_")]
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise ConfigError(f"invoice_configurations.{key}={text!r}: expected a whole number from {low} to {high}")
+    return int(text)
+
+
+def read_settings(conn: psycopg.Connection, keys: tuple[str, ...]) -> dict[str, str | None]:
+    """The stored text of ``keys`` (a key without a row is missing from the answer)."""
+    try:
+        return dict(
             conn.execute(
                 "SELECT config_key, config_value FROM public.invoice_configurations WHERE config_key = ANY(%s)",
-                (list(BACKUP_KEYS),),
+                (list(keys),),
             ).fetchall()
         )
     except psycopg.errors.UndefinedTable:
         raise ConfigError("invoice_configurations does not exist: run `dbbackup migrate`") from None
+
+
+def read_backup_config(conn: psycopg.Connection) -> BackupConfig:
+    rows = read_settings(conn, BACKUP_KEYS + SCHEDULE_KEYS)
     folder = rows.get("backup_folder_path")
     if not folder or not folder.strip():
         raise ConfigError("invoice_configurations.backup_folder_path is not set")
@@ -65,6 +100,10 @@ def read_backup_config(conn: psycopg.Connection) -> BackupConfig:
         folder_path=folder.strip(),
         notification_email=rows.get("backup_notification_email"),
         enabled=as_bool(rows.get("backup_enabled")),
+        time_zone=stored_zone("backup_schedule_time_zone", rows.get("backup_schedule_time_zone")),
+        retention_days=stored_count("backup_retention_days", rows.get("backup_retention_days")),
+        keep_weekly=stored_count("backup_keep_weekly", rows.get("backup_keep_weekly")),
+        keep_monthly=stored_count("backup_keep_monthly", rows.get("backup_keep_monthly")),
     )
 
 

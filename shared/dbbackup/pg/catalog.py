@@ -179,3 +179,24 @@ def run_script(url: str, script: str) -> None:
     """A trusted SQL script of ours (the demo's sample database), in one go."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(script)
+
+
+def role_names(url: str, secrets: tuple[str, ...] = ()) -> list[str]:
+    """The roles of ``url``'s server other than PostgreSQL's own (``pg_*``): what a backup's
+    policies and grants may name (Supabase's ``authenticated``, ``service_role``, ...)."""
+    with db.connect(url, attempts=1, secrets=secrets) as conn:
+        rows = conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def create_missing_roles(url: str, names: list[str]) -> list[str]:
+    """On a throwaway server of ours: every role of ``names`` it lacks, NOLOGIN and without any
+    attribute, so that a restore naming them in policies and grants succeeds. Returns the created."""
+    created = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles").fetchall()}
+        for name in names:
+            if name not in existing:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+                created.append(name)
+    return created

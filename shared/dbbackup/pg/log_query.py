@@ -18,7 +18,7 @@ SORTABLE = ("started_at", "file_size_bytes", "status")
 DEFAULT_PER_PAGE = 20
 _COLUMNS = (
     "id, started_at, completed_at, backup_type, status, file_name, file_size_bytes, google_drive_file_id,"
-    " google_drive_path, failure_reason, triggered_by, deleted_at"
+    " google_drive_path, failure_reason, triggered_by, deleted_at, verify_status, verified_at"
 )
 
 

@@ -76,15 +76,18 @@ class Drill:
         self.storage_for, self.targets = storage_for, targets
         self.identities, self.alerter, self.alert = identities, alerter, alert
 
-    def run(self) -> DrillResult:
-        """Never raises for the drill's own failures: they are its verdict (recorded, alerted).
-        ConfigError / DatabaseUnavailable when the log cannot be read at all."""
+    def run(self, log_id: str | None = None) -> DrillResult:
+        """The drill of backup ``log_id`` (the console's "Verify now"), else of the latest
+        successful one. Never raises for the drill's own failures: they are its verdict
+        (recorded, alerted). ConfigError / DatabaseUnavailable when the log cannot be read at all."""
         started = time.monotonic()
         with self.open_log() as repo:
-            newest = repo.latest_successes(1)
+            newest = [repo.get(log_id)] if log_id else repo.latest_successes(1)
         row = newest[0] if newest else None
-        if row is None:
-            return DrillResult(SKIPPED, "no successful backup to verify")
+        if row is None or row.status != "success":
+            return DrillResult(
+                SKIPPED, f"backup {log_id} is not a successful backup" if log_id else "no successful backup to verify"
+            )
         result = DrillResult(FAILED, "", row.id, row.file_name)
         try:
             self._drill(row.id, row.file_name or "", row.sql_bytes, result)
@@ -131,6 +134,10 @@ class Drill:
                 return
             result.target = "embedded PostgreSQL 18"
             with EmbeddedPostgres() as pg:
+                # The backup's policies and grants name the live server's roles (Supabase's
+                # authenticated, service_role, ...); a fresh server has none of them.
+                roles = catalog.role_names(self.config.database_url, self.config.secrets)
+                catalog.create_missing_roles(pg.url(), roles)
                 catalog.create_databases(pg.url(), "restore_drill")
                 restore_and_compare(source, pg.url("restore_drill"), report, identities, where="PostgreSQL 18")
         result.tables = report.tables

@@ -27,6 +27,7 @@ from dbbackup.pg.catalog import create_database, is_supabase_project, missing_da
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
 from dbbackup.pg.managed import SKIP_SETTING
 from dbbackup.pg.process import drain_lines, stop_group
+from dbbackup.pg.scratch import clearing_script
 from dbbackup.redact import one_line
 from dbbackup.restore.reading import open_stored
 from dbbackup.restore.sources import Source
@@ -81,13 +82,17 @@ def restore(
     create: bool = False,
     identities: Identities | None = None,
     skip_managed_errors: bool = False,
+    replace: bool = False,
 ) -> RestoreResult:
     """An age-encrypted backup needs ``identities`` (UsageError before anything is touched);
     its pieces are authenticated as they stream, and a damaged one stops psql uncommitted.
     ``skip_managed_errors``: an app object on a managed schema the restoring role may not
     re-create is reported and skipped instead of stopping the restore (pg.managed).
     ``create``: when the target database does not exist, create it (else that is a UsageError
-    that says so), once the backup could be opened."""
+    that says so), once the backup could be opened.
+    ``replace``: the target's user schemas (those its role owns) are dropped first, inside the
+    restore's one transaction, so a failed restore leaves the target as it was (the console's
+    RESTORE_TARGETS ``"replace": true``; implies ``force``)."""
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # one transaction through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
@@ -95,12 +100,18 @@ def restore(
     opened = open_stored(source)
     blocks = gunzip(opened.gzip(identities, source.label, "restore"), stats)
     first = next(blocks, b"")
-    check_target(target_url, secrets, supabase_dump=profiles.is_supabase_dump(first), force=force, create=create)
+    check_target(
+        target_url, secrets, supabase_dump=profiles.is_supabase_dump(first), force=force or replace, create=create
+    )
     argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
     if single_transaction:
         argv.append("--single-transaction")
     if skip_managed_errors:
         argv += ["-c", f"SET {SKIP_SETTING} = on"]
+    if replace:
+        if not single_transaction:
+            raise UsageError("replacing a target's schemas needs the restore's single transaction")
+        argv += ["-c", clearing_script(target_url, secrets)]
     argv += ["-f", "-", "-d", conninfo]
     started = time.monotonic()
     proc = subprocess.Popen(

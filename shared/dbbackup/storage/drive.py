@@ -36,7 +36,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest, MediaIoBaseDownload, MediaUpload
 
 from dbbackup.core import folder_path, naming
-from dbbackup.core.ports import Folder, StoredFile
+from dbbackup.core.ports import Folder, Quota, StoredFile
 from dbbackup.errors import ConfigError, StorageError, StorageExists, StorageNotFound
 from dbbackup.redact import MASK, redact
 from dbbackup.storage.drive_config import SERVICE_ACCOUNT, DriveConfig
@@ -562,6 +562,18 @@ class DriveStorage:
         if meta.get("mimeType") == FOLDER_MIME or meta.get("trashed"):
             raise StorageNotFound(f"file {file_id}: not a file on Google Drive (a folder, or in the trash)")
         return self._stored(meta, str(meta["name"]))
+
+    def quota(self) -> Quota:
+        """The Drive account's space (``about.get(fields=storageQuota)``); ``limit`` is absent for
+        unlimited storage. Files in a Shared drive count against the drive's organisation, not here."""
+        about = self._execute("storage quota", self._service.about().get(fields="storageQuota"))
+        quota = about.get("storageQuota", {}) if isinstance(about, dict) else {}
+
+        def number(key: str) -> int | None:
+            value = quota.get(key)
+            return int(value) if isinstance(value, str) and value.isdigit() else None
+
+        return Quota(used_bytes=number("usage"), limit_bytes=number("limit"))
 
     def delete(self, file_id: str) -> None:
         if not _FILE_ID.match(file_id):

@@ -87,7 +87,7 @@
   const STATUS_TEXT = { success: 'Success', failed: 'Failed', in_progress: 'In progress' };
   const TYPE_TEXT = { automatic: 'Automatic', manual: 'Manual' };
   const TARGET_TEXT = { local: 'Local folder', google_drive: 'Google Drive', gcs: 'Cloud Storage', s3: 'S3' };
-  const COLUMNS = ['Date & Time', 'Type', 'Status', 'File Name', 'Size', 'Drive Path', 'Failure Reason'];
+  const COLUMNS = ['Date & Time', 'Type', 'Status', 'File Name', 'File Size', 'Google Drive Path', 'Failure Reason'];
 
   function saveBlob(blob, name) {
     const url = URL.createObjectURL(blob);
@@ -110,15 +110,24 @@
 
   // ---- toasts --------------------------------------------------------------------------------
 
-  function toast(kind, text) {
+  /** ``sticky``: stays until replaced (``settle``) or dismissed, e.g. while a backup runs. */
+  function toast(kind, text, sticky = false) {
     const box = $('toasts');
     const close = el('button', { type: 'button', 'aria-label': 'Dismiss notification', text: '×' });
-    const item = el('div', { className: `toast ${kind}`, dataset: { kind } }, el('span', { text }), close);
+    const data = sticky ? { kind, sticky: 'true' } : { kind };
+    const item = el('div', { className: `toast ${kind}`, dataset: data }, el('span', { text }), close);
     close.addEventListener('click', () => item.remove());
     box.append(item);
-    while (box.children.length > 4) box.firstElementChild.remove();
+    while (box.children.length > 4) (box.querySelector('.toast:not([data-sticky])') || box.firstElementChild).remove();
     // Errors stay until dismissed: a reason that vanishes before it is read helps nobody.
-    if (kind !== 'error') setTimeout(() => item.remove(), TOAST_MS);
+    if (kind !== 'error' && !sticky) setTimeout(() => item.remove(), TOAST_MS);
+    return item;
+  }
+
+  /** The result in the place of a sticky toast (which goes, whatever happened to it). */
+  function settle(sticky, kind, text) {
+    const item = toast(kind, text);
+    if (sticky.isConnected) sticky.replaceWith(item);
     return item;
   }
 
@@ -335,6 +344,8 @@
     else showWho(`Signed in as ${session ? session.email : me.body.subject} · ${role}`, true);
     showView('console');
     $('main').focus({ preventScroll: true });
+    // chart.js and schedule.js draw their parts with these helpers (the session stays here).
+    document.dispatchEvent(new CustomEvent('dbbackup:open', { detail: { apiJson, messageOf, toast, formatDate, guarded } }));
     await Promise.all([guarded(loadConfig), guarded(loadStatus)]); // the console is open: errors become toasts
   }
 
@@ -522,7 +533,7 @@
     }
 
     let drive;
-    const path = row.google_drive_path || '';
+    const path = row.status === 'failed' ? '' : row.google_drive_path || ''; // a failed attempt stored nothing
     if (row.drive_url && !deleted && /^https:\/\//.test(row.drive_url)) {
       drive = el('td', {}, el('a', {
         href: row.drive_url, target: '_blank', rel: 'noopener noreferrer', text: path || 'Open in Drive',
@@ -544,7 +555,9 @@
     ];
     // The column names, for the phone layout where each row is a card (CSS shows data-label).
     cells.forEach((cell, n) => { cell.dataset.label = COLUMNS[n]; });
-    return el('tr', { className: deleted ? 'deleted' : '', dataset: { id: row.id, status: row.status } }, ...cells);
+    const tr = el('tr', { className: deleted ? 'deleted' : '', dataset: { id: row.id, status: row.status } }, ...cells);
+    for (const module of modules) if (module.row) module.row(row, tr);
+    return tr;
   }
 
   async function download(row, button) {
@@ -738,24 +751,27 @@
   async function runBackup() {
     if (running) return;
     setRunning(true);
-    toast('info', 'Backup in progress…');
+    // Stays while the backup runs (however long), then the result takes its place.
+    const progress = toast('info', 'Backup in progress…', true);
     try {
       const res = await apiJson('api/backups', { method: 'POST', json: {} });
       const b = res.body || {};
       if (res.ok && b.status === 'success') {
         const seconds = typeof b.seconds === 'number' ? ` in ${b.seconds.toFixed(1)} s` : '';
-        toast('success', `Backup completed: ${b.file_name}${seconds}.`);
+        settle(progress, 'success', `Backup completed: ${b.file_name}${seconds}.`);
       } else if (res.status === 409) {
-        toast('error', `A backup is already running: ${messageOf(b, 409)}`);
+        settle(progress, 'error', `A backup is already running: ${messageOf(b, 409)}`);
       } else if (res.status === 429) {
         const wait = res.response.headers.get('Retry-After');
-        toast('error', `Too many manual backups: ${messageOf(b, 429)}${wait ? ` Try again in ${wait} s.` : ''}`);
+        settle(progress, 'error', `Too many manual backups: ${messageOf(b, 429)}${wait ? ` Try again in ${wait} s.` : ''}`);
       } else {
-        toast('error', `Backup failed: ${b.failure_reason || messageOf(b, res.status)}`);
+        settle(progress, 'error', `Backup failed: ${b.failure_reason || messageOf(b, res.status)}`);
       }
     } finally {
+      progress.remove(); // already replaced, or the request itself failed (its error toast follows)
       setRunning(false);
     }
+    document.dispatchEvent(new CustomEvent('dbbackup:changed'));
     await loadStatus();
     if ($('logs-dialog').open) await loadLogs();
   }
@@ -807,6 +823,7 @@
       fatal(`The console could not load its configuration: ${e.message}`);
       return;
     }
+    $('auth-banner').hidden = config.auth_mode !== 'disabled';
     if (config.auth_mode === 'disabled') {
       await guarded(enter);
       return;
@@ -840,6 +857,14 @@
       guarded(runBackup);
     });
   }
+
+  // ---- page modules ----------------------------------------------------------------------------
+  // Files loaded before this one (restore.js) push a setup function onto window.dbConsoleModules.
+  // Each gets these helpers, never the session itself, and may return {row(item, tr)} to add to
+  // each row of the logs table.
+  const modules = (window.dbConsoleModules || []).map((setupModule) => setupModule(Object.freeze({
+    el, apiJson, guarded, toast, openDialog, formatDate, messageOf, reloadLogs: () => guarded(loadLogs),
+  })) || {});
 
   wire();
   boot();
