@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--into-schema", metavar="NAME", help="with --table/--schema: create them in NAME, beside the live ones"
     )
+    restore.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="restore over N sessions (default 1: one session, one transaction); N > 1 needs an empty target",
+    )
     restore.add_argument("--json", action="store_true")
     verify = sub.add_parser("verify", help="check a backup end to end")
     verify.add_argument("source", help="a .sql.gz(.age) file, a backup_logs id, or 'latest'")
@@ -293,21 +300,43 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from dbbackup.restore.restorer import restore
     from dbbackup.wiring import resolve_source
 
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: expected 1 or more sessions")
+    if args.jobs > 1:
+        clashing = [
+            flag
+            for flag, given in (
+                ("--force", args.force),
+                ("--no-single-transaction", not args.single_transaction),
+                ("--skip-managed-errors", args.skip_managed_errors),
+            )
+            if given
+        ]
+        if clashing:
+            raise UsageError(f"--jobs > 1 restores into an empty database only, without {', '.join(clashing)}")
+    if args.jobs > 1 and (args.tables or args.schemas):
+        raise UsageError("--jobs > 1 restores a whole backup; --table/--schema restore in one session")
     signal.signal(signal.SIGTERM, _sigterm)
     if args.tables or args.schemas:
         return _restore_tables(args)
     if args.into_schema:
         raise UsageError("--into-schema goes with --table or --schema")
     identities = _identities(args)
-    result = restore(
-        resolve_source(args.source, from_target=args.from_target),
-        args.target,
-        single_transaction=args.single_transaction,
-        force=args.force,
-        create=args.create,
-        identities=identities,
-        skip_managed_errors=args.skip_managed_errors,
-    )
+    source = resolve_source(args.source, from_target=args.from_target)
+    if args.jobs > 1:
+        from dbbackup.restore.parallel import restore_parallel
+
+        result = restore_parallel(source, args.target, args.jobs, create=args.create, identities=identities)
+    else:
+        result = restore(
+            source,
+            args.target,
+            single_transaction=args.single_transaction,
+            force=args.force,
+            create=args.create,
+            identities=identities,
+            skip_managed_errors=args.skip_managed_errors,
+        )
     for message in result.messages:
         print(message, file=sys.stderr)
     if args.json:
@@ -316,6 +345,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(
             f"restored {result.source}: {result.sql_bytes:,} bytes of SQL from {result.gz_bytes:,} bytes gzip "
             f"{'(decrypted with the age identity) ' if result.encrypted else ''}in {result.seconds:.1f} s"
+            + (f" over {result.jobs} sessions, read {result.read}" if result.jobs > 1 else "")
         )
     return EXIT_OK
 

@@ -81,6 +81,8 @@ TARGETS = {
     "three_targets_rss_mb": 150,  # (f) own peak RSS with three targets
     "seekable_bytes": 1.01,  # (d) output <= 1.01 x (g), the single-member file
     "seekable_wall": 1.03,  # (d) wall <= 1.03 x (g)
+    "jobs2_vs_psql": 0.90,  # restore --jobs 2 wall <= 0.90 x gunzip | psql
+    "jobs2_vs_pg_restore": 1.15,  # restore --jobs 2 wall <= 1.15 x pg_restore -j 2
 }
 
 # --------------------------------------------------------------------------- data generation
@@ -494,7 +496,12 @@ LABELS = {
     "r1": "dbbackup restore",
     "r2": "gunzip -c | psql",
     "r3": "dbbackup restore --identity (e)",
+    "r4": "dbbackup restore --jobs 2",
+    "r5": "pg_restore -j 2 (pg_dump -Fd)",
+    "r6": "dbbackup restore --jobs 2, no index",
 }
+# The parallel restore's rows; --only parallel-restore runs just these.
+PARALLEL_RESTORES = ("r2", "r4", "r5", "r6")
 
 
 @dataclass(frozen=True)
@@ -606,33 +613,86 @@ def dump_rounds(url: str, rounds: int, work: Path, key: AgeKey, stores: ObjectSt
     return runs
 
 
-def restore_rounds(server: Server, source_url: str, file: Path, rounds: int, sealed: Path, key: AgeKey) -> list[Run]:
+def directory_dump(url: str, work: Path) -> Path:
+    """pg_dump -Fd of the database (with the server's major: the bundled binaries are the bench
+    server's), for pg_restore -j; not timed."""
+    out = work / "dir-dump"
+    shutil.rmtree(out, ignore_errors=True)
+    run_checked([str(pgbin.tool("pg_dump")), "-Fd", "--no-owner", "--no-acl", "-f", str(out), f"--dbname={url}"])
+    return out
+
+
+def restore_argv(
+    method: str, file: Path, target: str, sealed: Path | None, key: AgeKey | None, dump_dir: Path | None
+) -> list[str]:
+    psql = str(pgbin.tool("psql"))
+    if method == "r1":
+        return [dbbackup_cli(), "restore", str(file), "--target", target, "--json"]
+    if method == "r3":
+        assert sealed is not None and key is not None
+        return [dbbackup_cli(), "restore", str(sealed), "--target", target, "--identity", str(key.file)]
+    if method in ("r4", "r6"):
+        return [dbbackup_cli(), "restore", str(file), "--target", target, "--jobs", "2", "--json"]
+    if method == "r5":
+        assert dump_dir is not None
+        return [str(pgbin.tool("pg_restore")), "-j", "2", "--no-owner", "--no-acl", "-d", target, str(dump_dir)]
+    psql_argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target]
+    return shell(f"gunzip -c {shlex.quote(str(file))} | {shlex.join(psql_argv)}")
+
+
+def restore_rounds(
+    server: Server,
+    source_url: str,
+    file: Path,
+    rounds: int,
+    sealed: Path | None,
+    key: AgeKey | None,
+    methods: tuple[str, ...] = ("r1", "r2", "r3", "r4", "r5", "r6"),
+    dump_dir: Path | None = None,
+) -> list[Run]:
+    """Each method restores into a fresh database, in an order that turns by one every round
+    (drift on a shared machine then touches every method alike)."""
     with psycopg.connect(source_url) as conn:
         expected = conn.execute("SELECT count(*) FROM invoices").fetchone()[0]  # type: ignore[index]
-    psql = str(pgbin.tool("psql"))
     target_db = "bench_restore_target"
     runs: list[Run] = []
     for n in range(1, rounds + 1):
-        for method in ("r1", "r2", "r3"):
+        turn = (n - 1) % len(methods)
+        for method in methods[turn:] + methods[:turn]:
             server.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
             server.execute(f'CREATE DATABASE "{target_db}"')
             target = server.url(target_db)
-            if method == "r1":
-                argv = [dbbackup_cli(), "restore", str(file), "--target", target, "--json"]
-            elif method == "r3":
-                argv = [dbbackup_cli(), "restore", str(sealed), "--target", target, "--identity", str(key.file)]
-            else:
-                psql_argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target]
-                argv = shell(f"gunzip -c {shlex.quote(str(file))} | {shlex.join(psql_argv)}")
-            run = measure(method, argv, bench_env(), target_db)
+            argv = restore_argv(method, file, target, sealed, key, dump_dir)
+            # r4 finds the backup's row, and so its seekable index, through DATABASE_URL; r6 has none.
+            env = bench_env(DATABASE_URL=source_url) if method == "r4" else bench_env()
+            run = measure(method, argv, env, target_db)
+            if method in ("r4", "r6"):
+                read = json.loads(run.stdout)["read"]
+                if read.startswith("by range") != (method == "r4"):
+                    raise SystemExit(f"{LABELS[method]}: read {read}")
             with psycopg.connect(target) as conn:
                 got = conn.execute("SELECT count(*) FROM invoices").fetchone()[0]  # type: ignore[index]
             if got != expected:
                 raise SystemExit(f"{LABELS[method]}: restored {got} invoices, expected {expected}")
             server.execute(f'DROP DATABASE "{target_db}" WITH (FORCE)')
             runs.append(run)
-            print(f"  restore round {n} {LABELS[method]:<26} {run.wall_s:7.2f} s", flush=True)
+            print(f"  restore round {n} {LABELS[method]:<36} {run.wall_s:7.2f} s", flush=True)
     return runs
+
+
+def parallel_checks(restores: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    if not all(m in restores for m in ("r2", "r4", "r5")):
+        return []
+    jobs2 = restores["r4"]["wall_s_median"]
+    checks = [
+        ("restore --jobs 2 <= 0.90 x gunzip | psql", jobs2 / restores["r2"]["wall_s_median"], TARGETS["jobs2_vs_psql"]),
+        (
+            "restore --jobs 2 <= 1.15 x pg_restore -j 2",
+            jobs2 / restores["r5"]["wall_s_median"],
+            TARGETS["jobs2_vs_pg_restore"],
+        ),
+    ]
+    return [{"target": name, "value": round(v, 3), "limit": limit, "met": v <= limit} for name, v, limit in checks]
 
 
 # --------------------------------------------------------------------------- reporting
@@ -689,15 +749,20 @@ def dump_table(summary: dict[str, dict[str, Any]], sql_bytes: int) -> str:
 
 def restore_table(summary: dict[str, dict[str, Any]]) -> str:
     base = summary["r2"]["wall_s_median"]
+    pg_restore = summary["r5"]["wall_s_median"] if "r5" in summary else None
     lines = [
-        "| method | rounds | median wall s | x gunzip-psql | peak RSS tree MB | own RSS MB | CPU s by process |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| method | rounds | median wall s | x gunzip-psql | x pg_restore -j 2 | peak RSS tree MB | own RSS MB"
+        " | CPU s by process |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for method, s in summary.items():
-        own = f"{s['own_rss_peak_mb']:.1f}" if method in ("r1", "r3") else ""
+    for method in sorted(summary, key=lambda m: int(m[1:])):
+        s = summary[method]
+        own = f"{s['own_rss_peak_mb']:.1f}" if method in ("r1", "r3", "r4", "r6") else ""
+        versus = f"{s['wall_s_median'] / pg_restore:.2f}" if pg_restore else ""
         lines.append(
             f"| {cell(s['label'])} | {s['rounds']} | {s['wall_s_median']:.2f} | {s['wall_s_median'] / base:.2f} "
-            f"| {s['tree_rss_peak_mb']:.1f} | {own} | {cpu_text(s['cpu_s_by_process_median'], s['wall_s_median'])} |"
+            f"| {versus} | {s['tree_rss_peak_mb']:.1f} | {own} "
+            f"| {cpu_text(s['cpu_s_by_process_median'], s['wall_s_median'])} |"
         )
     return "\n".join(lines)
 
@@ -784,7 +849,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json-out", type=Path, default=HERE / "results.json")
     parser.add_argument("--sizes", help="comma-separated sizes in GB at which to repeat (d), e.g. 0.25,1.0")
     parser.add_argument(
-        "--only", choices=["seekable"], help="seekable: only (d) and (g), the cost of a seekable file; no restores"
+        "--only",
+        choices=["seekable", "parallel-restore"],
+        help="seekable: only (d) and (g), the cost of a seekable file; no restores."
+        " parallel-restore: one (d) backup, then only restore --jobs 2 (with and without its index),"
+        " gunzip | psql and pg_restore -j 2",
     )
     args = parser.parse_args()
     args.sizes = [float(s) for s in args.sizes.split(",")] if args.sizes else []
@@ -822,6 +891,9 @@ def main() -> int:
         if args.only == "seekable":
             runs = seekable_rounds(url, args.rounds, work)
             args.restore_rounds, args.sizes = 0, []
+        elif args.only == "parallel-restore":
+            runs = [run_backup(url, work / "backups")]
+            args.sizes = []
         else:
             stores = ObjectStores()
             try:
@@ -833,9 +905,28 @@ def main() -> int:
         restore_runs: list[Run] = []
         if args.restore_rounds:
             print(f"restore: {args.restore_rounds} round(s) of each method", flush=True)
-            restore_runs = restore_rounds(
-                server, url, backup_file(work / "backups"), args.restore_rounds, backup_file(work / "backups-age"), key
-            )
+            dump_dir = directory_dump(url, work)
+            if args.only == "parallel-restore":
+                restore_runs = restore_rounds(
+                    server,
+                    url,
+                    backup_file(work / "backups"),
+                    args.restore_rounds,
+                    None,
+                    None,
+                    PARALLEL_RESTORES,
+                    dump_dir,
+                )
+            else:
+                restore_runs = restore_rounds(
+                    server,
+                    url,
+                    backup_file(work / "backups"),
+                    args.restore_rounds,
+                    backup_file(work / "backups-age"),
+                    key,
+                    dump_dir=dump_dir,
+                )
             restores = summarize(restore_runs, sql_bytes)
         sizes: list[dict[str, Any]] = []
         for size_gb in args.sizes:
@@ -857,7 +948,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         server.stop()
 
-    checks = targets(dumps, sizes)
+    checks = targets(dumps, sizes) + parallel_checks(restores)
     elapsed = time.perf_counter() - started
     print()
     print(
@@ -871,7 +962,10 @@ def main() -> int:
     if restores:
         print(f"\n## Restore of the (d) file into a fresh database, median of {args.restore_rounds} round(s)\n")
         print(restore_table(restores))
-        print("\n(dbbackup restore runs psql --single-transaction; the gunzip | psql baseline does not)")
+        print(
+            "\n(dbbackup restore runs psql --single-transaction; the gunzip | psql baseline does not;"
+            " --jobs 2 reads by range with the backup's index, or streams the file without one)"
+        )
     if sizes:
         print("\n## (d) at each size\n")
         print(sizes_table(sizes))

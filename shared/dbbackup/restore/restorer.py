@@ -55,6 +55,8 @@ class RestoreResult:
     # The backup's NOTICEs/WARNINGs: a role privilege the target lacks, an app object on a
     # managed schema the target already had or (with --skip-managed-errors) that was skipped.
     messages: list[str] = field(default_factory=list)
+    jobs: int = 1  # sessions (restore --jobs)
+    read: str = "streamed"  # how the file was read: streamed, or by range (a seekable index)
 
 
 class PsqlLines:
@@ -98,25 +100,9 @@ def restore(
     opened = open_stored(source)
     blocks = gunzip(opened.gzip(identities, source.label, "restore"), stats)
     first = next(blocks, b"")
-    if (missing := missing_database(target_url, secrets)) is not None:
-        if not create:
-            raise UsageError(
-                f'the target database "{missing}" does not exist: create it, or pass --create to create it'
-            )
-        create_database(target_url, missing, secrets)
-    supabase_dump = profiles.is_supabase_dump(first)
-    if not supabase_dump and is_supabase_project(target_url, secrets):
-        raise UsageError(FULL_INTO_SUPABASE)  # its CREATE SCHEMA auth would fail anyway, after a long wait
-    existing = user_tables(target_url, secrets)
-    if supabase_dump:
-        # A fresh Supabase project already holds its managed schemas; this backup leaves them out.
-        existing = [t for t in existing if not profiles.in_managed_schema(t)]
-    if existing and not (force or replace):
-        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
-        raise UsageError(
-            f"the target already holds {len(existing)} table(s)/view(s)/sequence(s) ({shown}); "
-            "restore into an empty database, or pass --force"
-        )
+    check_target(
+        target_url, secrets, supabase_dump=profiles.is_supabase_dump(first), force=force or replace, create=create
+    )
     argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
     if single_transaction:
         argv.append("--single-transaction")
@@ -175,6 +161,38 @@ def restore(
         opened.stored.encrypted,
         lines.ours,
     )
+
+
+def check_target(
+    target_url: str,
+    secrets: tuple[str, ...],
+    *,
+    supabase_dump: bool,
+    force: bool,
+    create: bool,
+    force_hint: bool = True,
+) -> None:
+    """The target exists (or is created with ``create``), fits the backup's profile, and is empty
+    unless ``force``: UsageError otherwise, before anything is written."""
+    if (missing := missing_database(target_url, secrets)) is not None:
+        if not create:
+            raise UsageError(
+                f'the target database "{missing}" does not exist: create it, or pass --create to create it'
+            )
+        create_database(target_url, missing, secrets)
+    if not supabase_dump and is_supabase_project(target_url, secrets):
+        raise UsageError(FULL_INTO_SUPABASE)  # its CREATE SCHEMA auth would fail anyway, after a long wait
+    existing = user_tables(target_url, secrets)
+    if supabase_dump:
+        # A fresh Supabase project already holds its managed schemas; this backup leaves them out.
+        existing = [t for t in existing if not profiles.in_managed_schema(t)]
+    if existing and not force:
+        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+        raise UsageError(
+            f"the target already holds {len(existing)} table(s)/view(s)/sequence(s) ({shown}); "
+            "restore into an empty database"
+            + (", or pass --force" if force_hint else " (--jobs > 1 restores only into an empty one)")
+        )
 
 
 def describe_failure(errors: deque[str], rc: int, single_transaction: bool) -> str:
