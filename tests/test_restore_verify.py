@@ -188,8 +188,9 @@ def test_verify_with_a_restore_test_reports_tables_and_rows(backed_up) -> None: 
     proc = cli(["verify", "latest", "--restore-test", "--json"], backed_up)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
-    # invoices, items + our six tables (005: rate limits, 011: backup_copies, 012: restore_logs)
-    assert report["ok"] and report["table_count"] == 8
+    # invoices, items + our seven tables (005: rate limits, 011: backup_copies, 012: restore_logs,
+    # 015: storage_manifest)
+    assert report["ok"] and report["table_count"] == 9
     assert report["rows"] >= 40000
 
 
