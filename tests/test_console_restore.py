@@ -303,3 +303,18 @@ def test_verify_now_of_a_damaged_backup_fails_recorded_and_alerted(
     assert row == ("failed",)
     [mail] = [m for m in sendgrid.sent if "Restore Drill Failed" in m.subject]
     assert mail.to == [OPS] and f"Verify now from the backup console, by {MANAGER}" in mail.text
+
+
+def test_verify_now_without_a_place_to_restore_answers_409_and_keeps_the_verdict(
+    setup: Setup, make_db: DbFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERIFY_DATABASE_URL", make_db())
+    url = f"/api/backups/{setup.backup_id}/verify"
+    assert setup.client.post(url, headers=setup.headers).get_json()["verify_status"] == "passed"
+    monkeypatch.delenv("VERIFY_DATABASE_URL")
+    monkeypatch.setattr("dbbackup.pg.binaries.has_server", lambda: False)  # as deployed: psql only
+    resp = setup.client.post(url, headers=setup.headers)
+    assert resp.status_code == 409 and "VERIFY_DATABASE_URL" in resp.get_json()["error"]
+    with psycopg.connect(setup.secured.url) as conn:
+        row = conn.execute("SELECT verify_status FROM backup_logs WHERE id = %s", (setup.backup_id,)).fetchone()
+    assert row == ("passed",)

@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 
 import psycopg
+import pytest
 from pyrage import x25519
 
+from dbbackup.errors import LockBusy
 from dbbackup.http.endpoints import verify_endpoint
 from dbbackup.http.types import HttpRequest
 from dbbackup.settings import Settings
@@ -141,3 +143,27 @@ def test_verify_backup_answers_the_scheduler_and_refuses_bad_bodies(migrated_url
     assert bad.status == 400 and "unknown field" in bad.body["error"]
     ok = verify_endpoint(HttpRequest("POST", "/", {"content-type": "application/json"}, b"{}"), env)
     assert ok.status == 200 and ok.body["status"] == "skipped", ok.body
+
+
+def test_a_skipped_drill_never_erases_a_verdict_and_one_drill_runs_at_a_time(
+    migrated_url: str, tmp_path: Path, make_db: DbFactory
+) -> None:
+    populate(migrated_url)
+    s = make_settings(migrated_url, tmp_path, VERIFY_DATABASE_URL=make_db())
+    backup = backup_job(s).run("scheduled")
+    assert drill(s).run().status == "passed"
+    with psycopg.connect(migrated_url) as conn:
+        before = conn.execute("SELECT verified_at FROM backup_logs WHERE id = %s", (backup.backup_log_id,)).fetchone()
+    small = make_settings(migrated_url, tmp_path, VERIFY_MAX_SQL_BYTES="10")
+    assert drill(small).run().status == "skipped"  # too big for the embedded server: nowhere to restore
+    # Another drill holds the lock (a second manager, the weekly drill): skipped, nothing erased.
+    with psycopg.connect(migrated_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (0x6462_6472_696C,))
+        busy = drill(s).run()
+        assert busy.status == "skipped" and "another restore drill is running" in busy.detail
+        with pytest.raises(LockBusy):
+            drill(s).run(backup.backup_log_id, busy_raises=True)
+    assert verdict(migrated_url, backup.backup_log_id)[0] == "passed"
+    with psycopg.connect(migrated_url) as conn:
+        after = conn.execute("SELECT verified_at FROM backup_logs WHERE id = %s", (backup.backup_log_id,)).fetchone()
+    assert after == before

@@ -23,9 +23,10 @@ from typing import Any
 from dbbackup import wiring
 from dbbackup.auth.config import DEFAULT_MANUAL_INTERVAL_SECONDS
 from dbbackup.core import messages, naming
-from dbbackup.errors import BackupError, ConfigError, UsageError
+from dbbackup.errors import BackupError, ConfigError, LockBusy, UsageError
 from dbbackup.http.guard import RequestContext
 from dbbackup.http.types import HttpReply, HttpRequest
+from dbbackup.pg import binaries as pgbin
 from dbbackup.pg import connect as db
 from dbbackup.pg import scratch
 from dbbackup.pg.access import RateLimiter
@@ -40,6 +41,11 @@ from dbbackup.settings import Settings
 
 log = logging.getLogger("dbbackup.console")
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+NOWHERE_TO_VERIFY = (
+    "Verify now has nowhere to restore: backup_console carries no PostgreSQL server binaries and"
+    " VERIFY_DATABASE_URL is not set for it; set VERIFY_DATABASE_URL (a scratch database) on"
+    " backup_console, or rely on the weekly drill (verify_backup)"
+)
 RESTORE, VERIFY = "restore", "verify"  # their rate-limit actions, apart from the manual backup's
 PROGRESS_EVERY_SECONDS = 2.0
 NO_IDENTITY = (
@@ -310,10 +316,17 @@ def verify_now(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpReply:
     if row.status != "success" or row.deleted_at is not None:
         state = "deleted" if row.deleted_at is not None else row.status
         return _error(409, f"backup {log_id} cannot be verified ({state})")
+    if not settings.verify_database_url and not pgbin.has_server():
+        # The drill would only end "skipped": say why instead, and record nothing.
+        return _error(409, NOWHERE_TO_VERIFY)
     if (limited := _rate_limited(ctx, VERIFY)) is not None:
         return limited
     log.info("verify of backup %s requested by %s", log_id, ctx.caller.label)
-    result = wiring.drill(settings, task=f"Verify now from the backup console, by {ctx.caller.subject}").run(log_id)
+    drill = wiring.drill(settings, task=f"Verify now from the backup console, by {ctx.caller.subject}")
+    try:
+        result = drill.run(log_id, busy_raises=True)
+    except LockBusy as exc:
+        return _error(409, str(exc))
     body = {
         "verify_status": result.status,
         "detail": result.detail,

@@ -419,7 +419,12 @@ class BackupLog(Protocol):
         ...
 
     def record_verification(self, log_id: str, status: str, detail: str) -> None:
-        """A restore drill's verdict on the attempt: ``passed``, ``failed`` or ``skipped``, now."""
+        """A restore drill's verdict on the attempt: ``passed``, ``failed`` or ``skipped``, now.
+        A ``skipped`` never replaces an earlier ``passed``/``failed``: that row is left as it was."""
+        ...
+
+    def drill_lock(self) -> AbstractContextManager[bool]:
+        """The restore drill's lock for the block (False: another drill holds it)."""
         ...
 
     def last_verified(self) -> LogRow | None:

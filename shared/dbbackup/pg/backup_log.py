@@ -38,6 +38,9 @@ CLEANUP_LOCK_KEY = 0x6462_636C_6561
 # moment it lists the blobs until its row says success; a cleanup collects blobs only holding it
 # exclusively, so a blob a running backup relies on is never one it deletes.
 BLOB_LOCK_KEY = 0x6462_626C_6F62
+# Session advisory lock key for "a restore drill is running" ("dbdril"): one drill into
+# VERIFY_DATABASE_URL (or a throwaway server) at a time, weekly or Verify now, on any instance.
+DRILL_LOCK_KEY = 0x6462_6472_696C
 PG_DUMP_APPLICATION_NAME = "dbbackup-pg_dump"  # what our pg_dump runs show in pg_stat_activity
 STATUSES = ("success", "failed", "in_progress")
 # Attempts that ended; an in_progress row has not told us anything yet.
@@ -408,10 +411,24 @@ class PgBackupLog:
     @_translated
     def record_verification(self, log_id: str, status: str, detail: str) -> None:
         self._needs_009(
+            # A skipped drill says nothing about the backup: it never erases an earlier verdict
+            # (the row keeps its passed/failed, its time and detail; the skip is only logged).
             "UPDATE public.backup_logs SET verified_at = clock_timestamp(), verify_status = %s, verify_detail = %s"
-            " WHERE id = %s",
-            (status, detail, log_id),
+            " WHERE id = %s AND (%s <> 'skipped' OR verify_status IS NULL OR verify_status = 'skipped')",
+            (status, detail, log_id, status),
         )
+
+    @contextlib.contextmanager
+    def drill_lock(self) -> Iterator[bool]:
+        """The drill lock on this connection for the block; False when another session holds it."""
+        with db.sql_errors(self.secrets):
+            got = bool(self._value("SELECT pg_try_advisory_lock(%s)", (DRILL_LOCK_KEY,)))
+        try:
+            yield got
+        finally:
+            if got:
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.execute("SELECT pg_advisory_unlock(%s)", (DRILL_LOCK_KEY,))
 
     @_translated
     def previous_success(self, exclude_id: str) -> LogRow | None:

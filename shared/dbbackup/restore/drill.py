@@ -25,7 +25,7 @@ from dbbackup.core import naming
 from dbbackup.core.alerts import Alerter
 from dbbackup.core.ports import Email, OpenLog, Storage
 from dbbackup.dump.age import Identities
-from dbbackup.errors import BackupError
+from dbbackup.errors import BackupError, LockBusy
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg import catalog, scratch
 from dbbackup.pg.embedded import EmbeddedPostgres
@@ -34,6 +34,7 @@ from dbbackup.restore.sources import resolve
 from dbbackup.restore.verify import VerifyReport, restore_and_compare
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+ANOTHER_DRILL = "another restore drill is running (the weekly drill or Verify now); try again when it has finished"
 _log = logging.getLogger("dbbackup.drill")
 
 
@@ -76,28 +77,37 @@ class Drill:
         self.storage_for, self.targets = storage_for, targets
         self.identities, self.alerter, self.alert = identities, alerter, alert
 
-    def run(self, log_id: str | None = None) -> DrillResult:
+    def run(self, log_id: str | None = None, *, busy_raises: bool = False) -> DrillResult:
         """The drill of backup ``log_id`` (the console's "Verify now"), else of the latest
         successful one. Never raises for the drill's own failures: they are its verdict
-        (recorded, alerted). ConfigError / DatabaseUnavailable when the log cannot be read at all."""
+        (recorded, alerted). ConfigError / DatabaseUnavailable when the log cannot be read at all.
+        One drill at a time (an advisory lock on the app database): when another holds it, the
+        drill is ``skipped`` (recorded, which never erases an earlier verdict), or LockBusy with
+        ``busy_raises`` (Verify now: 409, nothing recorded)."""
         started = time.monotonic()
-        with self.open_log() as repo:
+        with self.open_log() as repo, repo.drill_lock() as got:
             newest = [repo.get(log_id)] if log_id else repo.latest_successes(1)
-        row = newest[0] if newest else None
-        if row is None or row.status != "success":
-            return DrillResult(
-                SKIPPED, f"backup {log_id} is not a successful backup" if log_id else "no successful backup to verify"
-            )
-        result = DrillResult(FAILED, "", row.id, row.file_name)
-        try:
-            self._drill(row.id, row.file_name or "", row.sql_bytes, result)
-        except BackupError as exc:
-            result.status, result.detail = FAILED, one_line(redact(str(exc), self.config.secrets))
-        except Exception as exc:  # the verdict must be recorded whatever happened
-            text = f"unexpected error: {type(exc).__name__}: {exc}"
-            result.status, result.detail = FAILED, one_line(redact(text, self.config.secrets))
-        result.seconds = round(time.monotonic() - started, 3)
-        self._record(result)
+            row = newest[0] if newest else None
+            if row is None or row.status != "success":
+                return DrillResult(
+                    SKIPPED,
+                    f"backup {log_id} is not a successful backup" if log_id else "no successful backup to verify",
+                )
+            if not got:
+                if busy_raises:
+                    raise LockBusy(ANOTHER_DRILL)
+                result = DrillResult(SKIPPED, ANOTHER_DRILL, row.id, row.file_name)
+            else:
+                result = DrillResult(FAILED, "", row.id, row.file_name)
+                try:
+                    self._drill(row.id, row.file_name or "", row.sql_bytes, result)
+                except BackupError as exc:
+                    result.status, result.detail = FAILED, one_line(redact(str(exc), self.config.secrets))
+                except Exception as exc:  # the verdict must be recorded whatever happened
+                    text = f"unexpected error: {type(exc).__name__}: {exc}"
+                    result.status, result.detail = FAILED, one_line(redact(text, self.config.secrets))
+            result.seconds = round(time.monotonic() - started, 3)
+            self._record(result)
         return result
 
     def _drill(self, log_id: str, file_name: str, sql_bytes: int | None, result: DrillResult) -> None:
