@@ -237,3 +237,40 @@ def test_a_supabase_backup_into_plain_postgresql_fails_clearly_then_works_with_t
     assert proc.returncode == 0, proc.stderr
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM public.user_profiles").fetchone()[0] == 3
+
+
+_KILLED_MID_STREAM = r"""
+import gzip, os, signal, sys, time
+from dbbackup.restore.restorer import restore
+from dbbackup.restore.sources import Source
+pad = b"-- " + os.urandom(60_000).hex().encode() + b"\n"  # past the reader's first 64 KiB
+first = gzip.compress(b"CREATE TABLE cut (id int);\nINSERT INTO cut SELECT generate_series(1, 100);\n" + pad)
+rest = gzip.compress(b"INSERT INTO cut VALUES (0);\n" * 1000)
+def chunks():
+    yield first  # whole statements psql runs at once
+    time.sleep(1.0)
+    print("fed", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # the feeding process dies: psql sees its input end
+    yield rest
+restore(Source("cut.sql.gz", chunks, None), sys.argv[1], force=True)
+"""
+
+
+def test_a_restore_whose_feeding_process_dies_mid_stream_commits_nothing(make_db: DbFactory) -> None:
+    import subprocess
+    import sys
+    import time
+
+    target = make_db()
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_STREAM, target], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == -9 and "fed" in proc.stdout, proc.stderr
+    deadline = time.monotonic() + 15  # psql (its own session) ends on its own once its input is gone
+    with psycopg.connect(target, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "psql did not end"
+            time.sleep(0.1)
+    assert table_count(target) == 0

@@ -1,9 +1,11 @@
 """Restoring a backup: storage -> gunzip -> the bundled psql, streamed, all or nothing.
 
-With ``--single-transaction`` (the default) psql wraps the whole file in one transaction, so a
-failure anywhere leaves the target as it was. psql commits when its input ends, so the input
-is only closed after the gzip trailer and pg_dump's completion marker were seen; a corrupt or
-truncated file kills psql instead, and the transaction is rolled back.
+All or nothing (the default): psql's first command is our own ``BEGIN``, and ``COMMIT;`` is
+written to its input only after the whole stream was read and checked (the gzip trailer and
+pg_dump's completion marker seen). psql's ``--single-transaction`` is not used: it COMMITs when
+its input ends, so a feeding process that died mid-stream (input cut, our process killed) would
+commit what had arrived. Here an input that ends early leaves the transaction open, and psql's
+exit rolls it back; a corrupt or truncated file kills psql as well.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ FULL_INTO_SUPABASE = (
     " restore a backup taken with BACKUP_PROFILE=supabase (README: Supabase)"
 )
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+COMMIT = b"\nCOMMIT;\n"  # the restore's only commit: written once the stream was read and checked
 
 
 @dataclass
@@ -105,7 +108,7 @@ def restore(
     )
     argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
     if single_transaction:
-        argv.append("--single-transaction")
+        argv += ["-c", "BEGIN"]  # committed only by the COMMIT written after the checked stream
     if skip_managed_errors:
         argv += ["-c", f"SET {SKIP_SETTING} = on"]
     if replace:
@@ -138,7 +141,12 @@ def restore(
                 break
         else:
             checker.finish()  # raises when pg_dump's completion marker is missing
-            input_ok = True
+            if single_transaction:
+                try:
+                    proc.stdin.write(COMMIT)
+                except BrokenPipeError:
+                    psql_gone = True
+            input_ok = not psql_gone
     except BaseException:
         stop_group(proc, grace=0)
         raise
