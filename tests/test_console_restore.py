@@ -318,3 +318,36 @@ def test_verify_now_without_a_place_to_restore_answers_409_and_keeps_the_verdict
     with psycopg.connect(setup.secured.url) as conn:
         row = conn.execute("SELECT verify_status FROM backup_logs WHERE id = %s", (setup.backup_id,)).fetchone()
     assert row == ("passed",)
+
+
+def test_a_restore_row_left_in_progress_is_failed_by_the_next_and_the_end_survives_a_lost_connection(
+    setup: Setup, sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with psycopg.connect(setup.secured.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO restore_logs (backup_log_id, file_name, target, replace_target, requested_by)"
+            " VALUES (%s, 'old.sql.gz', 'staging', false, 'someone')",
+            (setup.backup_id,),
+        )
+    from dbbackup.console import restores
+
+    real = restores.restore
+
+    def cut_request_connection(*args: object, **kwargs: object) -> object:
+        # The request's connection dies while the restore runs (an idle timeout, a pooler).
+        with psycopg.connect(setup.secured.url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+            )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(restores, "restore", cut_request_connection)
+    status, body = setup.restore("staging")
+    assert status == 200, body
+    rows = setup.restores()
+    assert [(r[0], r[1], r[2], r[5]) for r in rows] == [
+        ("staging", "failed", "someone", restores.INTERRUPTED),
+        ("staging", "success", MANAGER, None),
+    ]
+    [mail] = [m for m in sendgrid.sent if "Restore Failed" in m.subject]
+    assert "interrupted" in mail.text

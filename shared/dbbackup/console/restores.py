@@ -46,6 +46,8 @@ NOWHERE_TO_VERIFY = (
     " VERIFY_DATABASE_URL is not set for it; set VERIFY_DATABASE_URL (a scratch database) on"
     " backup_console, or rely on the weekly drill (verify_backup)"
 )
+INTERRUPTED = "interrupted: the console's instance stopped before the restore ended"
+FINISH_ATTEMPTS = 3
 RESTORE, VERIFY = "restore", "verify"  # their rate-limit actions, apart from the manual backup's
 PROGRESS_EVERY_SECONDS = 2.0
 NO_IDENTITY = (
@@ -179,12 +181,31 @@ def start_restore(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpRep
     try:
         if (limited := _rate_limited(ctx, RESTORE)) is not None:
             return limited
+        # Holding the target's lock: no restore into it runs, so a row still in_progress is one
+        # whose instance stopped (timeout, eviction) before it ended. It ends now, alerted once.
+        for stale in restore_logs.fail_interrupted(target.name, INTERRUPTED):
+            log.error("restore %s into %s: %s", stale["id"], target.name, INTERRUPTED)
+            _alert(
+                settings,
+                stale["id"],
+                stale["backup_log_id"] or "",
+                stale["file_name"] or "",
+                target.name,
+                stale["requested_by"] or "",
+                INTERRUPTED,
+            )
         restore_id = restore_logs.start(log_id, row.file_name, target.name, target.replace, ctx.caller.subject)
         log.info("restore %s of backup %s into %s requested by %s", restore_id, log_id, target.name, ctx.caller.label)
-        outcome = _run(settings, source, target, identities, restore_id)
-        restore_logs.finish(restore_id, outcome)
+        outcome = Outcome("failed", 0.0, reason=INTERRUPTED)  # what the row says if the request is cut short
+        try:
+            outcome = _run(settings, source, target, identities, restore_id)
+        finally:
+            _finish(settings, restore_id, outcome)
     finally:
-        restore_logs.unlock_target(target.name)
+        try:
+            restore_logs.unlock_target(target.name)
+        except Exception as exc:  # the request's connection is gone, and its session lock with it
+            log.warning("restore into %s: unlock on the request's connection failed: %s", target.name, exc)
     body: dict[str, Any] = {
         "restore_id": restore_id,
         "status": outcome.status,
@@ -230,6 +251,20 @@ def _run(settings: Settings, source: Source, target: RestoreTarget, identities: 
     except Exception as exc:  # the row must end whatever happened
         return Outcome("failed", _seconds(started), counted.read, reason=_reason(exc, settings, unexpected=True))
     return Outcome("success", _seconds(started), counted.read, len(restored), sum(restored.values()))
+
+
+def _finish(settings: Settings, restore_id: str, outcome: Outcome) -> None:
+    """The row's end, on a fresh connection (the request's sat idle through the restore and may
+    be gone), retried; a row it could not end is failed by the next restore into that target."""
+    for attempt in range(1, FINISH_ATTEMPTS + 1):
+        try:
+            with db.connect(settings.database_url, attempts=2, secrets=settings.secrets) as conn:
+                PgRestoreLog(conn).finish(restore_id, outcome)
+            return
+        except Exception as exc:  # DatabaseUnavailable, or psycopg's own (outside sql_errors)
+            log.warning("restore %s: its end not recorded (attempt %s): %s", restore_id, attempt, exc)
+        time.sleep(attempt)
+    log.error("restore %s: its end (%s) could not be recorded", restore_id, outcome.status)
 
 
 def _seconds(started: float) -> float:

@@ -65,6 +65,19 @@ class PgRestoreLog:
         assert row is not None
         return str(row[0])
 
+    def fail_interrupted(self, target: str, reason: str) -> list[dict[str, Any]]:
+        """Mark ``target``'s rows still ``in_progress`` failed (call it holding the target's lock:
+        no restore into it is running, so such a row is one whose instance stopped mid-restore);
+        the rows changed, each returned once (its alert is sent once)."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "UPDATE public.restore_logs SET status = 'failed', completed_at = clock_timestamp(),"
+                " failure_reason = %s WHERE target = %s AND status = 'in_progress'"
+                " RETURNING id, backup_log_id, file_name, requested_by",
+                (reason, target),
+            ).fetchall()
+        return [_plain(r) for r in rows]
+
     def progress(self, restore_id: str, bytes_read: int) -> None:
         self.conn.execute(
             "UPDATE public.restore_logs SET bytes_read = %s WHERE id = %s AND status = 'in_progress'",
