@@ -80,7 +80,7 @@ def stored(url: str) -> dict[str, str | None]:
 
 
 def test_without_a_scheduler_the_schedule_is_stored_not_applied_and_the_backup_names_files_in_its_zone(
-    client: FlaskClient, manager: dict[str, str], secured: Secured
+    client: FlaskClient, manager: dict[str, str], secured: Secured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = client.get("/api/config/schedule", headers=manager).get_json()
     assert body["backup"]["cron"] == "0 1 * * *" and body["backup"]["time_zone"] == "Europe/Berlin"
@@ -91,6 +91,9 @@ def test_without_a_scheduler_the_schedule_is_stored_not_applied_and_the_backup_n
     assert next_run > datetime.now(UTC) and next_run.astimezone(ZoneInfo("Europe/Berlin")).hour == 1
 
     change = {"backup": {"cron": "30 4 * * 1-5", "time_zone": "Asia/Tokyo"}, "retention": {"keep_weekly": 4}}
+    resp = client.put("/api/config/schedule", json=change, headers=manager)  # Friday to Monday: 72 h
+    assert resp.status_code == 400 and "BACKUP_MAX_AGE_HOURS (26 h)" in resp.get_json()["error"]
+    monkeypatch.setenv("BACKUP_MAX_AGE_HOURS", "80")  # weekdays only, monitored as such
     resp = client.put("/api/config/schedule", json=change, headers=manager)
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
@@ -132,6 +135,14 @@ BAD_VALUES: list[tuple[Any, str]] = [
     ({"verify": {"cron": "0 3 * * 0"}}, "verify"),
     ({"backup": {"cron": "0 1 * * *", "paused": True}}, "backup"),
     ({}, "body"),
+    # Cron Scheduler would take but that never fires, or breaks the backup's monitoring.
+    ({"backup": {"cron": "0 0 31 2 *"}}, "backup.cron"),  # no 31 February: never runs
+    ({"cleanup": {"cron": "0 0 30 2 *"}}, "cleanup.cron"),
+    ({"backup": {"cron": "* * * * *"}}, "backup.cron"),  # backups under an hour apart
+    ({"backup": {"cron": "0 1 * * 1"}}, "backup.cron"),  # weekly: more than BACKUP_MAX_AGE_HOURS apart
+    ({"backup": {"time_zone": "localtime"}}, "backup.time_zone"),
+    ({"cleanup": {"time_zone": "Factory"}}, "cleanup.time_zone"),
+    ({"backup": {"time_zone": "EST5EDT"}}, "backup.time_zone"),
     # A valid part beside a bad one: nothing of the request is applied.
     ({"backup": {"cron": "0 4 * * *"}, "cleanup": {"time_zone": "Nowhere"}}, "cleanup.time_zone"),
 ]
@@ -258,3 +269,34 @@ def test_storage_use_is_drives_quota_and_not_available_elsewhere(
     assert drive == {"target": "google_drive", "available": True, "used_bytes": 5000, "limit_bytes": 15 << 30}
     assert local["target"] == "local" and local["available"] is False and "not available" in local["detail"]
     assert any(e.path == "/drive/v3/about" and e.query.get("fields") == "storageQuota" for e in drive_fake.exchanges)
+
+
+def test_a_change_applied_but_not_recorded_is_put_back_or_reported_exactly(
+    client: FlaskClient,
+    manager: dict[str, str],
+    secured: Secured,
+    deployed: SchedulerFake,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dbbackup.console import schedule
+    from dbbackup.errors import DatabaseError
+
+    def store_fails(*args: object) -> None:
+        raise DatabaseError("database error: the connection was lost")
+
+    monkeypatch.setattr(schedule, "write_backup_setting", store_fails)
+    resp = client.put("/api/config/schedule", json={"backup": {"cron": "15 3 * * *"}}, headers=manager)
+    assert resp.status_code == 500, resp.get_json()
+    assert deployed.jobs[BACKUP_JOB]["schedule"] == "0 1 * * *"  # put back
+    assert [p.json()["schedule"] for p in deployed.patches] == ["15 3 * * *", "0 1 * * *"]
+
+    def store_and_putting_back_fail(*args: object) -> None:
+        deployed.refuse(403, "PERMISSION_DENIED", method="PATCH")  # the job's restore is refused
+        raise DatabaseError("database error: the connection was lost")
+
+    monkeypatch.setattr(schedule, "write_backup_setting", store_and_putting_back_fail)
+    resp = client.put("/api/config/schedule", json={"backup": {"cron": "20 3 * * *"}}, headers=manager)
+    error = resp.get_json()["error"]
+    assert resp.status_code == 502 and "now runs '20 3 * * *'" in error and "(applied)" in error, error
+    assert "recording it failed" in error and "'0 1 * * *'" in error
+    assert deployed.jobs[BACKUP_JOB]["schedule"] == "20 3 * * *"

@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -59,11 +59,67 @@ def check_cron(value: Any, field: str) -> str:
     return " ".join(fields)
 
 
+def _area_city(name: str) -> bool:
+    """IANA ``Area/City`` names (Europe/Berlin, America/Argentina/Salta), ``UTC`` and ``Etc/*``;
+    not the tz database's other files (localtime, Factory, posixrules, EST5EDT, posix/..., right/...)
+    that Cloud Scheduler may reject or read otherwise."""
+    if name == "UTC" or name.startswith("Etc/"):
+        return True
+    area = name.split("/", 1)[0]
+    return "/" in name and area[:1].isupper() and area not in ("posix", "right", "SystemV")
+
+
 def check_zone(value: Any, field: str) -> str:
-    if not isinstance(value, str) or value.strip() not in zone_names():
+    if not isinstance(value, str) or value.strip() not in zone_names() or not _area_city(value.strip()):
         shown = value[:100] if isinstance(value, str) else value
         raise SettingError(f"{field}={shown!r} is not an IANA time zone name (e.g. Europe/Berlin)", field)
     return value.strip()
+
+
+MIN_BACKUP_GAP = timedelta(hours=1)
+_RUNS_CHECKED = timedelta(days=366)  # a year of runs: every month, weekday and DST change
+
+
+def check_runs(job: str, schedule: JobSchedule, max_age_hours: int, now: datetime) -> None:
+    """The job runs at all (``0 0 31 2 *`` never does); the backup's runs are at least an hour and
+    at most BACKUP_MAX_AGE_HOURS apart (else the status check would call a healthy schedule
+    stale, or the runs pile onto each other). SettingError naming ``<job>.cron``."""
+    field = f"{job}.cron"
+    start = now.astimezone(ZoneInfo(schedule.time_zone))
+    try:
+        runs = croniter(schedule.cron, start)
+        previous = runs.get_next(datetime)
+    except Exception:  # croniter gives up looking for a date that does not exist
+        previous = None
+    if not isinstance(previous, datetime):
+        raise SettingError(f"{field}={schedule.cron!r} never runs (no such date); choose one that does", field)
+    if job != "backup":
+        return
+    most = timedelta(hours=max_age_hours)
+    end = start + _RUNS_CHECKED
+    while previous < end:
+        found = runs.get_next(datetime)
+        assert isinstance(found, datetime)
+        gap = found.astimezone(UTC) - previous.astimezone(UTC)  # elapsed time, not wall-clock (DST)
+        if gap < MIN_BACKUP_GAP:
+            raise SettingError(
+                f"{field}={schedule.cron!r} runs backups {_span(gap)} apart (at {previous:%Y-%m-%d %H:%M} and"
+                f" {found:%H:%M} {schedule.time_zone}); backups must be at least an hour apart",
+                field,
+            )
+        if gap > most:
+            raise SettingError(
+                f"{field}={schedule.cron!r} leaves {_span(gap)} between backups (from {previous:%Y-%m-%d %H:%M}"
+                f" {schedule.time_zone}), more than BACKUP_MAX_AGE_HOURS ({max_age_hours} h): the status check"
+                " would call the backup stale and alert; choose runs at most that far apart",
+                field,
+            )
+        previous = found
+
+
+def _span(gap: timedelta) -> str:
+    hours = gap.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{round(gap.total_seconds() / 60)} min"
 
 
 def check_count(value: Any, name: str) -> int:
@@ -141,25 +197,58 @@ class Schedules:
             # Checked before a job is touched: a change applied but not recorded would be lost.
             raise ConfigError(f"invoice_configurations has no {missing[0]} row: run `dbbackup migrate`")
         current = {job: self._schedule(job, stored) for job in JOBS if job in wanted}
-        changes: list[str] = []
+        planned: dict[str, JobSchedule] = {}
+        now = datetime.now(UTC)
         for job in JOBS:
-            if job not in wanted:
-                continue
-            part = wanted[job]
-            new = JobSchedule(part.get("cron", current[job].cron), part.get("time_zone", current[job].time_zone))
+            if job in wanted:
+                part = wanted[job]
+                planned[job] = JobSchedule(
+                    part.get("cron", current[job].cron), part.get("time_zone", current[job].time_zone)
+                )
+                check_runs(job, planned[job], self.settings.max_age_hours, now)  # before any job is touched
+        changes: list[str] = []
+        for job, new in planned.items():
             if self.jobs is not None:
                 try:
                     new = self.jobs.update(self._job_name(job), new)
                 except SchedulerError as exc:
                     log.error("schedule change by %s refused: %s", who, exc)
                     raise SchedulerError(f"{exc} (applied before it: {', '.join(changes) or 'nothing'})") from None
-            self._store(_CRON_KEY[job], new.cron, current[job].cron, who)
-            self._store(_ZONE_KEY[job], new.time_zone, current[job].time_zone, who)
+            try:
+                self._store(_CRON_KEY[job], new.cron, current[job].cron, who)
+                self._store(_ZONE_KEY[job], new.time_zone, current[job].time_zone, who)
+            except Exception as exc:
+                self._unapply(job, new, current[job], changes, exc)
+                raise
             changes.append(f"{job} {new.cron} {new.time_zone}")
         for name, value in wanted.get("retention", {}).items():
             self._store(f"backup_{name}", str(value), stored.get(f"backup_{name}"), who)
             changes.append(f"{name} {value}")
         return self.read() | {"changed": changes}
+
+    def _unapply(self, job: str, new: JobSchedule, old: JobSchedule, changes: list[str], exc: Exception) -> None:
+        """The job was changed but the change could not be recorded: put the job's previous
+        schedule back; if that fails too, SchedulerError (502) saying what was applied and what not."""
+        if self.jobs is None:
+            return
+        name = self._job_name(job)
+        earlier = f"; applied and recorded before it: {', '.join(changes)}" if changes else ""
+        try:
+            self.jobs.update(name, old)
+        except Exception as undo:
+            log.error(
+                "schedule of %s applied (%s %s) but not recorded, and not put back: %s",
+                name,
+                new.cron,
+                new.time_zone,
+                undo,
+            )
+            raise SchedulerError(
+                f"the {job} job {name} now runs {new.cron!r} in {new.time_zone} (applied), but recording it failed"
+                f" ({exc}) and putting back its previous schedule ({old.cron!r} in {old.time_zone}) failed too"
+                f" ({undo}): the console shows the job's schedule; save it again to record it{earlier}"
+            ) from None
+        log.error("schedule of %s not recorded (%s): its previous schedule was put back", name, exc)
 
     def _store(self, key: str, text: str, before: Any, who: str) -> None:
         old = write_backup_setting(self.conn, key, text)
