@@ -351,3 +351,16 @@ def test_a_restore_row_left_in_progress_is_failed_by_the_next_and_the_end_surviv
     ]
     [mail] = [m for m in sendgrid.sent if "Restore Failed" in m.subject]
     assert "interrupted" in mail.text
+
+
+def test_a_bad_restore_targets_stops_only_the_restore_routes(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbbackup.settings import Settings
+
+    monkeypatch.setenv("RESTORE_TARGETS", '{"staging": "postgresql://u:hunter2@h/db", "bad name!": "x"}')
+    Settings.from_env()  # what the backup, the cleanup and the drill read: not refused
+    listed = setup.client.get("/api/restore-targets", headers=setup.headers)
+    assert listed.status_code == 500 and "RESTORE_TARGETS is invalid" in listed.get_json()["error"]
+    assert "hunter2" not in listed.get_data(as_text=True)
+    status, body = setup.restore("staging")
+    assert status == 500 and "RESTORE_TARGETS" in body["error"] and setup.restores() == []
+    assert setup.client.get("/api/logs", headers=setup.headers).status_code == 200  # the rest works

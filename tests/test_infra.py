@@ -386,3 +386,23 @@ def test_the_runtime_account_may_read_and_update_scheduler_jobs_and_nothing_more
     assert unq(binding["service_account_id"]) == "${google_service_account.scheduler.name}"
     assert unq(binding["role"]) == "roles/iam.serviceAccountUser"
     assert unq(binding["member"]) == "serviceAccount:${google_service_account.runtime.email}"
+
+
+@pytest.mark.skipif(infra.terraform() is None, reason="terraform is not on PATH")
+def test_restore_targets_is_given_to_the_console_alone(tmp_path: Path) -> None:
+    # A bad RESTORE_TARGETS (or a missing version) must never reach the backup, cleanup or drill.
+    inputs = infra.module_inputs(
+        {
+            "project_id": "p",
+            "region": "europe-west1",
+            "ops_alert_email": "ops@example.com",
+            "notification_email": "oncall@example.com",
+            "restore_targets_secret_id": "dbbackup-restore-targets",
+            "verify_database_url_secret_id": "dbbackup-verify",
+        },
+        {"project_number": "123", "scheduler_service_account": "s@p.iam.gserviceaccount.com"},
+    )
+    env = infra.evaluate_env_module(inputs, tmp_path / "tf")["env"]
+    assert "RESTORE_TARGETS_SECRET" in env["backup_console"]
+    for name in ("database_backup", "cleanup_old_backups", "verify_backup"):
+        assert "RESTORE_TARGETS_SECRET" not in env[name] and "VERIFY_DATABASE_URL_SECRET" in env[name], name

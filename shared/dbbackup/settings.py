@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -265,8 +266,10 @@ class Settings:
     verify_database_url: str | None = field(default=None, repr=False)
     verify_max_sql_bytes: int = 256 << 20
     identity_env: dict[str, str] = field(default_factory=dict, repr=False)
-    # RESTORE_TARGETS: where the console may restore (restore/targets.py); the URLs hold passwords.
-    restore_targets: tuple[RestoreTarget, ...] = field(default=(), repr=False)
+    # RESTORE_TARGETS, as written: where the console may restore (restore/targets.py); the URLs
+    # hold passwords. Parsed only where it is used (the console's restore routes), so a bad value
+    # never stops a backup, a cleanup or a drill.
+    restore_targets_text: str = field(default="", repr=False)
     # The console's schedule settings apply to these Cloud Scheduler jobs (None: stored only).
     scheduler_jobs: SchedulerJobNames | None = None
 
@@ -294,10 +297,15 @@ class Settings:
                 scratch = None
             found += (self.verify_database_url,) + ((str(scratch),) if scratch else ())
         found += self.auth.secrets if self.auth else ()
-        found += tuple(s for t in self.restore_targets for s in t.secrets)
+        with contextlib.suppress(ConfigError):  # a bad value is the restore routes' to report
+            found += tuple(s for t in self.restore_targets() for s in t.secrets)
         found += self.s3.secrets if self.s3 else ()
         found += self.supabase_storage.secrets if self.supabase_storage else ()
         return found + (self.google_drive.secrets if self.google_drive else ())
+
+    def restore_targets(self) -> tuple[RestoreTarget, ...]:
+        """RESTORE_TARGETS parsed now; ConfigError naming the target (never its URL) when bad."""
+        return parse_restore_targets(self.restore_targets_text)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -360,6 +368,6 @@ class Settings:
                 env, "VERIFY_MAX_SQL_BYTES", default_verify_max_sql_bytes(), low=0, high=1 << 50
             ),
             identity_env={k: env[k] for k in IDENTITY_VARIABLES if env.get(k)},
-            restore_targets=parse_restore_targets(env.get("RESTORE_TARGETS", "")),
+            restore_targets_text=env.get("RESTORE_TARGETS", ""),
             scheduler_jobs=scheduler_jobs_from_env(env),
         )

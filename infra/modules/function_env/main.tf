@@ -56,9 +56,14 @@ locals {
 
   # Secrets are read by the code at the first request (X_SECRET = a version's resource name),
   # with the runtime account's own identity: no secret value is ever in Terraform's state.
-  secret_env = {
-    for name, id in var.secret_ids : "${name}_SECRET" => "projects/${var.project_id}/secrets/${id}/versions/${var.secret_version}"
+  secret_env_all = {
+    for name, id in var.secret_ids : name => "projects/${var.project_id}/secrets/${id}/versions/${var.secret_version}"
   }
+  # Secrets only the console reads (RESTORE_TARGETS: its restore routes parse it), so a bad value
+  # or a missing version never stops the backup, the cleanup or the drill.
+  console_only_secrets = ["RESTORE_TARGETS"]
+  secret_env           = { for name, v in local.secret_env_all : "${name}_SECRET" => v if !contains(local.console_only_secrets, name) }
+  console_secret_env   = { for name, v in local.secret_env_all : "${name}_SECRET" => v if contains(local.console_only_secrets, name) }
 
   common_env = merge(
     # An empty setting is left out: the code's default applies (README "Configuration").
@@ -77,7 +82,10 @@ locals {
     for f in local.functions : f => merge(
       local.common_env,
       { SCHEDULER_AUDIENCE = local.urls[f] },
-      f == "backup_console" ? { for name, value in var.console_settings : name => value if value != "" } : {},
+      f == "backup_console" ? merge(
+        { for name, value in var.console_settings : name => value if value != "" },
+        local.console_secret_env,
+      ) : {},
     )
   }
 }

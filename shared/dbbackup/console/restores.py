@@ -84,9 +84,13 @@ def restore_targets(req: HttpRequest, ctx: RequestContext) -> HttpReply:
     """``GET /api/restore-targets``: names, replace flags and which one is the backed-up
     database itself; never a URL."""
     settings = ctx.settings
+    try:
+        configured = settings.restore_targets()
+    except ConfigError as exc:
+        return _bad_targets(exc)
     decrypt, problem = can_decrypt(settings)
     targets = []
-    for target in settings.restore_targets:
+    for target in configured:
         is_source = _is_source(target, settings)
         targets.append(
             {"name": target.name, "replace": target.replace, "is_source": is_source, "reachable": is_source is not None}
@@ -95,6 +99,12 @@ def restore_targets(req: HttpRequest, ctx: RequestContext) -> HttpReply:
     if not decrypt:
         body["decrypt_problem"] = problem or NO_IDENTITY
     return HttpReply(body, 200)
+
+
+def _bad_targets(exc: ConfigError) -> HttpReply:
+    """RESTORE_TARGETS cannot be read: only restoring is unavailable (the rest of the console works)."""
+    log.error("restore unavailable: %s", exc)
+    return _error(500, f"restore is unavailable: the operator's RESTORE_TARGETS is invalid: {exc}")
 
 
 def _body(req: HttpRequest) -> tuple[str, str]:
@@ -151,7 +161,10 @@ def start_restore(req: HttpRequest, ctx: RequestContext, log_id: str) -> HttpRep
         name, confirm = _body(req)
     except UsageError as exc:
         return _error(400, str(exc), "body")
-    targets = {t.name: t for t in settings.restore_targets}
+    try:
+        targets = {t.name: t for t in settings.restore_targets()}
+    except ConfigError as exc:
+        return _bad_targets(exc)
     target = targets.get(name)
     if target is None:
         known = ", ".join(targets) or "none are configured (RESTORE_TARGETS)"
