@@ -67,3 +67,15 @@ resource "google_storage_bucket_iam_member" "runtime_backups" {
   role   = each.value
   member = "serviceAccount:${google_service_account.runtime.email}"
 }
+
+# The console writes (Run Backup Now) and reads (downloads) backups as the scheduled functions do.
+resource "google_storage_bucket_iam_member" "console_backups" {
+  for_each = var.gcs_bucket != "" ? {
+    create = "roles/storage.objectCreator"
+    read   = "roles/storage.objectViewer"
+    delete = google_project_iam_custom_role.backup_object_deleter[0].id
+  } : {}
+  bucket = google_storage_bucket.backups[0].name
+  role   = each.value
+  member = "serviceAccount:${google_service_account.console.email}"
+}

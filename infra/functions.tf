@@ -124,7 +124,7 @@ resource "google_cloudfunctions2_function" "fn" {
     max_instance_request_concurrency = 1
     ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.runtime.email
+    service_account_email            = each.key == "backup_console" ? google_service_account.console.email : google_service_account.runtime.email
     environment_variables            = module.function_env.env[each.key]
   }
 
@@ -135,6 +135,7 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.build,
     google_storage_bucket_iam_member.build_reads_source,
     google_secret_manager_secret_iam_member.runtime,
+    google_secret_manager_secret_iam_member.console,
   ]
 }
 

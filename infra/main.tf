@@ -28,14 +28,24 @@ resource "google_project_service" "api" {
   disable_on_destroy = false
 }
 
-# The identity the functions run as. It holds no key file and no predefined role: it may read the
-# deployment's secrets (secrets.tf) and get/update Scheduler jobs (scheduler.tf, for the console's
-# schedule settings), and nothing else. Drive is reached with the separate
+# The identity the three scheduled functions (backup, cleanup, drill) run as. It holds no key file
+# and no predefined role: it may read the deployment's secrets but RESTORE_TARGETS (secrets.tf)
+# and use the backup bucket when there is one, nothing else. Drive is reached with the separate
 # credentials in the Drive secret; the database with the URL in its secret.
 resource "google_service_account" "runtime" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-runtime"
   display_name = "Database backup functions (runtime)"
+  depends_on   = [google_project_service.api]
+}
+
+# The identity backup_console runs as: what the runtime account may (the secrets, RESTORE_TARGETS
+# too, and the bucket: Run Backup Now, downloads), plus getting and updating the two Scheduler jobs
+# and acting as the scheduler account when it does (scheduler.tf). No key, no predefined role.
+resource "google_service_account" "console" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-console"
+  display_name = "Database backup console (runtime)"
   depends_on   = [google_project_service.api]
 }
 

@@ -14,8 +14,13 @@ output "console_url" {
 }
 
 output "runtime_service_account" {
-  description = "The functions' identity (no key). It reads the secrets; it is not the Drive identity."
+  description = "The scheduled functions' identity (no key). It reads the secrets but RESTORE_TARGETS; it is not the Drive identity."
   value       = google_service_account.runtime.email
+}
+
+output "console_service_account" {
+  description = "backup_console's identity (no key): the secrets, RESTORE_TARGETS too, and the two Scheduler jobs' get/update."
+  value       = google_service_account.console.email
 }
 
 output "scheduler_service_account" {

@@ -134,17 +134,19 @@ resource "google_project_iam_custom_role" "schedule_editor" {
   permissions = ["cloudscheduler.jobs.get", "cloudscheduler.jobs.update"]
 }
 
-resource "google_project_iam_member" "runtime_schedules" {
+# Granted to the console's own account only: the three scheduled functions' runtime account
+# (which runs the backup, the cleanup and the drill) may not change any job.
+resource "google_project_iam_member" "console_schedules" {
   project = var.project_id
   role    = google_project_iam_custom_role.schedule_editor.id
-  member  = "serviceAccount:${google_service_account.runtime.email}"
+  member  = "serviceAccount:${google_service_account.console.email}"
 }
 
 # Scheduler checks iam.serviceAccounts.actAs on the account a job's OIDC token is signed as when
-# the job is updated. That account may only invoke the scheduled functions, which the runtime
-# account runs as anyway: no right is gained through it.
-resource "google_service_account_iam_member" "runtime_updates_scheduler_jobs" {
+# the job is updated. That account may only invoke the scheduled functions (whose work the console
+# can start itself: Run Backup Now, Verify now): no right is gained through it.
+resource "google_service_account_iam_member" "console_updates_scheduler_jobs" {
   service_account_id = google_service_account.scheduler.name
   role               = "roles/iam.serviceAccountUser"
-  member             = "serviceAccount:${google_service_account.runtime.email}"
+  member             = "serviceAccount:${google_service_account.console.email}"
 }

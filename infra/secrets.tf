@@ -32,11 +32,21 @@ resource "google_secret_manager_secret" "this" {
   depends_on = [google_project_service.api]
 }
 
-# Only the runtime account may read them, and only these secrets (not the project's others).
+# Only the functions' accounts may read them, and only these secrets (not the project's others):
+# the scheduled functions' runtime account every one but RESTORE_TARGETS (the console's alone),
+# the console's account every one.
 resource "google_secret_manager_secret_iam_member" "runtime" {
-  for_each  = google_secret_manager_secret.this
+  for_each  = { for name, secret in google_secret_manager_secret.this : name => secret if name != "RESTORE_TARGETS" }
   project   = var.project_id
   secret_id = each.value.secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "console" {
+  for_each  = google_secret_manager_secret.this
+  project   = var.project_id
+  secret_id = each.value.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.console.email}"
 }

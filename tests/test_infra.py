@@ -110,15 +110,19 @@ def test_every_variable_the_code_reads_is_set_by_terraform_or_left_to_its_defaul
     )
 
 
-def test_terraform_holds_a_secret_for_each_secret_variable_and_only_the_runtime_account_reads_them() -> None:
+def test_terraform_holds_a_secret_for_each_secret_variable_and_only_the_functions_accounts_read_them() -> None:
     from dbbackup.secret_manager import SECRET_VARIABLES
 
     text = (INFRA / "secrets.tf").read_text()
     assert set(re.findall(r"^\s*([A-Z][A-Z0-9_]{2,})\s*=\s*var\.", text, re.MULTILINE)) == set(SECRET_VARIABLES)
     accessor = resources("google_secret_manager_secret_iam_member")
-    assert list(accessor) == ["runtime"]
-    assert unq(accessor["runtime"]["role"]) == "roles/secretmanager.secretAccessor"
-    assert unq(accessor["runtime"]["member"]) == "serviceAccount:${google_service_account.runtime.email}"
+    assert sorted(accessor) == ["console", "runtime"]
+    for account in ("runtime", "console"):
+        assert unq(accessor[account]["role"]) == "roles/secretmanager.secretAccessor"
+        assert unq(accessor[account]["member"]) == f"serviceAccount:${{google_service_account.{account}.email}}"
+    # RESTORE_TARGETS (URLs with passwords) is read by the console alone.
+    assert 'if name != "RESTORE_TARGETS"' in unq(accessor["runtime"]["for_each"])
+    assert unq(accessor["console"]["for_each"]) == "${google_secret_manager_secret.this}"
     # No secret value in Terraform (so none in its state): versions are added with gcloud.
     assert not resources("google_secret_manager_secret_version")
 
@@ -128,9 +132,9 @@ def test_least_privilege_no_basic_roles_no_keys_and_nothing_public_but_the_conso
     assert not re.search(r"roles/(editor|owner|viewer)\b", every_tf)
     assert not resources("google_service_account_key"), "no key files: the functions use their attached identity"
     project_roles = resources("google_project_iam_member")
-    # Only the build account has predefined project roles; the runtime account only the custom
-    # role that reads and updates Scheduler jobs (tested below).
-    assert set(project_roles) == {"build", "runtime_schedules"}
+    # Only the build account has predefined project roles; the console's account only the custom
+    # role that reads and updates Scheduler jobs (tested below); the runtime account none.
+    assert set(project_roles) == {"build", "console_schedules"}
     assert "roles/logging.logWriter" in project_roles["build"]["for_each"]
     functions = locals_(INFRA / "functions.tf")["functions"]
     invokers = resources("google_cloud_run_service_iam_member")
@@ -142,7 +146,9 @@ def test_least_privilege_no_basic_roles_no_keys_and_nothing_public_but_the_conso
         assert unq(functions[name]["ingress"]) == "${var.scheduled_ingress}"
     assert variable_defaults()["scheduled_ingress"] == "ALLOW_INTERNAL_ONLY"
     service = resources("google_cloudfunctions2_function")["fn"]["service_config"][0]
-    assert unq(service["service_account_email"]) == "${google_service_account.runtime.email}"
+    assert unq(service["service_account_email"]) == (
+        '${each.key == "backup_console" ? google_service_account.console.email : google_service_account.runtime.email}'
+    )
 
 
 def test_schedules_and_time_zone_match_the_documented_defaults() -> None:
@@ -374,18 +380,25 @@ def test_the_console_may_change_the_backup_and_cleanup_jobs_and_terraform_leaves
     assert unq(console["SCHEDULER_CLEANUP_JOB"]) == '${local.job_names["cleanup"]}'
 
 
-def test_the_runtime_account_may_read_and_update_scheduler_jobs_and_nothing_more() -> None:
+def test_only_the_consoles_own_account_may_read_and_update_scheduler_jobs_and_nothing_more() -> None:
     permissions = resources("google_project_iam_custom_role")["schedule_editor"]["permissions"]
     assert [unq(p) for p in permissions] == ["cloudscheduler.jobs.get", "cloudscheduler.jobs.update"]
-    grant = resources("google_project_iam_member")["runtime_schedules"]
+    grant = resources("google_project_iam_member")["console_schedules"]
     assert unq(grant["role"]) == "${google_project_iam_custom_role.schedule_editor.id}"
-    assert unq(grant["member"]) == "serviceAccount:${google_service_account.runtime.email}"
+    assert unq(grant["member"]) == "serviceAccount:${google_service_account.console.email}"
     acts_as = resources("google_service_account_iam_member")
-    assert list(acts_as) == ["runtime_updates_scheduler_jobs"]
-    binding = acts_as["runtime_updates_scheduler_jobs"]
+    assert list(acts_as) == ["console_updates_scheduler_jobs"]
+    binding = acts_as["console_updates_scheduler_jobs"]
     assert unq(binding["service_account_id"]) == "${google_service_account.scheduler.name}"
     assert unq(binding["role"]) == "roles/iam.serviceAccountUser"
-    assert unq(binding["member"]) == "serviceAccount:${google_service_account.runtime.email}"
+    assert unq(binding["member"]) == "serviceAccount:${google_service_account.console.email}"
+    # The scheduled functions' runtime account holds no Scheduler right, nor actAs.
+    every_tf = "\n".join(p.read_text() for p in infra.tf_files())
+    grants = re.findall(r'resource "google_(?:project|service_account)_iam_member" "\w+" \{[^}]*\}', every_tf)
+    assert not [g for g in grants if "google_service_account.runtime.email" in g]
+    # The console uses the bucket as the scheduled functions do (Run Backup Now, downloads).
+    bucket = resources("google_storage_bucket_iam_member")
+    assert bucket["console_backups"]["for_each"] == bucket["runtime_backups"]["for_each"]
 
 
 @pytest.mark.skipif(infra.terraform() is None, reason="terraform is not on PATH")
