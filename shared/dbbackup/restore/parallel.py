@@ -48,7 +48,7 @@ from dbbackup.pg.created import Objects, drop_created, snapshot, stop_sessions
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
 from dbbackup.restore.reading import open_stored
-from dbbackup.restore.restorer import RestoreResult, check_target
+from dbbackup.restore.restorer import COMMIT, RestoreResult, check_target
 from dbbackup.restore.script import COMPLETE, Entry, Splitter, split
 from dbbackup.restore.seekable import index_for, open_members
 from dbbackup.restore.sources import Source
@@ -139,8 +139,11 @@ class Session:
         single_transaction: bool = False,
     ) -> None:
         argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        self.single_transaction = single_transaction
         if single_transaction:
-            argv.append("--single-transaction")
+            # Our own BEGIN, and COMMIT written by close() only: not psql's --single-transaction,
+            # which commits whenever its input ends (also when this process is killed mid-stream).
+            argv += ["-c", "BEGIN"]
         self.proc = subprocess.Popen(
             [*argv, "-f", "-", "-d", conninfo],
             stdin=subprocess.PIPE,
@@ -185,7 +188,9 @@ class Session:
             raise self.failure()
 
     def close(self) -> None:
-        """End the input (psql commits a single transaction) and check psql's status."""
+        """End the input (a single transaction's COMMIT written first) and check psql's status."""
+        if self.single_transaction:
+            self.write(COMMIT)
         with contextlib.suppress(BrokenPipeError):
             self.stdin.close()
         self.proc.wait()

@@ -42,7 +42,7 @@ from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.restore import script
 from dbbackup.restore.reading import encrypted_without_identity, open_stored
-from dbbackup.restore.restorer import PsqlLines, describe_failure
+from dbbackup.restore.restorer import COMMIT, PsqlLines, describe_failure
 from dbbackup.restore.script import IDENT, QUALIFIED, Entry, unquote
 from dbbackup.restore.seekable import index_for, open_members
 from dbbackup.restore.sources import Source
@@ -438,7 +438,9 @@ def _run(
             functions.setdefault(_function_name(e), []).append(e)
     have = present(target_url, "function", [_split(name) for name in functions], secrets)
     functions = {name: found for name, found in functions.items() if _split(name) not in have}
-    argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"]
+    # Our own BEGIN, and COMMIT only after the whole selection was written (not psql's
+    # --single-transaction, which commits whenever its input ends: also when we are killed).
+    argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "BEGIN", "-f", "-"]
     argv += ["-d", conninfo]
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
@@ -460,7 +462,11 @@ def _run(
                 psql_gone = True
                 break
         else:
-            input_ok = True
+            try:
+                proc.stdin.write(COMMIT)
+                input_ok = True
+            except BrokenPipeError:
+                psql_gone = True
     except BaseException:
         stop_group(proc, grace=0)
         raise
