@@ -23,6 +23,8 @@ from dbbackup.core.seek_index import index_of
 from dbbackup.dump.profiles import PROFILE_MARKER
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.created import snapshot
+from dbbackup.pg.migrate import migrate
+from dbbackup.restore import parallel
 from dbbackup.restore.parallel import restore_parallel
 from dbbackup.restore.restorer import restore
 from dbbackup.settings import Settings
@@ -198,3 +200,41 @@ def test_a_supabase_profile_file_is_refused(backed: Backed, tmp_path: Path) -> N
     proc = run_cli(["restore", str(file), "--target", backed.sequential, "--jobs", "2"], None)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "full-profile backups only" in proc.stderr, proc.stderr
+
+
+def test_a_trigger_on_a_partitioned_parent_waits_for_its_partitions_rows(
+    backed: Backed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent has no rows of its own: its BEFORE INSERT trigger (cloned to the partitions)
+    must still wait until the partitions' rows are in, or it fires on their COPY."""
+    source = backed.new_db()
+    with psycopg.connect(source, autocommit=True) as conn:
+        migrate(conn)
+        conn.execute(
+            "CREATE TABLE public.measure (id int, v text) PARTITION BY RANGE (id);"
+            " CREATE TABLE public.part_a PARTITION OF public.measure FOR VALUES FROM (0) TO (100);"
+            " CREATE TABLE public.part_b PARTITION OF public.measure FOR VALUES FROM (100) TO (200);"
+            " INSERT INTO public.measure SELECT g, 'as dumped' FROM generate_series(0, 199) g;"
+            " CREATE FUNCTION public.mark() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN NEW.v := 'changed by the trigger'; RETURN NEW; END $$;"
+            " CREATE TRIGGER mark BEFORE INSERT ON public.measure FOR EACH ROW EXECUTE FUNCTION public.mark();"
+            " ALTER TABLE public.measure ADD CONSTRAINT small CHECK (id < 150) NOT VALID"
+        )
+    root = tmp_path / "store"
+    root.mkdir()
+    _, log_id = backup(source, root)
+    settings = Settings.from_env({"DATABASE_URL": source, "BACKUP_LOCAL_ROOT": str(root)})
+    real = parallel.open_members
+
+    def late(src, chosen, index):  # part_b's rows start late: the trigger's session is free first
+        if any("public.part_b" in m.tables for m in chosen):
+            time.sleep(1.5)
+        yield from real(src, chosen, index)
+
+    monkeypatch.setattr(parallel, "open_members", late)
+    target = backed.new_db()
+    result = restore_parallel(resolve_source(log_id, lambda: settings), target, 2)
+    assert result.read.startswith("by range"), result.read
+    with psycopg.connect(target) as conn:
+        rows = conn.execute("SELECT v, count(*) FROM public.measure GROUP BY v").fetchall()
+    assert rows == [("as dumped", 200)]
