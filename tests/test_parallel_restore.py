@@ -238,3 +238,29 @@ def test_a_trigger_on_a_partitioned_parent_waits_for_its_partitions_rows(
     with psycopg.connect(target) as conn:
         rows = conn.execute("SELECT v, count(*) FROM public.measure GROUP BY v").fetchall()
     assert rows == [("as dumped", 200)]
+
+
+def test_cleanup_ends_the_sessions_when_the_target_url_names_an_application(backed: Backed) -> None:
+    """libpq prefers the URL's application_name to PGAPPNAME: the sessions must still carry the
+    restore's own name, or a failure cannot end a session still at work (here one asleep in
+    its first index) and the cleanup waits for it."""
+    target = backed.new_db()
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.stall() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+            "   AND pid <> pg_catalog.pg_backend_pid()) THEN RAISE EXCEPTION 'second step refused';"
+            " ELSIF tg_tag = 'CREATE INDEX' AND pg_catalog.pg_try_advisory_lock(4242) THEN PERFORM pg_sleep(40);"
+            " END IF; END $$"
+        )
+        conn.execute(
+            "CREATE EVENT TRIGGER stall ON ddl_command_end WHEN TAG IN ('CREATE INDEX', 'ALTER TABLE')"
+            " EXECUTE FUNCTION public.stall()"
+        )
+    before = objects(target)
+    started = time.monotonic()
+    proc = backed.cli([backed.log_id, "--target", with_params(target, application_name="ops"), "--jobs", "2"])
+    assert proc.returncode == 1, proc.stderr
+    assert "second step refused" in proc.stderr and "everything the restore had created was dropped" in proc.stderr
+    assert time.monotonic() - started < 25, "the cleanup waited for the sleeping session"
+    assert objects(target) == before

@@ -36,6 +36,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import psycopg
+
 from dbbackup.core.seek_index import DATA_TYPES, Index, Member
 from dbbackup.dump import profiles
 from dbbackup.dump.age import Identities
@@ -356,7 +358,10 @@ def restore_parallel(
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # session settings through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
-    env["PGAPPNAME"] = application_name = f"dbbackup-restore-{uuid.uuid4().hex[:12]}"
+    # The sessions' name, by which a failure finds and ends them (pg.created.stop_sessions): in
+    # the conninfo, not PGAPPNAME, which an application_name in the target URL would override.
+    application_name = f"dbbackup-restore-{uuid.uuid4().hex[:12]}"
+    conninfo = psycopg.conninfo.make_conninfo(conninfo, application_name=application_name)
     opened = open_stored(source)
     index = index_for(source)
     if index is not None and not _by_range(index, source):
