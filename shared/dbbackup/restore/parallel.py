@@ -312,6 +312,7 @@ def post_data_tasks(entries: Iterable[tuple[Entry, bytes]], settings: Settings) 
     waves: list[list[Task]] = [[] for _ in range(len(WAVES) + 1)]
     for entry, sql in entries:
         if entry.kind != "entry":
+            settings.see(sql)  # SET lines no header followed still hold for what comes next
             continue
         prefix = settings.prefix()
         settings.see(sql)
