@@ -352,3 +352,39 @@ def test_a_supabase_profile_backup_restores_tables_without_its_project_sql(backu
     assert {k for k in restored if not k.startswith("sequence:")} == {"public.customers", "public.orders"}
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM pg_default_acl").fetchone()[0] == 1  # not reset
+
+
+INHERITING = """
+CREATE TABLE public.doc (id serial PRIMARY KEY, title text NOT NULL);
+CREATE TABLE public.memo (body text) INHERITS (public.doc);
+INSERT INTO public.doc (title) SELECT 'parent ' || g FROM generate_series(1, 30) g;
+INSERT INTO public.memo (title, body) SELECT 'child ' || g, 'b' FROM generate_series(1, 20) g;
+"""
+
+
+def test_an_inheritance_child_brings_its_parent_as_a_definition_only(backup: dict[str, Any], tmp_path: Path) -> None:
+    """--table on a child: the parent is created where the target lacks it (no rows), and an
+    existing parent is used as it is (not refused, its rows and sequence untouched)."""
+    source = backup["new_db"](INHERITING)
+    run_cli(["migrate"], source, check=True)
+    root = tmp_path / "store"
+    root.mkdir()
+    proc = run_cli(["backup", "--json"], source, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    log_id = json.loads(proc.stdout)["backup_log_id"]
+    empty = backup["new_db"]()
+    live = backup["new_db"](
+        "CREATE TABLE public.doc (id serial PRIMARY KEY, title text NOT NULL);"
+        " INSERT INTO public.doc (title) VALUES ('live')"
+    )
+    for target, parent_rows in ((empty, []), (live, [("live",)])):
+        args = ["restore", log_id, "--target", target, "--table", "public.memo", "--json"]
+        proc = run_cli(args, source, BACKUP_LOCAL_ROOT=str(root))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["tables"] == ["public.memo"]
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT title FROM ONLY public.doc").fetchall() == parent_rows
+            assert conn.execute("SELECT count(*) FROM public.memo").fetchone()[0] == 20
+            assert conn.execute("SELECT count(*) FROM public.doc").fetchone()[0] == 20 + len(parent_rows)
+    with psycopg.connect(live) as conn:
+        assert conn.execute("SELECT last_value FROM public.doc_id_seq").fetchone()[0] == 1  # the live one's
