@@ -50,6 +50,7 @@ INSERT INTO public.orders (customer_id, total, note) VALUES (1, 0, E'{TRICKY}');
 INSERT INTO "App Data"."Orders EU" SELECT g, 1 + g % 300, 'eu' FROM generate_series(1, 50) g;
 INSERT INTO public.events SELECT g, date '2026-01-01' + g % 300 FROM generate_series(1, 500) g;
 INSERT INTO public.big SELECT g, md5(g::text) || repeat('x', 60) FROM generate_series(1, 16000) g;
+SELECT lo_from_bytea(0, convert_to(repeat('large object ', 5000), 'UTF8'));
 """
 
 
@@ -157,7 +158,12 @@ def test_table_restores_exactly_the_tables_asked(backup: dict[str, Any], how: st
     assert result["tables"] == RESTORED and result["indexed"] == (how == "index")
     index = seek_index.index_of(backup["manifest"])
     assert index is not None
-    needed = [m for m in index.members if m.section != "data" or not m.tables or set(m.tables) & set(RESTORED)]
+    assert any(m.large_objects_only for m in index.members)  # the large object's member: not read
+    needed = [
+        m
+        for m in index.members
+        if m.section != "data" or (not m.tables and not m.large_objects_only) or set(m.tables) & set(RESTORED)
+    ]
     read = sum(m.length for m in needed) if how == "index" else backup["file"].stat().st_size
     assert result["gz_bytes"] == read  # by range: only the members holding what was asked
     # "App Data"."Orders EU" is not restored: its foreign key to customers is not the issue; the
@@ -388,3 +394,12 @@ def test_an_inheritance_child_brings_its_parent_as_a_definition_only(backup: dic
             assert conn.execute("SELECT count(*) FROM public.doc").fetchone()[0] == 20 + len(parent_rows)
     with psycopg.connect(live) as conn:
         assert conn.execute("SELECT last_value FROM public.doc_id_seq").fetchone()[0] == 1  # the live one's
+
+
+def test_an_index_without_entries_still_reads_and_entries_round_trip() -> None:
+    old = {"version": 1, "members": [{"offset": 0, "length": 5, "raw_offset": 0, "raw_length": 9, "section": "data"}]}
+    index = seek_index.from_json(old)
+    assert index is not None and index.members[0].entries == () and not index.members[0].large_objects_only
+    blobs = seek_index.Member(0, 5, 0, 9, "data", (), ("BLOB METADATA", "BLOBS"))
+    again = seek_index.from_json(seek_index.as_json(seek_index.Index((blobs,))))
+    assert again is not None and again.members == (blobs,) and blobs.large_objects_only

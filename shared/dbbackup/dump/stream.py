@@ -168,7 +168,7 @@ class DumpStream:
             self._sql_out += len(data)
             self._out += self._comp.compress(data)
 
-    def _close_member(self, section: str, tables: tuple[str, ...]) -> None:
+    def _close_member(self, section: str, tables: tuple[str, ...], entries: tuple[str, ...] = ()) -> None:
         """Record the member just finished (its gzip trailer is in ``_out``)."""
         gz_end = self.stats.gz_bytes + len(self._out)
         self._members.append(
@@ -179,6 +179,7 @@ class DumpStream:
                 self._sql_out - self._member_raw,
                 section,
                 tables,
+                entries,
             )
         )
         self._member_gz, self._member_raw = gz_end, self._sql_out

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from dbbackup.core.seek_index import DATA_TYPES, POST_TYPES, Index, Member
+from dbbackup.core.seek_index import DATA_TYPES, POST_TYPES, SECTIONS, Index, Member
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
@@ -370,10 +370,16 @@ def _until_rest(entries: Iterator[Entry]) -> tuple[list[Entry], Iterator[Entry]]
 
 def _rest_members(index: Index, chosen: Plan, skip: int) -> list[Member]:
     wanted = set(chosen.tables)
+    sections = [m.section for m in index.members]
+    # Large objects are passed over when the index tells them apart, in a file of one pg_dump
+    # run (in a file of several, the member may also hold the end of a run and what follows).
+    one_run = sections == sorted(sections, key=SECTIONS.index)
     return [
         m
         for m in index.members[skip:]
-        if m.section == "post-data" or (m.section == "data" and (not m.tables or wanted.intersection(m.tables)))
+        if m.section == "post-data"
+        or (m.section == "data" and wanted.intersection(m.tables))
+        or (m.section == "data" and not m.tables and not (one_run and m.large_objects_only))
     ]
 
 
