@@ -176,10 +176,7 @@ class Splitter:
         if line.startswith((b"-- Name: ", b"-- Data for Name: ")) and (toc := parse_toc(line)) is not None:
             self._start(Entry("entry", toc), line)  # a member cut right before the header line
             return
-        # (a member starts with its first entry's SET lines: held there too, before any header)
-        if self._entry.kind in ("entry", "preamble") and (
-            line.startswith(_SESSION_SET) or (self._held and line == b"\n")
-        ):
+        if self._entry.kind == "entry" and (line.startswith(_SESSION_SET) or (self._held and line == b"\n")):
             self._held.append(line)
             return
         self._release()
