@@ -404,3 +404,27 @@ def test_an_index_without_entries_still_reads_and_entries_round_trip() -> None:
     blobs = seek_index.Member(0, 5, 0, 9, "data", (), ("BLOB METADATA", "BLOBS"))
     again = seek_index.from_json(seek_index.as_json(seek_index.Index((blobs,))))
     assert again is not None and again.members == (blobs,) and blobs.large_objects_only
+
+
+def test_table_keeps_the_access_method_set_before_an_entry_not_restored(backup: dict[str, Any], tmp_path: Path) -> None:
+    """pg_dump writes SET default_table_access_method once, before the first table using it:
+    a table asked for after one not asked for still gets it."""
+    am = "CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler;"
+    source = backup["new_db"](
+        am + " CREATE TABLE public.a_first (v int) USING heap2; CREATE TABLE public.b_second (v int) USING heap2;"
+        " INSERT INTO public.b_second VALUES (1)"
+    )
+    run_cli(["migrate"], source, check=True)
+    root = tmp_path / "store"
+    root.mkdir()
+    proc = run_cli(["backup", "--json"], source, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    target = backup["new_db"](am)
+    args = ["restore", json.loads(proc.stdout)["backup_log_id"], "--target", target, "--table", "public.b_second"]
+    proc = run_cli(args, source, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    with psycopg.connect(target) as conn:
+        row = conn.execute(
+            "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = 'public.b_second'::regclass"
+        ).fetchone()
+    assert row == ("heap2",)

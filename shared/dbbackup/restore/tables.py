@@ -281,6 +281,13 @@ def _session_lines(sql: bytes) -> bytes:
     return b"".join(line for line in sql.splitlines(keepends=True) if line.startswith(keep))
 
 
+def _settings_of(sql: bytes) -> bytes:
+    """The SET lines (default_tablespace, default_table_access_method) that open an entry pg_dump
+    wrote them before: an entry not restored passes them on."""
+    lines = itertools.takewhile(lambda ln: ln.startswith(script.SESSION_SET) or ln == b"\n", sql.splitlines(True))
+    return b"".join(line for line in lines if line != b"\n")
+
+
 def _functions_for(sql: bytes, functions: dict[str, list[Entry]]) -> list[bytes]:
     """The FUNCTION entries ``sql`` calls that the target lacks, each once (taken from
     ``functions``)."""
@@ -427,6 +434,8 @@ def _selected(
             yield from _functions_for(kept, functions)
         elif e.seq in chosen.entries:
             yield chosen.rewrite(e.sql)
+        else:
+            yield _settings_of(e.sql)  # pg_dump sets them once: a later kept entry may need them
     # Constraints, indexes, triggers and policies go last, after every row: a file of several
     # pg_dump runs (the supabase profile) has its post-data before its data.
     post: list[bytes] = []
@@ -451,6 +460,8 @@ def _selected(
         elif entry.type not in DATA_TYPES and chosen.keep_post(entry):
             post.extend(_functions_for(entry.sql, functions))  # a trigger's, an index expression's
             post.append(_session_lines(entry.sql) if entry.kind == "trailer" else chosen.rewrite(entry.sql))
+        elif entry.type not in DATA_TYPES:
+            post.append(_settings_of(entry.sql))
     checker.finish()
     yield from post
 
