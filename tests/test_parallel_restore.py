@@ -23,6 +23,8 @@ from dbbackup.core.seek_index import index_of
 from dbbackup.dump.profiles import PROFILE_MARKER
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.created import snapshot
+from dbbackup.pg.migrate import migrate
+from dbbackup.restore import parallel
 from dbbackup.restore.parallel import restore_parallel
 from dbbackup.restore.restorer import restore
 from dbbackup.settings import Settings
@@ -198,3 +200,67 @@ def test_a_supabase_profile_file_is_refused(backed: Backed, tmp_path: Path) -> N
     proc = run_cli(["restore", str(file), "--target", backed.sequential, "--jobs", "2"], None)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "full-profile backups only" in proc.stderr, proc.stderr
+
+
+def test_a_trigger_on_a_partitioned_parent_waits_for_its_partitions_rows(
+    backed: Backed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent has no rows of its own: its BEFORE INSERT trigger (cloned to the partitions)
+    must still wait until the partitions' rows are in, or it fires on their COPY."""
+    source = backed.new_db()
+    with psycopg.connect(source, autocommit=True) as conn:
+        migrate(conn)
+        conn.execute(
+            "CREATE TABLE public.measure (id int, v text) PARTITION BY RANGE (id);"
+            " CREATE TABLE public.part_a PARTITION OF public.measure FOR VALUES FROM (0) TO (100);"
+            " CREATE TABLE public.part_b PARTITION OF public.measure FOR VALUES FROM (100) TO (200);"
+            " INSERT INTO public.measure SELECT g, 'as dumped' FROM generate_series(0, 199) g;"
+            " CREATE FUNCTION public.mark() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN NEW.v := 'changed by the trigger'; RETURN NEW; END $$;"
+            " CREATE TRIGGER mark BEFORE INSERT ON public.measure FOR EACH ROW EXECUTE FUNCTION public.mark();"
+            " ALTER TABLE public.measure ADD CONSTRAINT small CHECK (id < 150) NOT VALID"
+        )
+    root = tmp_path / "store"
+    root.mkdir()
+    _, log_id = backup(source, root)
+    settings = Settings.from_env({"DATABASE_URL": source, "BACKUP_LOCAL_ROOT": str(root)})
+    real = parallel.open_members
+
+    def late(src, chosen, index):  # part_b's rows start late: the trigger's session is free first
+        if any("public.part_b" in m.tables for m in chosen):
+            time.sleep(1.5)
+        yield from real(src, chosen, index)
+
+    monkeypatch.setattr(parallel, "open_members", late)
+    target = backed.new_db()
+    result = restore_parallel(resolve_source(log_id, lambda: settings), target, 2)
+    assert result.read.startswith("by range"), result.read
+    with psycopg.connect(target) as conn:
+        rows = conn.execute("SELECT v, count(*) FROM public.measure GROUP BY v").fetchall()
+    assert rows == [("as dumped", 200)]
+
+
+def test_cleanup_ends_the_sessions_when_the_target_url_names_an_application(backed: Backed) -> None:
+    """libpq prefers the URL's application_name to PGAPPNAME: the sessions must still carry the
+    restore's own name, or a failure cannot end a session still at work (here one asleep in
+    its first index) and the cleanup waits for it."""
+    target = backed.new_db()
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.stall() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+            "   AND pid <> pg_catalog.pg_backend_pid()) THEN RAISE EXCEPTION 'second step refused';"
+            " ELSIF tg_tag = 'CREATE INDEX' AND pg_catalog.pg_try_advisory_lock(4242) THEN PERFORM pg_sleep(40);"
+            " END IF; END $$"
+        )
+        conn.execute(
+            "CREATE EVENT TRIGGER stall ON ddl_command_end WHEN TAG IN ('CREATE INDEX', 'ALTER TABLE')"
+            " EXECUTE FUNCTION public.stall()"
+        )
+    before = objects(target)
+    started = time.monotonic()
+    proc = backed.cli([backed.log_id, "--target", with_params(target, application_name="ops"), "--jobs", "2"])
+    assert proc.returncode == 1, proc.stderr
+    assert "second step refused" in proc.stderr and "everything the restore had created was dropped" in proc.stderr
+    assert time.monotonic() - started < 25, "the cleanup waited for the sleeping session"
+    assert objects(target) == before

@@ -50,6 +50,7 @@ INSERT INTO public.orders (customer_id, total, note) VALUES (1, 0, E'{TRICKY}');
 INSERT INTO "App Data"."Orders EU" SELECT g, 1 + g % 300, 'eu' FROM generate_series(1, 50) g;
 INSERT INTO public.events SELECT g, date '2026-01-01' + g % 300 FROM generate_series(1, 500) g;
 INSERT INTO public.big SELECT g, md5(g::text) || repeat('x', 60) FROM generate_series(1, 16000) g;
+SELECT lo_from_bytea(0, convert_to(repeat('large object ', 5000), 'UTF8'));
 """
 
 
@@ -157,7 +158,12 @@ def test_table_restores_exactly_the_tables_asked(backup: dict[str, Any], how: st
     assert result["tables"] == RESTORED and result["indexed"] == (how == "index")
     index = seek_index.index_of(backup["manifest"])
     assert index is not None
-    needed = [m for m in index.members if m.section != "data" or not m.tables or set(m.tables) & set(RESTORED)]
+    assert any(m.large_objects_only for m in index.members)  # the large object's member: not read
+    needed = [
+        m
+        for m in index.members
+        if m.section != "data" or (not m.tables and not m.large_objects_only) or set(m.tables) & set(RESTORED)
+    ]
     read = sum(m.length for m in needed) if how == "index" else backup["file"].stat().st_size
     assert result["gz_bytes"] == read  # by range: only the members holding what was asked
     # "App Data"."Orders EU" is not restored: its foreign key to customers is not the issue; the
@@ -262,7 +268,7 @@ def test_members_and_entries_do_not_depend_on_how_the_stream_is_cut(step: int) -
     the splitter finds, are the same whatever they are (a row that reads like a header is a row)."""
     from dbbackup.dump.rewrite import DumpRewriter
     from dbbackup.dump.stream import DumpStream
-    from dbbackup.restore import script
+    from dbbackup.restore import parallel, script
 
     pieces = [("sql", SCRIPT[i : i + step]) for i in range(0, len(SCRIPT), step)]
     stream = DumpStream(pieces, {}, DumpRewriter([]), sizes={"public.b": 1 << 20})
@@ -274,8 +280,13 @@ def test_members_and_entries_do_not_depend_on_how_the_stream_is_cut(step: int) -
         ("pre-data", (), b"SET statement_timeout = "),
         ("data", ("public.a",), b"--\n-- Data for Name: a; "),
         ("data", ("public.b",), b"--\n-- Data for Name: b; "),  # expected to be large: its own member
-        ("post-data", (), b"--\n-- Name: a_v; Type: I"),
+        # pg_dump's SET lines for an entry come before its header: the member starts with them
+        ("post-data", (), b"SET default_tablespace ="),
     ]
+    post = index.members[-1]
+    alone = script.split(SCRIPT[post.raw_offset : post.raw_offset + post.raw_length])
+    (index_task,) = parallel.post_data_tasks(alone, parallel.Settings())[0]  # restore --jobs: read alone
+    assert b"".join(index_task.chunks()).startswith(b"SET default_tablespace = '';\n")
     entries = [
         (e.type, e.qualified) for e, _ in script.split([SCRIPT[i : i + step] for i in range(0, len(SCRIPT), step)])
     ]
@@ -348,3 +359,72 @@ def test_a_supabase_profile_backup_restores_tables_without_its_project_sql(backu
     assert {k for k in restored if not k.startswith("sequence:")} == {"public.customers", "public.orders"}
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM pg_default_acl").fetchone()[0] == 1  # not reset
+
+
+INHERITING = """
+CREATE TABLE public.doc (id serial PRIMARY KEY, title text NOT NULL);
+CREATE TABLE public.memo (body text) INHERITS (public.doc);
+INSERT INTO public.doc (title) SELECT 'parent ' || g FROM generate_series(1, 30) g;
+INSERT INTO public.memo (title, body) SELECT 'child ' || g, 'b' FROM generate_series(1, 20) g;
+"""
+
+
+def test_an_inheritance_child_brings_its_parent_as_a_definition_only(backup: dict[str, Any], tmp_path: Path) -> None:
+    """--table on a child: the parent is created where the target lacks it (no rows), and an
+    existing parent is used as it is (not refused, its rows and sequence untouched)."""
+    source = backup["new_db"](INHERITING)
+    run_cli(["migrate"], source, check=True)
+    root = tmp_path / "store"
+    root.mkdir()
+    proc = run_cli(["backup", "--json"], source, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    log_id = json.loads(proc.stdout)["backup_log_id"]
+    empty = backup["new_db"]()
+    live = backup["new_db"](
+        "CREATE TABLE public.doc (id serial PRIMARY KEY, title text NOT NULL);"
+        " INSERT INTO public.doc (title) VALUES ('live')"
+    )
+    for target, parent_rows in ((empty, []), (live, [("live",)])):
+        args = ["restore", log_id, "--target", target, "--table", "public.memo", "--json"]
+        proc = run_cli(args, source, BACKUP_LOCAL_ROOT=str(root))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["tables"] == ["public.memo"]
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT title FROM ONLY public.doc").fetchall() == parent_rows
+            assert conn.execute("SELECT count(*) FROM public.memo").fetchone()[0] == 20
+            assert conn.execute("SELECT count(*) FROM public.doc").fetchone()[0] == 20 + len(parent_rows)
+    with psycopg.connect(live) as conn:
+        assert conn.execute("SELECT last_value FROM public.doc_id_seq").fetchone()[0] == 1  # the live one's
+
+
+def test_an_index_without_entries_still_reads_and_entries_round_trip() -> None:
+    old = {"version": 1, "members": [{"offset": 0, "length": 5, "raw_offset": 0, "raw_length": 9, "section": "data"}]}
+    index = seek_index.from_json(old)
+    assert index is not None and index.members[0].entries == () and not index.members[0].large_objects_only
+    blobs = seek_index.Member(0, 5, 0, 9, "data", (), ("BLOB METADATA", "BLOBS"))
+    again = seek_index.from_json(seek_index.as_json(seek_index.Index((blobs,))))
+    assert again is not None and again.members == (blobs,) and blobs.large_objects_only
+
+
+def test_table_keeps_the_access_method_set_before_an_entry_not_restored(backup: dict[str, Any], tmp_path: Path) -> None:
+    """pg_dump writes SET default_table_access_method once, before the first table using it:
+    a table asked for after one not asked for still gets it."""
+    am = "CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler;"
+    source = backup["new_db"](
+        am + " CREATE TABLE public.a_first (v int) USING heap2; CREATE TABLE public.b_second (v int) USING heap2;"
+        " INSERT INTO public.b_second VALUES (1)"
+    )
+    run_cli(["migrate"], source, check=True)
+    root = tmp_path / "store"
+    root.mkdir()
+    proc = run_cli(["backup", "--json"], source, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    target = backup["new_db"](am)
+    args = ["restore", json.loads(proc.stdout)["backup_log_id"], "--target", target, "--table", "public.b_second"]
+    proc = run_cli(args, source, BACKUP_LOCAL_ROOT=str(root))
+    assert proc.returncode == 0, proc.stderr
+    with psycopg.connect(target) as conn:
+        row = conn.execute(
+            "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = 'public.b_second'::regclass"
+        ).fetchone()
+    assert row == ("heap2",)

@@ -18,6 +18,7 @@ from dbbackup.errors import ConfigError, StorageError, StorageExists, StorageNot
 from dbbackup.storage import Storage
 from dbbackup.storage.dryrun import DryRunStorage
 from dbbackup.storage.local import LocalStorage
+from fakes._http import Fault
 
 pytest_plugins = ["fakes.fixtures"]  # the fake servers' fixtures (drive_fake, drive_storage, ...)
 
@@ -93,6 +94,22 @@ def test_open_range_reads_exactly_those_bytes(storage: Storage) -> None:
         b"".join(storage.open_range(stored.id, len(data) - 3, 10))
     with pytest.raises(StorageNotFound):
         b"".join(storage.open_range("A/nothing.sql.gz", 0, 1))
+
+
+def test_a_drive_download_that_ignores_range_is_refused(drive_storage: Any, drive_fake: Any) -> None:
+    """A server (or proxy) that ignores Range answers 200 with the whole file: those bytes are
+    not the range's, and restore --table would run them as SQL."""
+    folder = drive_storage.ensure_folder("A")
+    data = bytes(range(256)) * 40
+    stored = writer(drive_storage).put(folder, "f.sql.gz", iter([data]))
+
+    def ignore_range(exchange: Any) -> None:
+        del exchange.headers["Range"]
+
+    drive_fake.arm(Fault(ignore_range, method="GET", when=lambda e: e.query.get("alt") == "media", times=99))
+    with pytest.raises(StorageError, match="Range header was ignored"):
+        b"".join(drive_storage.open_range(stored.id, 100, 50))
+    assert b"".join(drive_storage.open_range(stored.id, 0, len(data))) == data  # 200, the whole file: the range
 
 
 def test_ensure_folder_is_idempotent(storage: Storage) -> None:

@@ -8,12 +8,15 @@ the attempt's manifest (``backup_logs.manifest["index"]``) in this shape::
 
     {"version": 1, "encrypted": false,
      "members": [{"offset": 0, "length": 812, "raw_offset": 0, "raw_length": 4096,
-                  "section": "pre-data", "tables": []}, ...]}
+                  "section": "pre-data", "tables": []}, ...
+                 {..., "section": "data", "tables": [], "entries": ["SEQUENCE SET"]}, ...]}
 
 ``offset``/``length`` are bytes of the gzip stream (the stored file, or, when ``encrypted``,
 the gzip stream inside the age file: then ranges cannot be read and a reader streams it);
 ``raw_*`` are bytes of the SQL it decompresses to; ``tables`` are the ``schema.table`` (unquoted,
-as the manifest names them) whose COPY data the member holds.
+as the manifest names them) whose COPY data the member holds; ``entries`` (a data member without
+tables only; absent in an index written before it was recorded) the entry types it holds, so that
+a reader can tell sequence values from large objects.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ TOC_HEADER = re.compile(
     rb" Owner: (?P<owner>[^;]*)(?:; Tablespace: .*)?$"
 )
 # Entry types of the data section (pg_dump's SECTION_DATA); everything after them is post-data.
-DATA_TYPES = frozenset({"TABLE DATA", "SEQUENCE SET", "BLOBS", "LARGE OBJECT", "BLOB DATA"})
+# ("BLOB METADATA": pg_dump 17+ writes the large objects' lo_create and owner between the sequence
+# values and their data.)
+DATA_TYPES = frozenset({"TABLE DATA", "SEQUENCE SET", "BLOB METADATA", "BLOBS", "LARGE OBJECT", "BLOB DATA"})
 # Entry types of pg_dump's post-data section: a schema-only run (the supabase profile's first)
 # has no data between its pre-data and these.
 POST_TYPES = frozenset(
@@ -94,6 +99,15 @@ class Member:
     raw_length: int
     section: str
     tables: tuple[str, ...] = ()
+    # A data member holding no table's rows: the entry types it holds ("SEQUENCE SET", or the
+    # large objects' "BLOBS"...), so that a reader can pass over large objects. Empty: unknown
+    # (an index written before it was recorded) or a member that holds tables' rows.
+    entries: tuple[str, ...] = ()
+
+    @property
+    def large_objects_only(self) -> bool:
+        """Whether it is known to hold large objects and no sequence values nor rows."""
+        return bool(self.entries) and not self.tables and "SEQUENCE SET" not in self.entries
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,7 @@ def as_json(index: Index) -> dict[str, Any]:
                 "section": m.section,
                 "tables": list(m.tables),
             }
+            | ({"entries": list(m.entries)} if m.entries else {})
             for m in index.members
         ],
     }
@@ -143,7 +158,8 @@ def from_json(value: Any) -> Index | None:
         if not isinstance(item, Mapping) or not all(isinstance(item.get(k), int) for k in keys):
             return None
         tables = item.get("tables", [])
-        if item.get("section") not in SECTIONS or not isinstance(tables, list):
+        entries = item.get("entries", [])
+        if item.get("section") not in SECTIONS or not isinstance(tables, list) or not isinstance(entries, list):
             return None
         members.append(
             Member(
@@ -153,6 +169,7 @@ def from_json(value: Any) -> Index | None:
                 int(item["raw_length"]),
                 str(item["section"]),
                 tuple(str(t) for t in tables),
+                tuple(str(e) for e in entries),
             )
         )
     return Index(tuple(members), bool(value.get("encrypted", False)))
@@ -172,7 +189,7 @@ class Planner:
     Sections follow pg_dump's order (pre-data, data, post-data): a data entry starts or continues
     the data section; a post-data entry (an index, a constraint...), and any other entry after
     data or post-data, is post-data. A new member starts at every
-    section change, between table data and the sequence values / large objects after it, before
+    section change, between table data, the sequence values and the large objects after them, before
     a table whose data is expected to be large (``sizes``: bytes per ``schema.table``, an
     estimate), and at any table boundary once the member holds ``min_member`` bytes of SQL.
     A file of several pg_dump runs (the supabase profile) passes through the sections more than
@@ -183,9 +200,10 @@ class Planner:
     section: str = "pre-data"
     start: int = 0  # raw offset where the open member starts
     tables: list[str] = field(default_factory=list)
-    _kind: str = ""  # "table" or "other": what the open data member holds
+    entries: list[str] = field(default_factory=list)  # a data member's entry types, but its tables'
+    _kind: str = ""  # "table", "sequences" or "other" (large objects): what the open data member holds
 
-    def cut_before(self, toc: Toc, raw_offset: int) -> tuple[str, tuple[str, ...]] | None:
+    def cut_before(self, toc: Toc, raw_offset: int) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
         """Called at each entry header (``raw_offset``: where its comment block starts). When a
         new member starts there, the section and tables of the one it closes; else None."""
         if toc.type in DATA_TYPES:
@@ -194,7 +212,7 @@ class Planner:
             section = "post-data"
         else:
             section = "pre-data"
-        kind = "table" if toc.type == "TABLE DATA" else "other"
+        kind = {"TABLE DATA": "table", "SEQUENCE SET": "sequences"}.get(toc.type, "other")
         held = raw_offset - self.start
         large = held >= self.min_member or self.sizes.get(toc.qualified, 0) >= self.min_member
         cut = held > 0 and (
@@ -205,15 +223,19 @@ class Planner:
             closed = self.current()
             self.start = raw_offset
             self.tables = []
+            self.entries = []
         self.section = section
         self._kind = kind
         if kind == "table" and toc.qualified not in self.tables:
             self.tables.append(toc.qualified)
+        elif section == "data" and kind != "table" and toc.type not in self.entries:
+            self.entries.append(toc.type)
         return closed
 
-    def current(self) -> tuple[str, tuple[str, ...]]:
-        """The open member's section and tables."""
-        return self.section, tuple(self.tables)
+    def current(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """The open member's section, tables and (a data member without tables) entry types."""
+        entries = tuple(self.entries) if self.section == "data" and not self.tables else ()
+        return self.section, tuple(self.tables), entries
 
 
 def check_cover(members: Sequence[Member], gz_size: int, sql_size: int) -> str | None:

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -34,12 +35,34 @@ from dbbackup.errors import BackupFailed
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
 
+# pg_dump writes the settings an entry needs before its header, when they change.
+_SETTING_LINE = re.compile(rb"SET (?:default_tablespace|default_table_access_method) = [^\n]*;\n")
 READ_SIZE = 1 << 20
 OUT_SIZE = 1 << 20
 QUEUE_DEPTH = 8
 F_SETPIPE_SZ = 1031
 
 Progress = Callable[[int, int], None]
+
+
+def _entry_start(data: bytes, at: int, floor: int) -> int:
+    """Where the entry whose header line starts at ``at`` (or whatever comes next, for ``at`` =
+    the end of ``data``) begins: before the header's first ``--`` line and before the SET lines
+    (``default_tablespace``, ``default_table_access_method``) and blank lines pg_dump writes in
+    front of it, never before ``floor``. A member starting there holds what its first entry needs."""
+    first, end = True, at
+    while at > floor and data[at - 1 : at] == b"\n":
+        start = max(data.rfind(b"\n", 0, at - 1) + 1, 0)
+        if start < floor:
+            break
+        line = data[start:at]
+        if not ((first and line == b"--\n") or line == b"\n" or _SETTING_LINE.fullmatch(line)):
+            break
+        first = False
+        at = start
+    while data[at : at + 1] == b"\n" and at < end:  # blank lines above it stay where they are
+        at += 1
+    return at
 
 
 @dataclass
@@ -84,7 +107,7 @@ class DumpStream:
         self._out = bytearray()
         self._sql_out = 0  # SQL bytes in the file, after rewriting (what gunzip gives back)
         self._planner = seek_index.Planner(self.sizes) if self.seekable else None
-        self._held = b""  # a trailing "--\n" line, kept back in case an entry header follows it
+        self._held = b""  # trailing lines that may open the next entry (see _entry_start), kept back
         self._members: list[seek_index.Member] = []
         self._member_gz = self._member_raw = 0  # where the open member starts
         for label, what in self.sections:
@@ -125,8 +148,7 @@ class DumpStream:
             at = offset - start
             if toc is None or at < pos or at > len(data):
                 continue
-            if at >= 3 and data[at - 3 : at] == b"--\n" and (at == 3 or data[at - 4 : at - 3] == b"\n"):
-                at -= 3  # the member starts with the header's whole comment block
+            at = _entry_start(data, at, pos)  # the header's comment block and the SET lines before it
             closed = self._planner.cut_before(toc, start + at)
             if closed is not None:
                 self._compress(data[pos:at])
@@ -135,9 +157,10 @@ class DumpStream:
                 self._close_member(*closed)
                 self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
         self.rewriter.marks.clear()
-        rest = data[pos:] if pos else data
-        if rest.endswith(b"\n--\n") or rest == b"--\n":
-            rest, self._held = rest[:-3], rest[-3:]
+        # What may open the next entry (its SET lines, blank lines, the header's "--") waits for
+        # the next chunk, which may hold the header: the member then starts with them.
+        held = _entry_start(data, len(data), pos)
+        rest, self._held = data[pos:held], data[held:]
         self._compress(rest)
 
     def _compress(self, data: bytes) -> None:
@@ -145,7 +168,7 @@ class DumpStream:
             self._sql_out += len(data)
             self._out += self._comp.compress(data)
 
-    def _close_member(self, section: str, tables: tuple[str, ...]) -> None:
+    def _close_member(self, section: str, tables: tuple[str, ...], entries: tuple[str, ...] = ()) -> None:
         """Record the member just finished (its gzip trailer is in ``_out``)."""
         gz_end = self.stats.gz_bytes + len(self._out)
         self._members.append(
@@ -156,6 +179,7 @@ class DumpStream:
                 self._sql_out - self._member_raw,
                 section,
                 tables,
+                entries,
             )
         )
         self._member_gz, self._member_raw = gz_end, self._sql_out

@@ -36,6 +36,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import psycopg
+
 from dbbackup.core.seek_index import DATA_TYPES, Index, Member
 from dbbackup.dump import profiles
 from dbbackup.dump.age import Identities
@@ -85,6 +87,11 @@ POST_DATA_TYPES = frozenset(
 FIRST_WAVE = frozenset(
     {"INDEX", "CONSTRAINT", "CHECK CONSTRAINT", "TRIGGER", "RULE", "POLICY", "ROW SECURITY", "STATISTICS"}
 )
+# First-wave entries that change what a later INSERT or COPY does (a BEFORE trigger, a NOT VALID
+# check, a rule, row security): they wait until every table's rows are in, not only their own
+# table's, since one on a partitioned or inheritance parent reaches its partitions and children,
+# whose rows other tasks load (the parent itself has none to wait for).
+AFTER_ALL_DATA = frozenset({"TRIGGER", "CHECK CONSTRAINT", "RULE", "POLICY", "ROW SECURITY"})
 WAVES: tuple[tuple[frozenset[str], bool], ...] = (
     (FIRST_WAVE, True),
     (frozenset({"INDEX ATTACH"}), False),  # needs the parent's and the partition's index
@@ -107,6 +114,7 @@ class Task:
     size: int = 0
     loads: frozenset[str] = frozenset()  # the tables whose rows it loads
     after: frozenset[str] = frozenset()  # tables whose rows must be loaded before it starts
+    after_all: bool = False  # it starts only once every table's rows are loaded (AFTER_ALL_DATA)
 
 
 class _Lines:
@@ -309,12 +317,21 @@ def post_data_tasks(entries: Iterable[tuple[Entry, bytes]], settings: Settings) 
     waves: list[list[Task]] = [[] for _ in range(len(WAVES) + 1)]
     for entry, sql in entries:
         if entry.kind != "entry":
+            settings.see(sql)  # SET lines no header followed still hold for what comes next
             continue
         prefix = settings.prefix()
         settings.see(sql)
         wave = next((n for n, (types, _) in enumerate(WAVES) if entry.type in types), len(WAVES))
         label = f"{entry.type} {entry.qualified}"
-        waves[wave].append(Task(label, locks_of(sql), functools.partial(list, [prefix + sql]), len(sql)))
+        waves[wave].append(
+            Task(
+                label,
+                locks_of(sql),
+                functools.partial(list, [prefix + sql]),
+                len(sql),
+                after_all=entry.type in AFTER_ALL_DATA,
+            )
+        )
     return waves
 
 
@@ -347,7 +364,10 @@ def restore_parallel(
     check_url(target_url, "--target")
     check_dump_url(target_url, "--target")  # session settings through a transaction pooler: not safe
     conninfo, env, secrets = libpq_target(target_url, "--target")
-    env["PGAPPNAME"] = application_name = f"dbbackup-restore-{uuid.uuid4().hex[:12]}"
+    # The sessions' name, by which a failure finds and ends them (pg.created.stop_sessions): in
+    # the conninfo, not PGAPPNAME, which an application_name in the target URL would override.
+    application_name = f"dbbackup-restore-{uuid.uuid4().hex[:12]}"
+    conninfo = psycopg.conninfo.make_conninfo(conninfo, application_name=application_name)
     opened = open_stored(source)
     index = index_for(source)
     if index is not None and not _by_range(index, source):
@@ -477,10 +497,13 @@ def _with_index(source: Source, index: Index, jobs: int, session: Callable[..., 
     if others:  # sequence values, large objects: in the file's order, in one session
         tasks.append(Task("sequence values and large objects", frozenset(), functools.partial(read, others), 1 << 62))
     tasks.sort(key=lambda t: -t.size)  # the largest first: the last one to finish is a small one
-    # As pg_restore does, a table's indexes, constraints and triggers start as soon as its rows
-    # are in (while other sessions still load theirs), never before.
+    # As pg_restore does, a table's indexes and constraints start as soon as its rows are in
+    # (while other sessions still load theirs), never before; what changes inserts (a trigger, a
+    # NOT VALID check, a rule, a policy) waits for all the rows: on a partitioned or inheritance
+    # parent it reaches the partitions and children too.
+    loaded = frozenset().union(*(t.loads for t in tasks))
     for task in waves[0]:
-        task.after = task.locks
+        task.after = loaded if task.after_all else task.locks
     sessions = [session(bytes(preamble)) for _ in range(jobs)]
     run_tasks(sessions, tasks + waves[0])
     run_post_data(sessions, [[], *waves[1:]])

@@ -34,7 +34,7 @@ COMPLETE = b"-- PostgreSQL database dump complete"
 _COPY_END = b"\n\\.\n"
 
 
-_SESSION_SET = (b"SET default_tablespace ", b"SET default_table_access_method ")
+SESSION_SET = (b"SET default_tablespace ", b"SET default_table_access_method ")
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +176,7 @@ class Splitter:
         if line.startswith((b"-- Name: ", b"-- Data for Name: ")) and (toc := parse_toc(line)) is not None:
             self._start(Entry("entry", toc), line)  # a member cut right before the header line
             return
-        if self._entry.kind == "entry" and (line.startswith(_SESSION_SET) or (self._held and line == b"\n")):
+        if self._entry.kind == "entry" and (line.startswith(SESSION_SET) or (self._held and line == b"\n")):
             self._held.append(line)
             return
         self._release()

@@ -58,7 +58,20 @@ def open_members(
     for run in runs(members):
         start = run[0].offset
         length = run[-1].offset + run[-1].length - start
-        yield from _checked(source.open_range(start, length), run)
+        yield from _checked(_exactly(source.open_range(start, length), start, length), run)
+
+
+def _exactly(chunks: Iterable[bytes], start: int, length: int) -> Iterator[bytes]:
+    """A range read that is exactly ``length`` bytes, or BackupFailed before a byte more is used
+    (a storage that ignored the range would hand over other bytes of the file)."""
+    got = 0
+    for chunk in chunks:
+        got += len(chunk)
+        if got > length:
+            raise BackupFailed(f"reading bytes {start:,}-{start + length - 1:,} gave more bytes than asked")
+        yield chunk
+    if got != length:
+        raise BackupFailed(f"reading bytes {start:,}-{start + length - 1:,} gave {got:,} bytes, not {length:,}")
 
 
 def _checked(chunks: Iterable[bytes], run: Sequence[Member]) -> Iterator[bytes]:

@@ -3,8 +3,9 @@
 What is restored, for each table asked for (``--schema`` asks for every table of a schema, a
 partitioned table brings its partitions): its CREATE TABLE, the sequences it owns (serial and
 identity columns), column defaults, comments, its rows, its sequences' values, its constraints
-and indexes, triggers, rules, row security and policies; a foreign key only when the table it
-points at is restored too (the others are reported, not restored). Types and domains the table
+and indexes, triggers, rules, row security and policies; an inheritance child's parents where
+the target lacks them, as definitions only; a foreign key only when the table it points at is
+restored too (the others are reported, not restored). Types and domains the table
 uses, and trigger functions, are created only when the target lacks them. Nothing else of the
 backup is run: no other table, view, function, extension or grant.
 
@@ -31,7 +32,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from dbbackup.core.seek_index import DATA_TYPES, POST_TYPES, Index, Member
+from dbbackup.core.seek_index import DATA_TYPES, POST_TYPES, SECTIONS, Index, Member
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
@@ -94,6 +95,19 @@ class Plan:
     skipped: list[str] = field(default_factory=list)
     rename: re.Pattern[bytes] | None = None
     renamed: dict[str, bytes] = field(default_factory=dict)
+    # Inheritance parents of the tables, created (definition only, no rows) where the target
+    # lacks them; shell_entries: each one's pre-data entries (its sequences' too).
+    shells: list[str] = field(default_factory=list)
+    shell_entries: dict[str, set[int]] = field(default_factory=dict)
+    shell_sequences: dict[str, set[str]] = field(default_factory=dict)
+
+    def reuse(self, present: Iterable[str]) -> None:
+        """The target already has these parents: the children inherit from them as they are."""
+        for name in present:
+            if name in self.shells:
+                self.shells.remove(name)
+                self.entries -= self.shell_entries.pop(name, set())
+                self.sequences -= self.shell_sequences.pop(name, set())
 
     def rewrite(self, sql: bytes) -> bytes:
         """Point pg_dump's qualified names of the restored tables and sequences at ``into``."""
@@ -160,7 +174,9 @@ def plan(
             raise UsageError(f"the backup holds no table in schema {schema}")
         wanted += [t for t in found if t not in wanted]
     # A partitioned table brings its partitions (their rows are theirs); an inheritance child
-    # cannot be created without its parents, which come with their rows.
+    # cannot be created without its parents: they come as definitions only ("shells": no rows,
+    # no indexes), and only where the target lacks them (see Plan.reuse).
+    shells: list[str] = []
     grew = True
     while grew:
         grew = False
@@ -168,28 +184,49 @@ def plan(
             more: list[str] = []
             if e.type == "TABLE ATTACH" and script.table_of(e.sql) in wanted:
                 more = [child] if (child := script.attached(e.sql)) else []
-            elif e.type == "TABLE" and e.qualified in wanted:
-                more = script.parents(e.sql)
-            for table in more:
-                if table not in wanted and table in in_dump:
-                    wanted.append(table)
-                    grew = True
-    sequences = {
-        e.qualified for e in pre if e.type in ("SEQUENCE OWNED BY", "SEQUENCE") and script.table_of(e.sql) in wanted
-    }
-    result = Plan(wanted, sequences, into)
+                for table in more:
+                    if table not in wanted and table in in_dump:
+                        wanted.append(table)
+                        grew = True
+            elif e.type == "TABLE" and (e.qualified in wanted or e.qualified in shells):
+                for table in script.parents(e.sql):
+                    if table not in wanted and table not in shells and table in in_dump:
+                        shells.append(table)
+                        grew = True
+    owner: dict[str, str] = {}  # a sequence -> the table that owns it
     for e in pre:
+        if e.type in ("SEQUENCE OWNED BY", "SEQUENCE") and (by := script.table_of(e.sql)) is not None:
+            owner[e.qualified] = by
+    sequences = {name for name, table in owner.items() if table in wanted or table in shells}
+    result = Plan(wanted, sequences, into, shells=shells)
+    for name, table in owner.items():
+        if table in shells and name in sequences:
+            result.shell_sequences.setdefault(table, set()).add(name)
+    for e in pre:
+        on = (
+            e.qualified
+            if e.type in ("TABLE", "FOREIGN TABLE")
+            else owner.get(e.qualified)
+            if e.type in ("SEQUENCE", "SEQUENCE OWNED BY")
+            else script.table_of(e.sql)
+            if e.type in _ON_TABLE_PRE or e.type == "TABLE ATTACH"
+            else None
+        )
         keep = (
             e.kind == "preamble"
             or (e.type in ("TABLE", "FOREIGN TABLE") and e.qualified in wanted)
             or (e.type in ("SEQUENCE", "SEQUENCE OWNED BY") and e.qualified in sequences)
             or (e.type in _ON_TABLE_PRE and script.table_of(e.sql) in wanted)
             or (e.type == "TABLE ATTACH" and script.table_of(e.sql) in wanted)
+            or (on in shells and e.type != "TABLE ATTACH")
         )
         if keep:
             result.entries.add(e.seq)
+            if on in shells:
+                result.shell_entries.setdefault(on, set()).add(e.seq)
     if into is not None:
-        result.renamed = {name: f"{quote(into)}.{quote(_split(name)[1])}".encode() for name in [*wanted, *sequences]}
+        names = [*wanted, *shells, *sequences]
+        result.renamed = {name: f"{quote(into)}.{quote(_split(name)[1])}".encode() for name in names}
         result.compile()
     return result
 
@@ -242,6 +279,13 @@ def _session_lines(sql: bytes) -> bytes:
     SQL for the managed schemas, also there, is not for a table restore)."""
     keep = (b"\\restrict ", b"\\unrestrict ", b"SET ", b"SELECT pg_catalog.set_config(")
     return b"".join(line for line in sql.splitlines(keepends=True) if line.startswith(keep))
+
+
+def _settings_of(sql: bytes) -> bytes:
+    """The SET lines (default_tablespace, default_table_access_method) that open an entry pg_dump
+    wrote them before: an entry not restored passes them on."""
+    lines = itertools.takewhile(lambda ln: ln.startswith(script.SESSION_SET) or ln == b"\n", sql.splitlines(True))
+    return b"".join(line for line in lines if line != b"\n")
 
 
 def _functions_for(sql: bytes, functions: dict[str, list[Entry]]) -> list[bytes]:
@@ -333,16 +377,26 @@ def _until_rest(entries: Iterator[Entry]) -> tuple[list[Entry], Iterator[Entry]]
 
 def _rest_members(index: Index, chosen: Plan, skip: int) -> list[Member]:
     wanted = set(chosen.tables)
+    sections = [m.section for m in index.members]
+    # Large objects are passed over when the index tells them apart, in a file of one pg_dump
+    # run (in a file of several, the member may also hold the end of a run and what follows).
+    one_run = sections == sorted(sections, key=SECTIONS.index)
     return [
         m
         for m in index.members[skip:]
-        if m.section == "post-data" or (m.section == "data" and (not m.tables or wanted.intersection(m.tables)))
+        if m.section == "post-data"
+        or (m.section == "data" and wanted.intersection(m.tables))
+        or (m.section == "data" and not m.tables and not (one_run and m.large_objects_only))
     ]
 
 
 def _check_target(url: str, chosen: Plan, secrets: tuple[str, ...]) -> None:
-    """The tables must not be there already (in ``into`` when given)."""
-    names = [(chosen.into or _split(t)[0], _split(t)[1]) for t in chosen.tables]
+    """The tables must not be there already (in ``into`` when given); an inheritance parent
+    that is there already is used as it is (not in ``into``: there it is created too)."""
+    if chosen.into is None and chosen.shells:
+        there = present(url, "relation", [_split(t) for t in chosen.shells], secrets)
+        chosen.reuse(f"{s}.{n}" for s, n in there)
+    names = [(chosen.into or _split(t)[0], _split(t)[1]) for t in [*chosen.tables, *chosen.shells]]
     there = present(url, "relation", names, secrets)
     if there:
         shown = ", ".join(f"{s}.{n}" for s, n in sorted(there))
@@ -380,6 +434,8 @@ def _selected(
             yield from _functions_for(kept, functions)
         elif e.seq in chosen.entries:
             yield chosen.rewrite(e.sql)
+        else:
+            yield _settings_of(e.sql)  # pg_dump sets them once: a later kept entry may need them
     # Constraints, indexes, triggers and policies go last, after every row: a file of several
     # pg_dump runs (the supabase profile) has its post-data before its data.
     post: list[bytes] = []
@@ -404,6 +460,8 @@ def _selected(
         elif entry.type not in DATA_TYPES and chosen.keep_post(entry):
             post.extend(_functions_for(entry.sql, functions))  # a trigger's, an index expression's
             post.append(_session_lines(entry.sql) if entry.kind == "trailer" else chosen.rewrite(entry.sql))
+        elif entry.type not in DATA_TYPES:
+            post.append(_settings_of(entry.sql))
     checker.finish()
     yield from post
 

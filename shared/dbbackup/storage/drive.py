@@ -557,14 +557,24 @@ class DriveStorage:
 
     def _download_range(self, file_id: str, offset: int, stop: int) -> Iterator[bytes]:
         """alt=media with a Range header (Drive honours it: 206 Partial Content), chunk by chunk,
-        each retried on its own."""
+        each retried on its own. An answer that is not the range asked for (a 200 with the whole
+        file from a server or proxy that ignored the header, more bytes than asked) raises: its
+        bytes would be taken for the range's."""
         at = offset
         while at < stop:
+            end = min(at + self.config.chunk_size, stop)
             request = self._files.get_media(fileId=file_id, supportsAllDrives=True)
-            request.headers["range"] = f"bytes={at}-{min(at + self.config.chunk_size, stop) - 1}"
-            data = self._execute(f"download of {file_id}", request)
+            request.headers["range"] = f"bytes={at}-{end - 1}"
+            request.postproc = lambda resp, content: (int(resp.status), content)
+            status, data = self._execute(f"download of {file_id}", request)
             if not isinstance(data, bytes) or not data:
                 raise StorageError(f"file {file_id} ended at byte {at:,}, before {stop:,}")
+            whole = status == 200 and at == 0 and len(data) == end  # the range is the whole file
+            if not (status == 206 or whole) or len(data) > end - at:
+                raise StorageError(
+                    f"file {file_id}: the download of bytes {at:,}-{end - 1:,} answered {status} with"
+                    f" {len(data):,} bytes, not that range (the Range header was ignored)"
+                )
             at += len(data)
             yield data
 

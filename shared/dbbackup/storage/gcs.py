@@ -279,6 +279,8 @@ class GcsStorage:
                     raise
                 if not data:
                     raise StorageError(f"gcs: {self._where(file_id)} ended at {at} of {size} bytes")
+                if len(data) > end + 1 - at:  # not the range asked for: its bytes are not those
+                    raise StorageError(f"gcs: {self._where(file_id)}: more bytes than the range {at}-{end} asked for")
                 at += len(data)
                 yield data
 

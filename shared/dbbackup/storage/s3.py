@@ -305,6 +305,8 @@ class S3Storage:
                 with contextlib.closing(body):
                     for chunk in body.iter_chunks(READ_CHUNK):
                         got += len(chunk)
+                        if span is not None and got > span[1]:  # the Range was ignored: not those bytes
+                            raise StorageError(f"{self._where(file_id)}: more bytes than the range asked for")
                         yield chunk
             except Exception as exc:
                 if self._sdk_error(exc) or isinstance(exc, OSError):
