@@ -149,8 +149,9 @@ class MemoryLog:
     def latest_successes(self, limit: int) -> list[LogRow]:
         return [r for r in reversed(self.rows) if r.status == "success" and r.deleted_at is None][:limit]
 
-    def by_file_name(self, file_name: str) -> LogRow | None:
-        return next((r for r in self.rows if r.file_name == file_name and r.status == "success"), None)
+    def by_file_name(self, file_name: str, size: int | None = None) -> LogRow | None:
+        found = [r for r in reversed(self.rows) if r.file_name == file_name and r.status == "success"]
+        return next((r for r in found if r.file_size_bytes == size), found[0] if found else None)
 
     def flag_size_warning(self, log_id: str, text: str) -> None:
         self._set(log_id, size_warning=text)

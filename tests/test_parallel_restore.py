@@ -5,6 +5,7 @@ failure part-way leaves the target as it was before; refusals are one line, exit
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import signal
 import subprocess
@@ -264,3 +265,23 @@ def test_cleanup_ends_the_sessions_when_the_target_url_names_an_application(back
     assert "second step refused" in proc.stderr and "everything the restore had created was dropped" in proc.stderr
     assert time.monotonic() - started < 25, "the cleanup waited for the sleeping session"
     assert objects(target) == before
+
+
+def test_a_local_file_finds_its_own_row_when_another_folder_has_a_file_of_that_name(backed: Backed) -> None:
+    """The newest row with that file name is another folder's (a different size, no index): the
+    restore still finds this file's row, by its size, and reads by range."""
+    with psycopg.connect(backed.source, autocommit=True) as conn:
+        (other,) = conn.execute(
+            "INSERT INTO backup_logs SELECT (jsonb_populate_record(NULL::backup_logs, to_jsonb(b) - 'id'"
+            " || jsonb_build_object('id', gen_random_uuid(), 'file_size_bytes', b.file_size_bytes + 1,"
+            " 'started_at', clock_timestamp(), 'manifest', NULL))).* FROM backup_logs b WHERE id = %s RETURNING id",
+            (backed.log_id,),
+        ).fetchone()
+    try:
+        target = backed.new_db()
+        proc = backed.cli([str(backed.file), "--target", target, "--jobs", "2", "--json"])
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["read"].startswith("by range"), proc.stdout
+    finally:
+        with psycopg.connect(backed.source, autocommit=True) as conn:
+            conn.execute("DELETE FROM backup_logs WHERE id = %s", (other,))

@@ -400,8 +400,9 @@ class BackupLog(Protocol):
         """Up to ``limit`` successful backups whose files retention has not deleted, newest first."""
         ...
 
-    def by_file_name(self, file_name: str) -> LogRow | None:
-        """The newest successful backup of that file name."""
+    def by_file_name(self, file_name: str, size: int | None = None) -> LogRow | None:
+        """The newest successful backup of that file name; with ``size``, one of that size first
+        (two folders, e.g. after the folder path changed, may each hold a file of that name)."""
         ...
 
     def flag_size_warning(self, log_id: str, text: str) -> None: ...

@@ -508,11 +508,11 @@ class PgBackupLog:
             )
 
     @_translated
-    def by_file_name(self, file_name: str) -> LogRow | None:
+    def by_file_name(self, file_name: str, size: int | None = None) -> LogRow | None:
         return self._row(
             "SELECT * FROM public.backup_logs WHERE file_name = %s AND status = 'success'"
-            " ORDER BY started_at DESC LIMIT 1",
-            (file_name,),
+            " ORDER BY file_size_bytes IS NOT DISTINCT FROM %s DESC, started_at DESC LIMIT 1",
+            (file_name, size),
         )
 
     @_translated

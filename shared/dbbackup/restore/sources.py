@@ -168,6 +168,6 @@ def _row_for_file(path: Path, lookup: Lookup) -> LogRow | None:
     try:
         open_log, _, _ = lookup()
         with open_log(attempts=1) as log:
-            return log.by_file_name(path.name)
+            return log.by_file_name(path.name, path.stat().st_size)
     except BackupError:
         return None
