@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dbbackup.dump import profiles
@@ -117,6 +118,41 @@ def restore(
         argv += ["-c", clearing_script(target_url, secrets)]
     argv += ["-f", "-", "-d", conninfo]
     started = time.monotonic()
+    checker = DumpRewriter([])
+
+    def checked() -> Iterator[bytes]:
+        for block in itertools.chain([first], blocks):
+            checker.feed(block)
+            yield block
+
+    # checker.finish raises when pg_dump's completion marker is missing: nothing is committed.
+    lines = feed_psql(argv, env, checked(), secrets, commit=single_transaction, finish=checker.finish)
+    return RestoreResult(
+        source.label,
+        stats.gz_bytes,
+        stats.sql_bytes,
+        opened.stored.md5,
+        round(time.monotonic() - started, 3),
+        single_transaction,
+        opened.stored.encrypted,
+        lines.ours,
+    )
+
+
+def feed_psql(
+    argv: list[str],
+    env: dict[str, str],
+    blocks: Iterable[bytes],
+    secrets: tuple[str, ...],
+    *,
+    commit: bool,
+    finish: Callable[[], object] = lambda: None,
+) -> PsqlLines:
+    """Run psql (``argv`` reads ``-f -``) on ``blocks``, all or nothing. With ``commit`` (``argv``
+    opened the transaction with ``-c BEGIN``), ``COMMIT`` is written only once every block was
+    written and ``finish`` (the stream's own end check) passed; an input that ends early, an
+    exception or our own death leaves the transaction open and psql's exit rolls it back.
+    RestoreFailed, with psql's reason, when psql fails; else psql's lines."""
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE,
@@ -129,19 +165,17 @@ def restore(
     lines = PsqlLines()
     drain = threading.Thread(target=drain_lines, args=(proc.stderr, lines, secrets), daemon=True)
     drain.start()
-    checker = DumpRewriter([])
     input_ok = psql_gone = False
     try:
-        for block in itertools.chain([first], blocks):
-            checker.feed(block)
+        for block in blocks:
             try:
                 proc.stdin.write(block)
             except BrokenPipeError:
                 psql_gone = True  # psql stopped at an SQL error; its message says why
                 break
         else:
-            checker.finish()  # raises when pg_dump's completion marker is missing
-            if single_transaction:
+            finish()
+            if commit:
                 try:
                     proc.stdin.write(COMMIT)
                 except BrokenPipeError:
@@ -158,17 +192,8 @@ def restore(
         proc.wait()
         drain.join(timeout=10)
     if proc.returncode != 0:
-        raise RestoreFailed(describe_failure(lines.tail, proc.returncode, single_transaction))
-    return RestoreResult(
-        source.label,
-        stats.gz_bytes,
-        stats.sql_bytes,
-        opened.stored.md5,
-        round(time.monotonic() - started, 3),
-        single_transaction,
-        opened.stored.encrypted,
-        lines.ours,
-    )
+        raise RestoreFailed(describe_failure(lines.tail, proc.returncode, commit))
+    return lines
 
 
 def check_target(

@@ -23,11 +23,8 @@ can compare and copy rows back. Without it the tables must not exist in the targ
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
-import subprocess
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,14 +33,13 @@ from dbbackup.core.seek_index import DATA_TYPES, POST_TYPES, SECTIONS, Index, Me
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
 from dbbackup.dump.rewrite import DumpRewriter
-from dbbackup.errors import RestoreFailed, UsageError
+from dbbackup.errors import UsageError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.catalog import create_database, missing_database, present
 from dbbackup.pg.conninfo import check_dump_url, check_url, libpq_target
-from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.restore import script
 from dbbackup.restore.reading import encrypted_without_identity, open_stored
-from dbbackup.restore.restorer import COMMIT, PsqlLines, describe_failure
+from dbbackup.restore.restorer import feed_psql
 from dbbackup.restore.script import IDENT, QUALIFIED, Entry, unquote
 from dbbackup.restore.seekable import index_for, open_members
 from dbbackup.restore.sources import Source
@@ -500,43 +496,7 @@ def _run(
     # --single-transaction, which commits whenever its input ends: also when we are killed).
     argv = [str(pgbin.tool("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "BEGIN", "-f", "-"]
     argv += ["-d", conninfo]
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True
-    )
-    assert proc.stdin is not None and proc.stderr is not None
-    lines = PsqlLines()
-    drain = threading.Thread(target=drain_lines, args=(proc.stderr, lines, secrets), daemon=True)
-    drain.start()
-    sql_out = 0
-    input_ok = psql_gone = False
-    try:
-        for block in _selected(pre, chosen, stream, checker, types, functions):
-            if not block:
-                continue
-            sql_out += len(block)
-            try:
-                proc.stdin.write(block)
-            except BrokenPipeError:
-                psql_gone = True
-                break
-        else:
-            try:
-                proc.stdin.write(COMMIT)
-                input_ok = True
-            except BrokenPipeError:
-                psql_gone = True
-    except BaseException:
-        stop_group(proc, grace=0)
-        raise
-    finally:
-        if not input_ok and not psql_gone and proc.poll() is None:
-            stop_group(proc, grace=0)  # never let psql commit a partial input
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-        proc.wait()
-        drain.join(timeout=10)
-    if proc.returncode != 0:
-        raise RestoreFailed(describe_failure(lines.tail, proc.returncode, True))
+    lines = feed_psql(argv, env, _selected(pre, chosen, stream, checker, types, functions), secrets, commit=True)
     return TablesResult(
         source.label,
         chosen.tables,

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from dbbackup.core import folder_path
 from dbbackup.core.ports import Folder, StoredFile
@@ -134,14 +135,19 @@ class LocalStorage:
             finally:
                 os.close(fd)
 
-    def open(self, file_id: str) -> Iterator[bytes]:
+    def _opened(self, file_id: str) -> tuple[Path, BinaryIO]:
+        """The file, opened now (so a missing one fails at the call, not at the first read); the
+        caller's generator closes it."""
         path = self._abs(file_id)
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator
+            return path, open(path, "rb")
         except FileNotFoundError:
             raise StorageNotFound(f"{path} does not exist") from None
         except OSError as exc:
             raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+    def open(self, file_id: str) -> Iterator[bytes]:
+        _, fh = self._opened(file_id)
 
         def chunks() -> Iterator[bytes]:
             with fh:
@@ -151,13 +157,7 @@ class LocalStorage:
         return chunks()
 
     def open_range(self, file_id: str, offset: int, length: int) -> Iterator[bytes]:
-        path = self._abs(file_id)
-        try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator
-        except FileNotFoundError:
-            raise StorageNotFound(f"{path} does not exist") from None
-        except OSError as exc:
-            raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from None
+        path, fh = self._opened(file_id)
 
         def chunks() -> Iterator[bytes]:
             with fh:

@@ -48,6 +48,38 @@ def _b64_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
+def make_client(
+    *,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    session_token: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    max_attempts: int,
+    timeout_seconds: float,
+    path_style: bool,
+) -> S3Client:
+    """A boto3 S3 client with our retries and timeouts, for the backup target and for Supabase
+    Storage's objects (storage.s3_objects) alike."""
+    session = boto3.session.Session(
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        aws_session_token=session_token,
+        region_name=region,
+    )
+    botocore_config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=timeout_seconds,
+        read_timeout=timeout_seconds,
+        # Other S3 implementations want path-style URLs (MinIO, Supabase) and reject or mishandle
+        # the CRC trailers botocore now adds by default (R2, B2): we send Content-MD5 ourselves.
+        s3={"addressing_style": "path"} if path_style else {},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return session.client("s3", endpoint_url=endpoint_url, config=botocore_config)
+
+
 class S3Storage:
     def __init__(self, config: S3Config, client: S3Client | None = None) -> None:
         self.config = config
@@ -55,23 +87,16 @@ class S3Storage:
 
     @staticmethod
     def _client(config: S3Config) -> S3Client:
-        session = boto3.session.Session(
-            aws_access_key_id=config.access_key_id,
-            aws_secret_access_key=config.secret_access_key,
-            aws_session_token=config.session_token,
-            region_name=config.region,
+        return make_client(
+            access_key_id=config.access_key_id,
+            secret_access_key=config.secret_access_key,
+            session_token=config.session_token,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            max_attempts=config.max_attempts,
+            timeout_seconds=config.timeout_seconds,
+            path_style=bool(config.endpoint_url),
         )
-        botocore_config = Config(
-            retries={"mode": "standard", "max_attempts": config.max_attempts},
-            connect_timeout=config.timeout_seconds,
-            read_timeout=config.timeout_seconds,
-            # Other S3 implementations want path-style URLs (MinIO) and reject or mishandle the
-            # CRC trailers botocore now adds by default (R2, B2): we send Content-MD5 ourselves.
-            s3={"addressing_style": "path"} if config.endpoint_url else {},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        return session.client("s3", endpoint_url=config.endpoint_url, config=botocore_config)
 
     # -- errors ----------------------------------------------------------------------------
 

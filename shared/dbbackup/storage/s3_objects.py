@@ -18,15 +18,13 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 
 from dbbackup.core.ports import ObjectHead, SourceObject
 from dbbackup.errors import StorageError, StorageNotFound
 from dbbackup.redact import redact
-from dbbackup.storage.s3 import NOT_FOUND_CODES, THROTTLE_CODES
+from dbbackup.storage.s3 import NOT_FOUND_CODES, THROTTLE_CODES, make_client
 from dbbackup.storage.s3_config import SupabaseS3Config
 
 if TYPE_CHECKING:
@@ -79,20 +77,16 @@ class SupabaseObjects:
 
     @staticmethod
     def _client(config: SupabaseS3Config) -> S3Client:
-        session = boto3.session.Session(
-            aws_access_key_id=config.access_key_id,
-            aws_secret_access_key=config.secret_access_key,
-            region_name=config.region,
+        return make_client(
+            access_key_id=config.access_key_id,
+            secret_access_key=config.secret_access_key,
+            session_token=None,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            max_attempts=config.max_attempts,
+            timeout_seconds=config.timeout_seconds,
+            path_style=True,  # Supabase's endpoint wants path-style URLs
         )
-        botocore_config = Config(
-            retries={"mode": "standard", "max_attempts": config.max_attempts},
-            connect_timeout=config.timeout_seconds,
-            read_timeout=config.timeout_seconds,
-            s3={"addressing_style": "path"},  # Supabase's endpoint wants path-style URLs
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        return session.client("s3", endpoint_url=config.endpoint_url, config=botocore_config)
 
     @property
     def where(self) -> str:
