@@ -66,6 +66,7 @@ NOT_SET_BY_TERRAFORM = {
     "BACKUP_GCS_CHUNK_SIZE": "the default (16 MiB; backup_memory is sized for it)",
     "BACKUP_S3_PART_SIZE": "the default (16 MiB; backup_memory is sized for it)",
     "BACKUP_SEEKABLE": "on by default; off (one gzip member, no index) is only the benchmark's reference",
+    "BACKUP_SEEKABLE_PART_MB": "the default (32 MiB parts of a large table's rows)",
     "STORAGE_EMULATOR_HOST": "the GCS client's own variable, for tests against an emulator",
 }
 SCHEDULED = {"database_backup", "cleanup_old_backups", "verify_backup"}

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_roundtrip import OURS, backup, load_variety
+from test_roundtrip import OURS, backup, load_variety, zcat_into_psql
 
-from dbbackup.core.seek_index import index_of
+from dbbackup.core.seek_index import Index, Member, index_of
 from dbbackup.dump.profiles import PROFILE_MARKER
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg.created import snapshot
@@ -29,7 +30,7 @@ from dbbackup.restore import parallel
 from dbbackup.restore.parallel import restore_parallel
 from dbbackup.restore.restorer import restore
 from dbbackup.settings import Settings
-from dbbackup.wiring import resolve_source
+from dbbackup.wiring import backup_job, resolve_source
 from support.cli import cli_env, run_cli
 from support.db import with_params
 from support.pgcompare import assert_databases_equal
@@ -285,3 +286,126 @@ def test_a_local_file_finds_its_own_row_when_another_folder_has_a_file_of_that_n
     finally:
         with psycopg.connect(backed.source, autocommit=True) as conn:
             conn.execute("DELETE FROM backup_logs WHERE id = %s", (other,))
+
+
+# ----------------------------------------------------------------- a large table in parts
+
+PART_MB = 1  # BACKUP_SEEKABLE_PART_MB: public.wide's ~5.6 MiB of rows become four or more parts
+WIDE_SQL = """
+CREATE TABLE public.wide (id int PRIMARY KEY, label text NOT NULL, payload text);
+INSERT INTO public.wide SELECT g, 'w' || g, CASE WHEN g % 97 = 0 THEN NULL ELSE repeat(md5(g::text), 3) END
+  FROM generate_series(1, 50000) g;
+CREATE INDEX wide_label ON public.wide (label);
+CREATE TABLE public.after_wide (id int PRIMARY KEY REFERENCES public.wide, note text);
+INSERT INTO public.after_wide SELECT g, E'tab\\there' FROM generate_series(1, 500) g;
+"""
+
+
+@dataclass
+class Parted:
+    backed: Backed
+    source: str
+    root: Path
+    file: Path
+    log_id: str
+    settings: Settings
+
+    def index(self) -> Index:
+        with psycopg.connect(self.source) as conn:
+            manifest = conn.execute("SELECT manifest FROM backup_logs WHERE id = %s", (self.log_id,)).fetchone()[0]
+        index = index_of(manifest)
+        assert index is not None and index.version == 2
+        return index
+
+    def parts(self) -> list[Member]:
+        return [m for m in self.index().members if m.tables == ("public.wide",)]
+
+
+@pytest.fixture(scope="module")
+def parted(backed: Backed, tmp_path_factory: pytest.TempPathFactory) -> Parted:
+    source = backed.new_db()
+    load_variety(source)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(WIDE_SQL)  # type: ignore[arg-type]
+    root = tmp_path_factory.mktemp("parted")
+    settings = Settings.from_env(
+        {"DATABASE_URL": source, "BACKUP_LOCAL_ROOT": str(root), "BACKUP_SEEKABLE_PART_MB": str(PART_MB)}
+    )
+    outcome = backup_job(settings).run("manual")
+    assert outcome.status == "success", outcome.reason
+    return Parted(backed, source, root, root / str(outcome.file_id), str(outcome.backup_log_id), settings)
+
+
+def test_a_large_tables_rows_are_cut_into_parts_of_a_standard_gzip_file(parted: Parted) -> None:
+    parts = parted.parts()
+    assert len(parts) >= 3, parts
+    assert not parts[0].resume
+    assert {p.resume for p in parts[1:]} == {"COPY public.wide (id, label, payload) FROM stdin;"}
+    assert all(p.raw_length >= PART_MB << 20 for p in parts[:-1])
+    data = parted.file.read_bytes()
+    whole = gzip.decompress(data)  # several members, read as one stream by gzip itself
+    for part in parts[1:]:
+        alone = gzip.decompress(data[part.offset : part.offset + part.length])
+        assert whole[part.raw_offset - 1 : part.raw_offset] == b"\n" and not alone.startswith(b"COPY "), alone[:80]
+    tail = gzip.decompress(data[parts[-1].offset : parts[-1].offset + parts[-1].length])
+    assert tail.rstrip(b"\n").endswith(b"\n\\.")  # the parts hold the table alone: the next entry has its own
+    assert subprocess.run(["gzip", "-t", str(parted.file)], check=False).returncode == 0
+    target = parted.backed.new_db()
+    zcat_into_psql(parted.file, target, pgbin.tool("psql"))
+    assert_databases_equal(parted.source, target, pgbin.tool("pg_dump"), ignore_data=OURS)
+
+
+def test_jobs_2_loads_the_parts_of_one_table_side_by_side(parted: Parted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of the first two parts waits until the other has started: a restore that loaded
+    them one after another would never get past the barrier."""
+    first_two = {p.offset for p in parted.parts()[:2]}
+    barrier = threading.Barrier(2, timeout=30)
+    real = parallel.open_members
+
+    def together(src, chosen, index):
+        if any(m.offset in first_two for m in chosen):
+            barrier.wait()
+        yield from real(src, chosen, index)
+
+    monkeypatch.setattr(parallel, "open_members", together)
+    target = parted.backed.new_db()
+    result = restore_parallel(resolve_source(parted.log_id, lambda: parted.settings), target, 2)
+    assert result.read.startswith("by range"), result.read
+    assert not barrier.broken
+    assert_databases_equal(parted.source, target, pgbin.tool("pg_dump"), ignore_data=OURS)
+
+
+def test_table_restores_a_parted_table_whole(parted: Parted) -> None:
+    target = parted.backed.new_db()
+    proc = run_cli(
+        ["restore", parted.log_id, "--target", target, "--table", "public.wide", "--json"],
+        parted.source,
+        BACKUP_LOCAL_ROOT=str(parted.root),
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["indexed"] and result["tables"] == ["public.wide"], result
+    others = sum(m.length for m in parted.index().members if m.tables and "public.wide" not in m.tables)
+    assert result["gz_bytes"] <= parted.file.stat().st_size - others  # the other tables' rows were not read
+    query = "SELECT count(*), sum(hashtext(label || coalesce(payload, '-'))) FROM public.wide"
+    with psycopg.connect(parted.source) as src, psycopg.connect(target) as dst:
+        assert dst.execute(query).fetchone() == src.execute(query).fetchone()
+        assert dst.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'wide'").fetchone() == (2,)
+
+
+def test_a_damaged_part_leaves_the_target_as_it_was(parted: Parted, tmp_path: Path) -> None:
+    part = parted.parts()[1]
+    damaged = tmp_path / parted.file.name  # the same name and size: the row's index applies to it
+    data = bytearray(parted.file.read_bytes())
+    middle = part.offset + part.length // 2
+    data[middle : middle + 64] = bytes(64)
+    damaged.write_bytes(bytes(data))
+    target = parted.backed.new_db()
+    before = objects(target)
+    proc = run_cli(
+        ["restore", str(damaged), "--target", target, "--jobs", "2"], parted.source, BACKUP_LOCAL_ROOT=str(parted.root)
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "everything the restore had created was dropped" in proc.stderr, proc.stderr
+    assert objects(target) == before

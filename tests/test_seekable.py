@@ -428,3 +428,63 @@ def test_table_keeps_the_access_method_set_before_an_entry_not_restored(backup: 
             "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = 'public.b_second'::regclass"
         ).fetchone()
     assert row == ("heap2",)
+
+
+@pytest.mark.parametrize("step", [1, 7, 64, len(SCRIPT)])
+def test_a_table_past_the_part_size_is_cut_into_parts_between_rows(step: int) -> None:
+    """Parts of 50 bytes: public.a's rows (which read like a header and a terminator) and
+    public.b's 40 rows are cut between rows, each part after a table's first resuming its COPY;
+    pg_dump's output in small pieces gives several parts, in one piece none;
+    run as restore --jobs runs them (COPY line, rows, ``\\.``), the parts give the rows."""
+    from dbbackup.dump.rewrite import DumpRewriter
+    from dbbackup.dump.stream import DumpStream
+    from dbbackup.restore import parallel
+
+    pieces = [("sql", SCRIPT[i : i + step]) for i in range(0, len(SCRIPT), step)]
+    stream = DumpStream(pieces, {}, DumpRewriter([]), sizes={"public.b": 1 << 20}, part_size=50)
+    data = b"".join(stream)
+    index = stream.stats.index
+    assert index is not None and seek_index.check_cover(index.members, len(data), len(SCRIPT)) is None
+    assert seek_index.from_json(seek_index.as_json(index)) == index
+    resumed = index.resumed()
+    expected = {
+        "public.a": b"--\n-- Name: x; Type: TABLE; Schema: public; Owner: -\n\\\\.\n",
+        "public.b": b"row\n" * 40,
+    }
+    for table, rows in expected.items():
+        parts = [m for m in index.members if table in m.tables]
+        # A new part starts at the last row boundary of a piece of pg_dump's output that does not
+        # end the COPY: how many parts there are depends on the pieces (a table of one piece: one).
+        assert len(parts) >= 2 or step >= 64
+        assert not parts[0].resume and {p.resume for p in parts[1:]} <= {f"COPY {table} (v) FROM stdin;"}
+        assert len(parts) == 1 or all(m.tables == (table,) for m in parts)  # its members to itself
+        got = b""
+        for part in parts:
+            assert part is parts[-1] or part.raw_length >= 50
+            sql = SCRIPT[part.raw_offset : part.raw_offset + part.raw_length]
+            assert zlib.decompress(data[part.offset : part.offset + part.length], 31) == sql
+            task = parallel._data_task(part, lambda chosen, sql=sql: iter([sql]), part.offset in resumed)
+            run = b"".join(task.chunks())
+            copy = run[run.index(f"COPY {table} (v) FROM stdin;\n".encode()) :].split(b"\n", 1)[1]
+            end = (b"\n" + copy).index(b"\n\\.\n")  # the terminator line, never a row
+            assert copy[end + 3 :].strip(b"\n") == b"", copy  # a part holds its table's rows and no entry
+            got += copy[:end]
+        assert got == rows
+    sections = [m.section for m in index.members]
+    assert sections == sorted(sections, key=seek_index.SECTIONS.index)
+
+
+def test_an_index_with_a_bad_part_is_not_read() -> None:
+    """A "resume" is run on the target: anything but one COPY line, or a first member that
+    resumes, makes the index unreadable (the file is then streamed whole)."""
+    member = {"offset": 0, "length": 10, "raw_offset": 0, "raw_length": 10, "section": "pre-data", "tables": []}
+    part = member | {"offset": 10, "raw_offset": 10, "section": "data", "tables": ["public.t"]}
+    good = {"version": 2, "members": [member, part | {"resume": "COPY public.t (a) FROM stdin;"}]}
+    assert seek_index.from_json(good) is not None
+    for resume in ["COPY public.t (a) FROM stdin;\nDROP TABLE x;", "DROP TABLE x; COPY public.t (a) FROM stdin;", 5]:
+        assert seek_index.from_json(good | {"members": [member, part | {"resume": resume}]}) is None, resume
+    assert seek_index.from_json(good | {"members": [part | {"resume": "COPY public.t (a) FROM stdin;"}]}) is None
+    two_tables = part | {"tables": ["public.t", "public.u"], "resume": "COPY public.t (a) FROM stdin;"}
+    assert seek_index.from_json(good | {"members": [member, two_tables]}) is None
+    assert seek_index.from_json(good | {"version": 3}) is None
+    assert seek_index.from_json(good | {"version": 1, "members": [member, part]}) is not None  # written before parts

@@ -228,6 +228,9 @@ class Settings:
     # A gzip member per section / large table and an index of them (core.seek_index); off: one
     # member, as files were before (BACKUP_SEEKABLE=off, the bench's reference).
     seekable: bool = True
+    # A large table's rows are cut into parts of this many MiB of SQL (BACKUP_SEEKABLE_PART_MB):
+    # restore --jobs loads the parts of one table side by side.
+    seekable_part_mb: int = 32
     pg_dump_path: str | None = None
     connect_attempts: int = 3
     # Retention, monitoring and alerts (see _retention_and_alerts for the variables).
@@ -339,6 +342,7 @@ class Settings:
             timezone=tz,
             gzip_level=int(level_text),
             seekable=seekable_text == "on",
+            seekable_part_mb=_positive_int(env, "BACKUP_SEEKABLE_PART_MB", 32, 1, 4096),
             pg_dump_path=env.get("PG_DUMP_PATH") or None,
             retention_days=alerting.retention_days,
             keep_min=alerting.keep_min,

@@ -185,6 +185,7 @@ def backup_job(
         pg_dump_path=settings.pg_dump_path,
         gzip_level=settings.gzip_level,
         seekable=settings.seekable,
+        part_size=settings.seekable_part_mb << 20,
         secrets=settings.secrets,
         progress=progress,
         connect_attempts=settings.connect_attempts,

@@ -6,7 +6,7 @@ table boundaries this module's ``Planner`` picks, so that one table's data, or t
 post-data section, can be read by a byte range and decompressed alone. The index is stored in
 the attempt's manifest (``backup_logs.manifest["index"]``) in this shape::
 
-    {"version": 1, "encrypted": false,
+    {"version": 2, "encrypted": false,
      "members": [{"offset": 0, "length": 812, "raw_offset": 0, "raw_length": 4096,
                   "section": "pre-data", "tables": []}, ...
                  {..., "section": "data", "tables": [], "entries": ["SEQUENCE SET"]}, ...]}
@@ -17,6 +17,13 @@ the gzip stream inside the age file: then ranges cannot be read and a reader str
 as the manifest names them) whose COPY data the member holds; ``entries`` (a data member without
 tables only; absent in an index written before it was recorded) the entry types it holds, so that
 a reader can tell sequence values from large objects.
+
+A table whose data outgrows ``PART_SIZE`` is cut into parts (version 2): the writer starts a new
+member between two of its rows, and that member records ``"resume"``, the ``COPY ... FROM stdin;``
+line its rows belong to. The parts of one table hold nothing else (the writer cuts before the
+next entry too), so a reader that takes all of a table's members reads pg_dump's own bytes, and
+``restore --jobs`` can load the parts side by side: a part is run as ``resume`` + its rows, and a
+part that a later one resumes is ended with ``\\.``.
 """
 
 from __future__ import annotations
@@ -26,12 +33,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-VERSION = 1
+VERSION = 2
+READABLE = frozenset({1, 2})  # version 1: no parts (written before tables were cut into parts)
 SECTIONS = ("pre-data", "data", "post-data")
 # A member is closed at an entry boundary once it holds this much SQL: fewer, larger members
 # compress as well as one stream (the deflate window is 32 KiB), while a small table restored
 # alone reads at most about this much beside its own rows.
 MIN_MEMBER = 1 << 20
+# A table's data is cut into parts of about this much SQL (BACKUP_SEEKABLE_PART_MB): the unit of
+# work of a parallel restore, so that one large table no longer sets its length alone.
+PART_SIZE = 32 << 20
 
 # pg_dump's TOC comment: "-- Name: t; Type: TABLE; Schema: s; Owner: o" (or "-- Data for Name:"),
 # names unquoted, with newlines replaced by spaces.
@@ -66,6 +77,9 @@ POST_TYPES = frozenset(
         "STATISTICS DATA",
     }
 )
+
+# What a part's "resume" may hold: one COPY line, no more (it is run on the target).
+_COPY_LINE = re.compile(r"COPY [^\n]+ FROM stdin;")
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,8 @@ class Member:
     # large objects' "BLOBS"...), so that a reader can pass over large objects. Empty: unknown
     # (an index written before it was recorded) or a member that holds tables' rows.
     entries: tuple[str, ...] = ()
+    # A part after the first of a table's data: the COPY line its rows continue ("" otherwise).
+    resume: str = ""
 
     @property
     def large_objects_only(self) -> bool:
@@ -124,6 +140,10 @@ class Index:
     def of_section(self, section: str) -> list[Member]:
         return [m for m in self.members if m.section == section]
 
+    def resumed(self) -> frozenset[int]:
+        """The offsets of the members a later part resumes: they end inside COPY data."""
+        return frozenset(m.offset for m, after in zip(self.members, self.members[1:], strict=False) if after.resume)
+
 
 def as_json(index: Index) -> dict[str, Any]:
     return {
@@ -139,6 +159,7 @@ def as_json(index: Index) -> dict[str, Any]:
                 "tables": list(m.tables),
             }
             | ({"entries": list(m.entries)} if m.entries else {})
+            | ({"resume": m.resume} if m.resume else {})
             for m in index.members
         ],
     }
@@ -147,7 +168,7 @@ def as_json(index: Index) -> dict[str, Any]:
 def from_json(value: Any) -> Index | None:
     """The stored index, or None when there is none or it is not of a shape this code reads (a
     later version, a damaged value): a reader then streams the whole file."""
-    if not isinstance(value, Mapping) or value.get("version") != VERSION:
+    if not isinstance(value, Mapping) or value.get("version") not in READABLE:
         return None
     raw = value.get("members")
     if not isinstance(raw, list):
@@ -159,7 +180,10 @@ def from_json(value: Any) -> Index | None:
             return None
         tables = item.get("tables", [])
         entries = item.get("entries", [])
+        resume = item.get("resume", "")
         if item.get("section") not in SECTIONS or not isinstance(tables, list) or not isinstance(entries, list):
+            return None
+        if not isinstance(resume, str) or (resume and (len(tables) != 1 or not _COPY_LINE.fullmatch(resume))):
             return None
         members.append(
             Member(
@@ -170,9 +194,12 @@ def from_json(value: Any) -> Index | None:
                 str(item["section"]),
                 tuple(str(t) for t in tables),
                 tuple(str(e) for e in entries),
+                resume,
             )
         )
-    return Index(tuple(members), bool(value.get("encrypted", False)))
+    if members and members[0].resume:
+        return None
+    return Index(tuple(members), bool(value.get("encrypted", False)), int(value["version"]))
 
 
 def index_of(manifest: Mapping[str, Any] | None) -> Index | None:
@@ -192,18 +219,23 @@ class Planner:
     section change, between table data, the sequence values and the large objects after them, before
     a table whose data is expected to be large (``sizes``: bytes per ``schema.table``, an
     estimate), and at any table boundary once the member holds ``min_member`` bytes of SQL.
-    A file of several pg_dump runs (the supabase profile) passes through the sections more than
-    once; each part is labelled as it comes."""
+    Inside a table's rows, ``split`` starts a new part every ``part_size`` bytes when the member
+    holds that table alone. A file of several pg_dump runs (the supabase profile) passes through
+    the sections more than once; each part is labelled as it comes."""
 
     sizes: Mapping[str, int] = field(default_factory=dict)
     min_member: int = MIN_MEMBER
+    part_size: int = PART_SIZE
     section: str = "pre-data"
     start: int = 0  # raw offset where the open member starts
     tables: list[str] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)  # a data member's entry types, but its tables'
+    resume: str = ""  # the open member is a part that continues this COPY
     _kind: str = ""  # "table", "sequences" or "other" (large objects): what the open data member holds
+    _parted: bool = False  # the open member is a part of a table: the next entry starts a new one
+    _alone: bool = False  # the open member started at the header of the table it holds
 
-    def cut_before(self, toc: Toc, raw_offset: int) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    def cut_before(self, toc: Toc, raw_offset: int) -> Closed | None:
         """Called at each entry header (``raw_offset``: where its comment block starts). When a
         new member starts there, the section and tables of the one it closes; else None."""
         if toc.type in DATA_TYPES:
@@ -216,26 +248,59 @@ class Planner:
         held = raw_offset - self.start
         large = held >= self.min_member or self.sizes.get(toc.qualified, 0) >= self.min_member
         cut = held > 0 and (
-            section != self.section or (section == "data" and (kind != self._kind or (kind == "table" and large)))
+            self._parted
+            or section != self.section
+            or (section == "data" and (kind != self._kind or (kind == "table" and large)))
         )
         closed = None
         if cut:
             closed = self.current()
-            self.start = raw_offset
-            self.tables = []
-            self.entries = []
+            self._restart(raw_offset)
         self.section = section
         self._kind = kind
         if kind == "table" and toc.qualified not in self.tables:
+            self._alone = not self.tables and not self.entries and self.section == "data"
             self.tables.append(toc.qualified)
         elif section == "data" and kind != "table" and toc.type not in self.entries:
             self.entries.append(toc.type)
         return closed
 
-    def current(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-        """The open member's section, tables and (a data member without tables) entry types."""
+    def split(self, raw_offset: int, copy_line: str) -> Closed | None:
+        """Called at a row boundary inside the COPY data of ``copy_line``: when the open member
+        holds only that table's data, from its header on, and ``part_size`` of it, the member
+        closed there (a new part starts); else None."""
+        if not (self._alone and len(self.tables) == 1 and self._kind == "table"):
+            return None
+        if raw_offset - self.start < self.part_size or not _COPY_LINE.fullmatch(copy_line):
+            return None
+        closed = self.current()
+        table = self.tables[0]
+        self._restart(raw_offset)
+        self.tables, self.resume, self._parted, self._alone = [table], copy_line, True, True
+        return closed
+
+    def _restart(self, raw_offset: int) -> None:
+        self.start = raw_offset
+        self.tables = []
+        self.entries = []
+        self.resume = ""
+        self._parted = self._alone = False
+
+    def current(self) -> Closed:
+        """The open member's section, tables, (a data member without tables) entry types, and
+        the COPY line it resumes (a part after a table's first)."""
         entries = tuple(self.entries) if self.section == "data" and not self.tables else ()
-        return self.section, tuple(self.tables), entries
+        return Closed(self.section, tuple(self.tables), entries, self.resume)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """What the writer records of a member it closes (with its offsets, a ``Member``)."""
+
+    section: str
+    tables: tuple[str, ...] = ()
+    entries: tuple[str, ...] = ()
+    resume: str = ""
 
 
 def check_cover(members: Sequence[Member], gz_size: int, sql_size: int) -> str | None:

@@ -165,6 +165,10 @@ class DumpRewriter:
     # consumer takes them after each feed; only lines outside COPY data are looked at.
     marks: list[tuple[int, bytes]] = field(default_factory=list)
     out_bytes: int = 0  # bytes returned so far
+    # Inside COPY data: its COPY line, and the output offset of the latest row boundary in it
+    # (-1: none yet), where a seekable writer may start a new part of a large table.
+    copy_line: bytes = b""
+    row_break: int = -1
     _base: int = 0  # output offset of the block _process is working on
 
     def feed(self, data: bytes) -> bytes:
@@ -180,6 +184,7 @@ class DumpRewriter:
             out, data = data[: nl + 1], data[nl + 1 :]
             self._count(out, 1)
             self._midline = False
+            self.row_break = self.out_bytes + len(out)  # the long line's end: a row boundary
         buf = self._pending + data if self._pending else data
         cut = buf.rfind(b"\n") + 1
         self._pending = buf[cut:]
@@ -230,6 +235,8 @@ class DumpRewriter:
                 self._count(data, data.count(b"\n"))
                 out.append(data)
                 if stop < 0:
+                    if data:
+                        self.row_break = self._base + size + len(data)
                     return b"".join(out)
                 out.append(b"\\.\n")
                 size += len(data) + 3
@@ -237,6 +244,7 @@ class DumpRewriter:
                 self._in_copy = False
                 self._copy_patch = None
                 self._counts = None
+                self.copy_line, self.row_break = b"", -1
                 continue
             nl = block.find(b"\n", pos)
             line = block[pos:nl]
@@ -273,6 +281,7 @@ class DumpRewriter:
             self.saw_marker = False
         if line.startswith(b"COPY ") and line.endswith(b"FROM stdin;"):
             self._in_copy = True
+            self.copy_line, self.row_break = line, -1
             table = copy_table(line)
             if table is not None:
                 self._counts = self.tables.setdefault(table, [0, 0])

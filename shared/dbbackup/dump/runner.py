@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import psycopg.conninfo
 
-from dbbackup.core import naming, ports
+from dbbackup.core import naming, ports, seek_index
 from dbbackup.dump.age import EncryptedDump
 from dbbackup.dump.profiles import (
     DumpProfile,
@@ -67,6 +67,7 @@ class PgDumper:
         pg_dump_path: str | None = None,
         gzip_level: int = 1,
         seekable: bool = True,
+        part_size: int = seek_index.PART_SIZE,
         secrets: tuple[str, ...] = (),
         progress: Progress | None = None,
         connect_attempts: int = 3,
@@ -76,7 +77,7 @@ class PgDumper:
         # Public keys only: this side can encrypt, never decrypt (docs/configuration.md: BACKUP_AGE_RECIPIENTS).
         self.age_recipients = age_recipients
         self.gzip_level, self.secrets, self.progress = gzip_level, secrets, progress
-        self.seekable = seekable
+        self.seekable, self.part_size = seekable, part_size
         self.connect_attempts = connect_attempts
         self._target: _Target | None = None
 
@@ -129,7 +130,15 @@ class PgDumper:
                     managed_sql = managed.section(managed.app_objects(conn, managed_schema))
             sections, env = pg_dump_command(self.url, self.profile, target.pg_dump, snapshot, managed_sql)
             stream = DumpStream(
-                sections, env, rewriter, self.gzip_level, self.secrets, self.progress, self.seekable, sizes
+                sections,
+                env,
+                rewriter,
+                self.gzip_level,
+                self.secrets,
+                self.progress,
+                self.seekable,
+                sizes,
+                self.part_size,
             )
             yield EncryptedDump(stream, self.age_recipients) if self.age_recipients else stream
 

@@ -84,6 +84,7 @@ class DumpStream:
         progress: Progress | None = None,
         seekable: bool = True,
         sizes: Mapping[str, int] | None = None,
+        part_size: int = seek_index.PART_SIZE,
     ) -> None:
         # Several programs (and our own SQL between them) may write one file, in order.
         self.sections = list(sections)
@@ -97,6 +98,7 @@ class DumpStream:
         # its own member. Off: one member, as before (the bench's reference).
         self.seekable = seekable
         self.sizes = dict(sizes or {})
+        self.part_size = part_size  # a large table's rows: a new member (a part) every this many bytes
         self.stats = DumpStats()
         self._stderr: deque[str] = deque(maxlen=30)
 
@@ -106,7 +108,7 @@ class DumpStream:
         self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
         self._out = bytearray()
         self._sql_out = 0  # SQL bytes in the file, after rewriting (what gunzip gives back)
-        self._planner = seek_index.Planner(self.sizes) if self.seekable else None
+        self._planner = seek_index.Planner(self.sizes, part_size=self.part_size) if self.seekable else None
         self._held = b""  # trailing lines that may open the next entry (see _entry_start), kept back
         self._members: list[seek_index.Member] = []
         self._member_gz = self._member_raw = 0  # where the open member starts
@@ -122,7 +124,7 @@ class DumpStream:
             self._held = b""
         self._out += self._comp.flush()
         if self._planner is not None:
-            self._close_member(*self._planner.current())
+            self._close_member(self._planner.current())
         self.stats.sql_bytes = self._sql_out
         self.stats.rewritten = dict(self.rewriter.rewritten)
         self.stats.tables = {name: (rows, size) for name, (rows, size) in self.rewriter.tables.items()}
@@ -151,24 +153,37 @@ class DumpStream:
             at = _entry_start(data, at, pos)  # the header's comment block and the SET lines before it
             closed = self._planner.cut_before(toc, start + at)
             if closed is not None:
-                self._compress(data[pos:at])
+                self._cut(data, pos, at, closed)
                 pos = at
-                self._out += self._comp.flush()
-                self._close_member(*closed)
-                self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
         self.rewriter.marks.clear()
+        # Inside a large table's rows: a new part may start at the last row boundary (no entry
+        # header can follow it in this chunk: the COPY data goes on past it).
+        row_break = self.rewriter.row_break - start
+        copy_line = self.rewriter.copy_line
+        if copy_line and copy_line.isascii() and pos < row_break <= len(data):  # another encoding: no parts
+            closed = self._planner.split(start + row_break, copy_line.decode())
+            if closed is not None:
+                self._cut(data, pos, row_break, closed)
+                pos = row_break
         # What may open the next entry (its SET lines, blank lines, the header's "--") waits for
         # the next chunk, which may hold the header: the member then starts with them.
         held = _entry_start(data, len(data), pos)
         rest, self._held = data[pos:held], data[held:]
         self._compress(rest)
 
+    def _cut(self, data: bytes, pos: int, at: int, closed: seek_index.Closed) -> None:
+        """End the open member with ``data[pos:at]`` and record it; the next byte starts a new one."""
+        self._compress(data[pos:at])
+        self._out += self._comp.flush()
+        self._close_member(closed)
+        self._comp = isal_zlib.compressobj(self.level, isal_zlib.DEFLATED, 31)
+
     def _compress(self, data: bytes) -> None:
         if data:
             self._sql_out += len(data)
             self._out += self._comp.compress(data)
 
-    def _close_member(self, section: str, tables: tuple[str, ...], entries: tuple[str, ...] = ()) -> None:
+    def _close_member(self, closed: seek_index.Closed) -> None:
         """Record the member just finished (its gzip trailer is in ``_out``)."""
         gz_end = self.stats.gz_bytes + len(self._out)
         self._members.append(
@@ -177,9 +192,10 @@ class DumpStream:
                 gz_end - self._member_gz,
                 self._member_raw,
                 self._sql_out - self._member_raw,
-                section,
-                tables,
-                entries,
+                closed.section,
+                closed.tables,
+                closed.entries,
+                closed.resume,
             )
         )
         self._member_gz, self._member_raw = gz_end, self._sql_out

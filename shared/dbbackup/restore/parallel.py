@@ -32,7 +32,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +42,7 @@ from dbbackup.core.seek_index import DATA_TYPES, Index, Member
 from dbbackup.dump import profiles
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
+from dbbackup.dump.rewrite import copy_table
 from dbbackup.errors import BackupError, RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg import connect as db
@@ -232,12 +233,12 @@ class Session:
 
 def run_tasks(sessions: Sequence[Session], tasks: Sequence[Task]) -> None:
     """``tasks`` over ``sessions``, each session taking the first waiting task none of whose
-    tables a running task holds and whose ``after`` tables are loaded. The first failure stops
-    the handing out; it is raised."""
+    tables a running task holds and whose ``after`` tables are loaded (a table split into parts
+    is loaded once every part is). The first failure stops the handing out; it is raised."""
     cond = threading.Condition()
     waiting = list(tasks)
     held: set[str] = set()
-    loading: set[str] = set().union(*(t.loads for t in tasks))
+    loading = Counter(table for t in tasks for table in t.loads)
     failures: list[BaseException] = []
 
     def work(session: Session) -> None:
@@ -246,7 +247,7 @@ def run_tasks(sessions: Sequence[Session], tasks: Sequence[Task]) -> None:
                 while True:
                     if failures or not waiting:
                         return
-                    task = next((t for t in waiting if not t.locks & held and not t.after & loading), None)
+                    task = next((t for t in waiting if not t.locks & held and not t.after & loading.keys()), None)
                     if task is not None:
                         waiting.remove(task)
                         held.update(task.locks)
@@ -261,7 +262,10 @@ def run_tasks(sessions: Sequence[Session], tasks: Sequence[Task]) -> None:
                 return
             with cond:
                 held.difference_update(task.locks)
-                loading.difference_update(task.loads)
+                loading.subtract(task.loads)
+                for table in task.loads:
+                    if loading[table] <= 0:
+                        del loading[table]
                 cond.notify_all()
 
     threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in sessions[: max(1, len(tasks))]]
@@ -482,17 +486,8 @@ def _with_index(source: Source, index: Index, jobs: int, session: Callable[..., 
     if COMPLETE not in post:
         raise RestoreFailed("the backup's post-data section lacks pg_dump's completion marker (truncated file)")
     waves = post_data_tasks(split(post), settings)
-    tasks = [
-        Task(
-            f"TABLE DATA {', '.join(m.tables)}",
-            frozenset(m.tables),
-            functools.partial(read, [m]),
-            m.raw_length,
-            loads=frozenset(m.tables),
-        )
-        for m in middle
-        if m.tables
-    ]
+    resumed = index.resumed()
+    tasks = [_data_task(m, read, m.offset in resumed) for m in middle if m.tables]
     others = [m for m in middle if not m.tables]
     if others:  # sequence values, large objects: in the file's order, in one session
         tasks.append(Task("sequence values and large objects", frozenset(), functools.partial(read, others), 1 << 62))
@@ -510,6 +505,28 @@ def _with_index(source: Source, index: Index, jobs: int, session: Callable[..., 
     for s in sessions:
         s.close()
     return "by range (seekable index)"
+
+
+def _data_task(member: Member, read: Callable[[Sequence[Member]], Iterator[bytes]], ends_open: bool) -> Task:
+    """A data member's task. A part of a table (core.seek_index) runs as a COPY of its own: the
+    COPY line it resumes first, and ``\\.`` after its rows when a later part goes on with them
+    (``ends_open``); the parts of one table lock nothing against each other, so they load side by
+    side."""
+    label = f"TABLE DATA {', '.join(member.tables)}"
+    loads = frozenset(member.tables)
+    if not member.resume and not ends_open:
+        return Task(label, loads, functools.partial(read, [member]), member.raw_length, loads=loads)
+    if member.resume and copy_table(member.resume.encode()) != member.tables[0]:
+        raise RestoreFailed(f"the backup's index does not fit the file: a part of {member.tables[0]} resumes another")
+
+    def chunks() -> Iterator[bytes]:
+        if member.resume:
+            yield member.resume.encode() + b"\n"
+        yield from read([member])
+        if ends_open:
+            yield b"\\.\n"
+
+    return Task(f"{label} (part at byte {member.offset:,})", frozenset(), chunks, member.raw_length, loads=loads)
 
 
 def _streamed(blocks: Iterable[bytes], jobs: int, session: Callable[..., Session]) -> str:
