@@ -342,6 +342,11 @@ def test_a_large_tables_rows_are_cut_into_parts_of_a_standard_gzip_file(parted: 
     assert not parts[0].resume
     assert {p.resume for p in parts[1:]} == {"COPY public.wide (id, label, payload) FROM stdin;"}
     assert all(p.raw_length >= PART_MB << 20 for p in parts[:-1])
+    index = parted.index()
+    parted_tables = {m.tables[0] for m in index.members if m.resume}
+    assert "public.wide" in parted_tables
+    shown = run_cli(["show", parted.log_id], parted.source, check=True).stdout
+    assert f"{len(index.members)} gzip members, {len(parted_tables)} table(s) in parts for restore --jobs" in shown
     data = parted.file.read_bytes()
     whole = gzip.decompress(data)  # several members, read as one stream by gzip itself
     for part in parts[1:]:

@@ -284,7 +284,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     index = index_of(manifest)
     if index is not None:
         how = "encrypted: restore --table streams it" if index.encrypted else "restore --table reads by range"
-        print(f"seekable: {len(index.members)} gzip members ({how})")
+        parted = {m.tables[0] for m in index.members if m.resume}
+        parts = f", {len(parted)} table(s) in parts for restore --jobs" if parted else ""
+        print(f"seekable: {len(index.members)} gzip members{parts} ({how})")
     return EXIT_OK
 
 

@@ -661,6 +661,10 @@ def restore_rounds(
         for method in methods[turn:] + methods[:turn]:
             server.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
             server.execute(f'CREATE DATABASE "{target_db}"')
+            # Every method starts from the same state: no dirty pages or WAL of the previous one
+            # left for the kernel or the checkpointer to write during this one (not timed).
+            server.execute("CHECKPOINT")
+            subprocess.run(["sync"], check=False)
             target = server.url(target_db)
             argv = restore_argv(method, file, target, sealed, key, dump_dir)
             # r4 finds the backup's row, and so its seekable index, through DATABASE_URL; r6 has none.
