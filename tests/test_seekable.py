@@ -475,16 +475,31 @@ def test_a_table_past_the_part_size_is_cut_into_parts_between_rows(step: int) ->
 
 
 def test_an_index_with_a_bad_part_is_not_read() -> None:
-    """A "resume" is run on the target: anything but one COPY line, or a first member that
-    resumes, makes the index unreadable (the file is then streamed whole)."""
-    member = {"offset": 0, "length": 10, "raw_offset": 0, "raw_length": 10, "section": "pre-data", "tables": []}
-    part = member | {"offset": 10, "raw_offset": 10, "section": "data", "tables": ["public.t"]}
-    good = {"version": 2, "members": [member, part | {"resume": "COPY public.t (a) FROM stdin;"}]}
-    assert seek_index.from_json(good) is not None
-    for resume in ["COPY public.t (a) FROM stdin;\nDROP TABLE x;", "DROP TABLE x; COPY public.t (a) FROM stdin;", 5]:
-        assert seek_index.from_json(good | {"members": [member, part | {"resume": resume}]}) is None, resume
-    assert seek_index.from_json(good | {"members": [part | {"resume": "COPY public.t (a) FROM stdin;"}]}) is None
-    two_tables = part | {"tables": ["public.t", "public.u"], "resume": "COPY public.t (a) FROM stdin;"}
-    assert seek_index.from_json(good | {"members": [member, two_tables]}) is None
-    assert seek_index.from_json(good | {"version": 3}) is None
-    assert seek_index.from_json(good | {"version": 1, "members": [member, part]}) is not None  # written before parts
+    """A "resume" is run on the target: anything but pg_dump's COPY line, a part that does not
+    follow its own table's rows, or a first member that resumes, makes the index unreadable
+    (the file is then streamed whole)."""
+    pre = {"offset": 0, "length": 10, "raw_offset": 0, "raw_length": 10, "section": "pre-data", "tables": []}
+    first = pre | {"offset": 10, "raw_offset": 10, "section": "data", "tables": ["public.t"]}
+    part = first | {"offset": 20, "raw_offset": 20, "resume": "COPY public.t (a) FROM stdin;"}
+
+    def index(*members: dict[str, Any], version: int = 2) -> seek_index.Index | None:
+        return seek_index.from_json({"version": version, "members": list(members)})
+
+    assert index(pre, first, part) is not None
+    for resume in [
+        "COPY public.t (a) FROM stdin;\nDROP TABLE x;",
+        "DROP TABLE x; COPY public.t (a) FROM stdin;",
+        "COPY public.t (a) FROM stdin; DROP TABLE x; COPY public.t (a) FROM stdin;",
+        "COPY public.t (a) FROM stdin; \\! rm -rf x",
+        "COPY public.t (a); DROP TABLE x; -- FROM stdin;",
+        5,
+    ]:
+        assert index(pre, first, part | {"resume": resume}) is None, resume
+    assert index(first | {"resume": "COPY public.t (a) FROM stdin;"}) is None  # the first member resumes
+    assert index(pre, part) is None  # a part after the pre-data, not after its table's rows
+    assert index(pre, first, part | {"tables": ["public.t", "public.u"]}) is None
+    names = ["App Data.Orders EU"]
+    quoted = 'COPY "App Data"."Orders EU" ("a;b", c) FROM stdin;'
+    assert index(pre, first | {"tables": names}, part | {"tables": names, "resume": quoted}) is not None
+    assert index(pre, first, part, version=3) is None
+    assert index(pre, first, first | {"offset": 20, "raw_offset": 20}, version=1) is not None  # before parts

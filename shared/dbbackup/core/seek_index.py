@@ -28,6 +28,7 @@ part that a later one resumes is ended with ``\\.``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,8 +79,10 @@ POST_TYPES = frozenset(
     }
 )
 
-# What a part's "resume" may hold: one COPY line, no more (it is run on the target).
-_COPY_LINE = re.compile(r"COPY [^\n]+ FROM stdin;")
+# What a part's "resume" may hold: pg_dump's COPY line and nothing more (it is run on the
+# target): names as pg_dump's fmtId writes them, quoted unless plain lower-case.
+_IDENT = r'(?:"(?:[^"\n]|"")+"|[a-z_][a-z0-9_$]*)'
+_COPY_LINE = re.compile(rf"COPY {_IDENT}\.{_IDENT} (?:\({_IDENT}(?:, {_IDENT})*\) )?FROM stdin;")
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,9 @@ def from_json(value: Any) -> Index | None:
         )
     if members and members[0].resume:
         return None
+    for before, part in itertools.pairwise(members):
+        if part.resume and before.tables != part.tables:  # a part follows its own table's rows only
+            return None
     return Index(tuple(members), bool(value.get("encrypted", False)), int(value["version"]))
 
 

@@ -30,7 +30,7 @@ from typing import IO
 from isal import isal_zlib
 
 from dbbackup.core import ports, seek_index
-from dbbackup.dump.rewrite import DumpRewriter
+from dbbackup.dump.rewrite import DumpRewriter, copy_table
 from dbbackup.errors import BackupFailed
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
@@ -160,7 +160,9 @@ class DumpStream:
         # header can follow it in this chunk: the COPY data goes on past it).
         row_break = self.rewriter.row_break - start
         copy_line = self.rewriter.copy_line
-        if copy_line and copy_line.isascii() and pos < row_break <= len(data):  # another encoding: no parts
+        # (A name in another encoding, or a COPY of a table whose header was not read: no parts.)
+        tables = self._planner.tables
+        if copy_line.isascii() and pos < row_break <= len(data) and tables and copy_table(copy_line) == tables[0]:
             closed = self._planner.split(start + row_break, copy_line.decode())
             if closed is not None:
                 self._cut(data, pos, row_break, closed)
