@@ -20,10 +20,11 @@ a reader can tell sequence values from large objects.
 
 A table whose data outgrows ``PART_SIZE`` is cut into parts (version 2): the writer starts a new
 member between two of its rows, and that member records ``"resume"``, the ``COPY ... FROM stdin;``
-line its rows belong to. The parts of one table hold nothing else (the writer cuts before the
-next entry too), so a reader that takes all of a table's members reads pg_dump's own bytes, and
-``restore --jobs`` can load the parts side by side: a part is run as ``resume`` + its rows, and a
-part that a later one resumes is ended with ``\\.``.
+line its rows belong to. The parts of one table hold no other entry (the writer cuts before the
+next one too; only the end of a pg_dump run, which has no entry header, may follow the last
+part), so a reader that takes all of a table's members reads pg_dump's own bytes, and
+``restore --jobs`` can load the parts side by side: a part is run as ``resume`` + its rows, and
+a part that a later one resumes is ended with ``\\.``.
 """
 
 from __future__ import annotations
