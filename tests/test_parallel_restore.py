@@ -296,6 +296,9 @@ CREATE TABLE public.wide (id int PRIMARY KEY, label text NOT NULL, payload text)
 INSERT INTO public.wide SELECT g, 'w' || g, CASE WHEN g % 97 = 0 THEN NULL ELSE repeat(md5(g::text), 3) END
   FROM generate_series(1, 50000) g;
 CREATE INDEX wide_label ON public.wide (label);
+CREATE FUNCTION public.wide_mark() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN NEW.label := 'changed by the trigger'; RETURN NEW; END $$;
+CREATE TRIGGER wide_mark BEFORE INSERT ON public.wide FOR EACH ROW EXECUTE FUNCTION public.wide_mark();
 CREATE TABLE public.after_wide (id int PRIMARY KEY REFERENCES public.wide, note text);
 INSERT INTO public.after_wide SELECT g, E'tab\\there' FROM generate_series(1, 500) g;
 """
@@ -414,3 +417,22 @@ def test_a_damaged_part_leaves_the_target_as_it_was(parted: Parted, tmp_path: Pa
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "everything the restore had created was dropped" in proc.stderr, proc.stderr
     assert objects(target) == before
+
+
+def test_a_parted_tables_trigger_waits_for_its_last_part(parted: Parted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last part of public.wide comes late, when every other table's rows are in: its
+    BEFORE INSERT trigger must still wait for it (a table is loaded once all its parts are)."""
+    last = parted.parts()[-1].offset
+    real = parallel.open_members
+
+    def late(src, chosen, index):
+        if any(m.offset == last for m in chosen):
+            time.sleep(1.5)
+        yield from real(src, chosen, index)
+
+    monkeypatch.setattr(parallel, "open_members", late)
+    target = parted.backed.new_db()
+    restore_parallel(resolve_source(parted.log_id, lambda: parted.settings), target, 2)
+    with psycopg.connect(target) as conn:
+        changed = conn.execute("SELECT count(*) FROM public.wide WHERE label = 'changed by the trigger'").fetchone()
+    assert changed == (0,)
