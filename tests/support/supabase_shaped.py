@@ -8,7 +8,12 @@ project has it (managed schemas and the user's data); ``fresh()`` one as a new p
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +31,17 @@ def with_params(url: str, **params: str) -> str:
     info = psycopg.conninfo.conninfo_to_dict(url)
     info.update(params)
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+
+
+@contextlib.contextmanager
+def _one_at_a_time(admin_url: str) -> Iterator[None]:
+    """The fixture grants and alters cluster-wide roles: two test workers doing so at once on one
+    server fail with "tuple concurrently updated" (seen in CI's parallel pass), so they take turns."""
+    info = psycopg.conninfo.conninfo_to_dict(admin_url)
+    key = hashlib.sha256(f"{info.get('host')}:{info.get('port')}".encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"dbbackup-supabase-shaped-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @dataclass
@@ -46,7 +62,7 @@ class SupabaseCluster:
             conn.execute(f'CREATE DATABASE "{name}" OWNER {self.role}')
         self.databases.append(name)
         admin = with_params(self.admin_url, dbname=name)
-        with psycopg.connect(admin, autocommit=True) as conn:
+        with _one_at_a_time(self.admin_url), psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.replace("{{postgres}}", self.role))  # type: ignore[arg-type]
         return with_params(admin, user=self.role, password=self.password), admin
 
