@@ -446,6 +446,10 @@ def test_a_table_past_the_part_size_is_cut_into_parts_between_rows(step: int) ->
     index = stream.stats.index
     assert index is not None and seek_index.check_cover(index.members, len(data), len(SCRIPT)) is None
     assert seek_index.from_json(seek_index.as_json(index)) == index
+    # The COPY line is stored once per table: a third part on says "the line of the part before".
+    stored = [m["resume"] for m in seek_index.as_json(index)["members"] if "resume" in m]
+    assert [r for r in stored if r is not True] == list(dict.fromkeys(m.resume for m in index.members if m.resume))
+    assert True in stored or step >= 64
     resumed = index.resumed()
     expected = {
         "public.a": b"--\n-- Name: x; Type: TABLE; Schema: public; Owner: -\n\\\\.\n",
@@ -502,4 +506,9 @@ def test_an_index_with_a_bad_part_is_not_read() -> None:
     quoted = 'COPY "App Data"."Orders EU" ("a;b", c) FROM stdin;'
     assert index(pre, first | {"tables": names}, part | {"tables": names, "resume": quoted}) is not None
     assert index(pre, first, part, version=3) is None
+    # "resume": true is the line of the part before; with no part before it means nothing.
+    later = part | {"offset": 30, "raw_offset": 30, "resume": True}
+    assert index(pre, first, part, later) == index(pre, first, part, later | {"resume": part["resume"]})
+    assert index(pre, first, later) is None  # the part before is the table's first: no line
+    assert index(later | {"offset": 0}) is None  # no member before
     assert index(pre, first, first | {"offset": 20, "raw_offset": 20}, version=1) is not None  # before parts

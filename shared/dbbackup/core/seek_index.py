@@ -20,9 +20,10 @@ a reader can tell sequence values from large objects.
 
 A table whose data outgrows ``PART_SIZE`` is cut into parts (version 2): the writer starts a new
 member between two of its rows, and that member records ``"resume"``, the ``COPY ... FROM stdin;``
-line its rows belong to. The parts of one table hold no other entry (the writer cuts before the
-next one too; only the end of a pg_dump run, which has no entry header, may follow the last
-part), so a reader that takes all of a table's members reads pg_dump's own bytes, and
+line its rows belong to (a later part of the same table records ``"resume": true``, "the line of
+the part before", so a long line is stored once per table). The parts of one table hold no other
+entry (the writer cuts before the next one too; only the end of a pg_dump run, which has no entry
+header, may follow the last part), so a reader that takes all of a table's members reads pg_dump's own bytes, and
 ``restore --jobs`` can load the parts side by side: a part is run as ``resume`` + its rows, and
 a part that a later one resumes is ended with ``\\.``.
 """
@@ -163,10 +164,19 @@ def as_json(index: Index) -> dict[str, Any]:
                 "tables": list(m.tables),
             }
             | ({"entries": list(m.entries)} if m.entries else {})
-            | ({"resume": m.resume} if m.resume else {})
-            for m in index.members
+            | _resume_json(m, before)
+            for before, m in zip((None, *index.members), index.members, strict=False)
         ],
     }
+
+
+def _resume_json(member: Member, before: Member | None) -> dict[str, Any]:
+    """A table's second part carries its COPY line; every later one ``true``, "the line of the part
+    before": a table with many columns and hundreds of parts would otherwise repeat a long line in
+    the manifest hundreds of times."""
+    if not member.resume:
+        return {}
+    return {"resume": True if before is not None and before.resume == member.resume else member.resume}
 
 
 def from_json(value: Any) -> Index | None:
@@ -187,6 +197,10 @@ def from_json(value: Any) -> Index | None:
         resume = item.get("resume", "")
         if item.get("section") not in SECTIONS or not isinstance(tables, list) or not isinstance(entries, list):
             return None
+        if resume is True:  # the line of the part before, which must be one
+            resume = members[-1].resume if members else ""
+            if not resume:
+                return None
         if not isinstance(resume, str) or (resume and (len(tables) != 1 or not _COPY_LINE.fullmatch(resume))):
             return None
         members.append(
