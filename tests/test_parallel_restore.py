@@ -301,7 +301,10 @@ CREATE FUNCTION public.wide_mark() RETURNS trigger LANGUAGE plpgsql AS
 CREATE TRIGGER wide_mark BEFORE INSERT ON public.wide FOR EACH ROW EXECUTE FUNCTION public.wide_mark();
 CREATE TABLE public.after_wide (id int PRIMARY KEY REFERENCES public.wide, note text);
 INSERT INTO public.after_wide SELECT g, E'tab\\there' FROM generate_series(1, 500) g;
+CREATE TABLE public."Übersicht Ω" ("Schlüssel" int PRIMARY KEY, "größe" text);
+INSERT INTO public."Übersicht Ω" SELECT g, repeat('ä' || g, 12) FROM generate_series(1, 30000) g;
 """
+UMLAUT = "public.Übersicht Ω"  # a name that is not ASCII, in a UTF8 dump: in parts too
 
 
 @dataclass
@@ -347,7 +350,10 @@ def test_a_large_tables_rows_are_cut_into_parts_of_a_standard_gzip_file(parted: 
     assert all(p.raw_length >= PART_MB << 20 for p in parts[:-1])
     index = parted.index()
     parted_tables = {m.tables[0] for m in index.members if m.resume}
-    assert "public.wide" in parted_tables
+    assert {"public.wide", UMLAUT} <= parted_tables
+    assert {m.resume for m in index.members if m.tables == (UMLAUT,) and m.resume} == {
+        'COPY public."Übersicht Ω" ("Schlüssel", "größe") FROM stdin;'
+    }
     shown = run_cli(["show", parted.log_id], parted.source, check=True).stdout
     assert f"{len(index.members)} gzip members, {len(parted_tables)} table(s) in parts for restore --jobs" in shown
     data = parted.file.read_bytes()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -476,6 +477,30 @@ def test_a_table_past_the_part_size_is_cut_into_parts_between_rows(step: int) ->
         assert got == rows
     sections = [m.section for m in index.members]
     assert sections == sorted(sections, key=seek_index.SECTIONS.index)
+
+
+@pytest.mark.parametrize(("encoding", "parts"), [(b"UTF8", True), (b"LATIN1", False), (None, False)])
+def test_a_non_ascii_table_name_is_cut_into_parts_only_in_a_utf8_dump(encoding: bytes | None, parts: bool) -> None:
+    """The index holds the COPY line as text and a restore sends it as UTF-8: a name that is not
+    ASCII gets parts only when pg_dump declared the dump UTF8 (its line decoded as such)."""
+    from dbbackup.dump.rewrite import DumpRewriter
+    from dbbackup.dump.stream import DumpStream
+
+    name = "Übersicht Ω".encode() if encoding != b"LATIN1" else "Übersicht".encode("latin-1")
+    script = SCRIPT.replace(b"Name: b;", b"Name: " + name + b";").replace(b"public.b", b'public."' + name + b'"')
+    if encoding is not None:
+        script = b"SET client_encoding = '" + encoding + b"';\n" + script
+    pieces = [("sql", script[i : i + 7]) for i in range(0, len(script), 7)]
+    sizes = {"public." + name.decode(errors="replace"): 1 << 20}  # a member of its own, as public.b had
+    stream = DumpStream(pieces, {}, DumpRewriter([]), sizes=sizes, part_size=50)
+    data = b"".join(stream)
+    index = stream.stats.index
+    assert index is not None and gzip.decompress(data) == script
+    resumes = {m.resume for m in index.members if m.resume}
+    copy_line = 'COPY public."Übersicht Ω" (v) FROM stdin;'
+    assert resumes == ({copy_line, "COPY public.a (v) FROM stdin;"} if parts else {"COPY public.a (v) FROM stdin;"})
+    if parts:
+        assert seek_index.from_json(json.loads(json.dumps(seek_index.as_json(index)))) == index
 
 
 def test_an_index_with_a_bad_part_is_not_read() -> None:

@@ -160,9 +160,12 @@ class DumpStream:
         # header can follow it in this chunk: the COPY data goes on past it).
         row_break = self.rewriter.row_break - start
         copy_line = self.rewriter.copy_line
-        # (A name in another encoding, or a COPY of a table whose header was not read: no parts.)
+        # The index stores the COPY line as text, and a restore sends it back as UTF-8: a name
+        # that is not ASCII in a dump that is not UTF8, or a COPY of a table whose header was not
+        # read, gets no parts.
         tables = self._planner.tables
-        if copy_line.isascii() and pos < row_break <= len(data) and tables and copy_table(copy_line) == tables[0]:
+        text = copy_line.isascii() or self.rewriter.client_encoding == b"UTF8"
+        if text and pos < row_break <= len(data) and tables and copy_table(copy_line) == tables[0]:
             closed = self._planner.split(start + row_break, copy_line.decode())
             if closed is not None:
                 self._cut(data, pos, row_break, closed)
