@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg.conninfo
 
 from dbbackup.auth.config import AuthConfig, auth_config_from_env
+from dbbackup.core import seek_index
 from dbbackup.core.alerts import is_email  # the one address check, shared with the recipient read from the database
 from dbbackup.core.messages import DEFAULT_ORGANIZATION
 from dbbackup.dump.age import parse_recipients
@@ -230,7 +231,7 @@ class Settings:
     seekable: bool = True
     # A large table's rows are cut into parts of this many MiB of SQL (BACKUP_SEEKABLE_PART_MB):
     # restore --jobs loads the parts of one table side by side.
-    seekable_part_mb: int = 32
+    seekable_part_mb: int = seek_index.PART_SIZE >> 20
     pg_dump_path: str | None = None
     connect_attempts: int = 3
     # Retention, monitoring and alerts (see _retention_and_alerts for the variables).
@@ -342,7 +343,7 @@ class Settings:
             timezone=tz,
             gzip_level=int(level_text),
             seekable=seekable_text == "on",
-            seekable_part_mb=_positive_int(env, "BACKUP_SEEKABLE_PART_MB", 32, 1, 4096),
+            seekable_part_mb=_positive_int(env, "BACKUP_SEEKABLE_PART_MB", seek_index.PART_SIZE >> 20, 1, 4096),
             pg_dump_path=env.get("PG_DUMP_PATH") or None,
             retention_days=alerting.retention_days,
             keep_min=alerting.keep_min,
