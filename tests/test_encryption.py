@@ -249,7 +249,7 @@ def test_verify_with_the_identity_checks_contents_size_and_md5_and_a_restore_tes
     proc = encrypted.cli(["verify", "latest", "--restore-test", "--json", "--identity", str(encrypted.keys[1].file)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
-    for name in ("age", "decrypt", "gzip", "complete", "size", "md5", "sql_bytes", "restore"):
+    for name in ("age", "decrypt", "gzip", "complete", "size", "md5", "sql_bytes", "restore", "restored md5"):
         assert checks[name]["ok"] and not checks[name]["skipped"], (name, checks)
 
 

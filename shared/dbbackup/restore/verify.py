@@ -165,7 +165,9 @@ def restore_and_compare(
         return
     recorded = source.row.md5_checksum if source.row else None
     if recorded:
-        report.checks.append(Check("md5", recorded == result.md5, f"recorded {recorded}, file {result.md5}"))
+        # The file is read a second time for the restore: its bytes must still be the recorded ones.
+        detail = f"the bytes restored: recorded {recorded}, read {result.md5}"
+        report.checks.append(Check("restored md5", recorded == result.md5, detail))
     restored = exact_rows(url)
     report.table_count, report.rows = len(restored), sum(restored.values())
     report.checks.append(
