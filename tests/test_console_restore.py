@@ -337,7 +337,10 @@ def test_a_restore_row_left_in_progress_is_failed_by_the_next_and_the_end_surviv
         # The request's connection dies while the restore runs (an idle timeout, a pooler).
         with psycopg.connect(setup.secured.url, autocommit=True) as conn:
             conn.execute(
+                # This database's lock holders only: pg_locks is the whole server's, where another
+                # test worker's backup holds its own advisory lock.
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
         return real(*args, **kwargs)
 

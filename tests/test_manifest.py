@@ -185,7 +185,10 @@ def test_a_table_cut_from_5000_to_100_rows_gives_exactly_one_warning_naming_it(
         conn.execute("DELETE FROM invoices WHERE id > 100")
         conn.execute("DELETE FROM small WHERE id > 5")
         conn.execute(
-            "UPDATE backup_logs SET started_at = started_at - interval '1 day' WHERE id = %s", (first.backup_log_id,)
+            # Noon yesterday in Berlin, the message's time zone: "yesterday" at any hour of a run.
+            "UPDATE backup_logs SET started_at = ((now() AT TIME ZONE 'Europe/Berlin')::date - 1 + time '12:00')"
+            " AT TIME ZONE 'Europe/Berlin' WHERE id = %s",
+            (first.backup_log_id,),
         )
     body, status = run_backup(s, "scheduled")
     assert status == 200 and body["status"] == "success"

@@ -35,7 +35,9 @@ def api_roles_problems(admin_url: str) -> list[str]:
                 try:
                     conn.execute(f"CREATE ROLE {role} {create}")  # type: ignore[arg-type]
                     continue
-                except psycopg.errors.DuplicateObject:  # created meanwhile by another run
+                # Created meanwhile by another run: two sessions creating one role at once get
+                # UniqueViolation (pg_authid's name index), not DuplicateObject.
+                except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
                     found = conn.execute(
                         "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (role,)
                     ).fetchone()
