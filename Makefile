@@ -51,7 +51,7 @@ pg-matrix: $(PG_MATRIX_BINS)
 
 # The suite runs in parallel (pytest-xdist): one worker per core, at most 4; each worker starts its
 # own throwaway servers. TEST_WORKERS=0 runs it in this process (e.g. for pdb). --dist loadgroup:
-# the modules marked xdist_group share one worker (tests/test_supabase_*.py: server-wide grants).
+# the tests marked xdist_group share one worker (tests/test_supabase_profile.py: server-wide grants).
 TEST_WORKERS ?= auto
 test: install pg-matrix infra-check
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup --ignore=tests/test_infra.py  # infra-check just ran it

@@ -62,6 +62,7 @@ def test_the_drill_passes_on_the_embedded_server_and_status_shows_it(migrated_ur
     assert result.tables is not None and result.tables["public.Odd Name"] == {"expected": 300, "restored": 300}
     status, detail, at = verdict(migrated_url, backup.backup_log_id)
     assert (status, at) == ("passed", True) and "restored with the recorded rows" in detail
+    assert f"the bytes restored: recorded {backup.md5}, read {backup.md5}" in detail
     report = json.loads(run_cli(["status", "--json"], migrated_url, check=True).stdout)
     assert report["last_verified_id"] == backup.backup_log_id and report["last_verify_status"] == "passed"
     assert report["last_verified_backup_age_hours"] is not None

@@ -23,8 +23,8 @@ from support.supabase_shaped import SupabaseCluster
 
 # Supabase's shape grants and revokes on server-wide parameters (session_replication_role,
 # work_mem), and a restore replays the grants: every GRANT/REVOKE rewrites that parameter's one
-# row, so two workers on one server fail with "tuple concurrently updated". One worker runs both
-# modules (make test passes --dist loadgroup).
+# row, so two workers on one server fail with "tuple concurrently updated". One worker runs the
+# module's tests, one after another (make test passes --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("supabase-parameter-grants")
 
 # The user's data and the auth/storage rows a restored project must have again.

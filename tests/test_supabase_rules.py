@@ -8,12 +8,6 @@ import pytest
 from dbbackup.dump.profiles import profile_from_env, roles_rules, supabase_rules
 from dbbackup.errors import ConfigError
 
-# Supabase's shape grants and revokes on server-wide parameters (session_replication_role,
-# work_mem), and a restore replays the grants: every GRANT/REVOKE rewrites that parameter's one
-# row, so two workers on one server fail with "tuple concurrently updated". One worker runs both
-# modules (make test passes --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("supabase-parameter-grants")
-
 
 def apply(rules: list, lines: list[bytes]) -> list[bytes]:  # type: ignore[type-arg]
     out = []

@@ -84,7 +84,21 @@ POST_TYPES = frozenset(
 # What a part's "resume" may hold: pg_dump's COPY line and nothing more (it is run on the
 # target): names as pg_dump's fmtId writes them, quoted unless plain lower-case.
 _IDENT = r'(?:"(?:[^"\n]|"")+"|[a-z_][a-z0-9_$]*)'
-_COPY_LINE = re.compile(rf"COPY {_IDENT}\.{_IDENT} (?:\({_IDENT}(?:, {_IDENT})*\) )?FROM stdin;")
+_COPY_LINE = re.compile(rf"COPY (?P<schema>{_IDENT})\.(?P<table>{_IDENT}) (?:\({_IDENT}(?:, {_IDENT})*\) )?FROM stdin;")
+
+
+def copies_into(resume: str, table: str) -> bool:
+    """``resume`` is pg_dump's COPY line and nothing more, and it loads ``table`` (``schema.table``
+    unquoted, as the manifest names it)."""
+    match = _COPY_LINE.fullmatch(resume)
+    if match is None:
+        return False
+    schema, name = (_unquote(match[group]) for group in ("schema", "table"))
+    return f"{schema}.{name}" == table
+
+
+def _unquote(ident: str) -> str:
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
 
 
 @dataclass(frozen=True)
@@ -201,7 +215,7 @@ def from_json(value: Any) -> Index | None:
             resume = members[-1].resume if members else ""
             if not resume:
                 return None
-        if not isinstance(resume, str) or (resume and (len(tables) != 1 or not _COPY_LINE.fullmatch(resume))):
+        if not isinstance(resume, str) or (resume and (len(tables) != 1 or not copies_into(resume, str(tables[0])))):
             return None
         members.append(
             Member(
@@ -292,10 +306,10 @@ class Planner:
         closed there (a new part starts); else None."""
         if not (self._alone and len(self.tables) == 1 and self._kind == "table"):
             return None
-        if raw_offset - self.start < self.part_size or not _COPY_LINE.fullmatch(copy_line):
+        table = self.tables[0]
+        if raw_offset - self.start < self.part_size or not copies_into(copy_line, table):
             return None
         closed = self.current()
-        table = self.tables[0]
         self._restart(raw_offset)
         self.tables, self.resume, self._parted, self._alone = [table], copy_line, True, True
         return closed

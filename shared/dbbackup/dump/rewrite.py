@@ -169,9 +169,6 @@ class DumpRewriter:
     # (-1: none yet), where a seekable writer may start a new part of a large table.
     copy_line: bytes = b""
     row_break: int = -1
-    # The encoding pg_dump declared for what follows (its "SET client_encoding = '...';"): a
-    # seekable writer may store a non-ASCII COPY line as text only when it is UTF8.
-    client_encoding: bytes = b""
     _base: int = 0  # output offset of the block _process is working on
 
     def feed(self, data: bytes) -> bytes:
@@ -292,8 +289,6 @@ class DumpRewriter:
             if self.own_row and match and match["table"] == self.own_row.table:
                 self._copy_patch = self._plan_patch(match["cols"])
             return line
-        if line.startswith(b"SET client_encoding = '"):
-            self.client_encoding = line.split(b"'")[1]
         if line.startswith(COMPLETION_MARKER) or line == END_MARKER:
             self.saw_marker = True
             return line

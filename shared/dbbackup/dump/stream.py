@@ -30,7 +30,7 @@ from typing import IO
 from isal import isal_zlib
 
 from dbbackup.core import ports, seek_index
-from dbbackup.dump.rewrite import DumpRewriter, copy_table
+from dbbackup.dump.rewrite import DumpRewriter
 from dbbackup.errors import BackupFailed
 from dbbackup.pg.process import drain_lines, stop_group
 from dbbackup.redact import one_line
@@ -160,13 +160,13 @@ class DumpStream:
         # header can follow it in this chunk: the COPY data goes on past it).
         row_break = self.rewriter.row_break - start
         copy_line = self.rewriter.copy_line
-        # The index stores the COPY line as text, and a restore sends it back as UTF-8: a name
-        # that is not ASCII in a dump that is not UTF8, or a COPY of a table whose header was not
-        # read, gets no parts.
-        tables = self._planner.tables
-        text = copy_line.isascii() or self.rewriter.client_encoding == b"UTF8"
-        if text and pos < row_break <= len(data) and tables and copy_table(copy_line) == tables[0]:
-            closed = self._planner.split(start + row_break, copy_line.decode())
+        # The index stores the COPY line as text and a restore sends it back encoded as UTF-8: a
+        # line that decodes as UTF-8 comes back as the very bytes pg_dump wrote, whatever the
+        # dump's encoding. One that does not (a LATIN1 "Ü") gets no parts, nor (Planner.split) a
+        # COPY of a table whose header was not read.
+        text = _utf8(copy_line)
+        if text and pos < row_break <= len(data):
+            closed = self._planner.split(start + row_break, text)
             if closed is not None:
                 self._cut(data, pos, row_break, closed)
                 pos = row_break
@@ -291,3 +291,11 @@ class DumpStream:
         detail = detail.removeprefix("pg_dump: ").removeprefix("pg_dumpall: ").removeprefix("error: ")
         how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
         return one_line(f"{label} {how}" + (f": {detail}" if detail else ""))
+
+
+def _utf8(line: bytes) -> str:
+    """``line`` as text, "" when it is not UTF-8."""
+    try:
+        return line.decode()
+    except UnicodeDecodeError:
+        return ""

@@ -156,7 +156,7 @@ class Drill:
             result.status, result.detail = FAILED, "; ".join(f"{c.name}: {c.detail}" for c in failed)
             return
         result.status = PASSED
-        result.detail = "; ".join(c.detail for c in report.checks if c.name in ("restore", "md5", "manifest"))
+        result.detail = "; ".join(c.detail for c in report.checks if c.name in ("restore", "restored md5", "manifest"))
 
     def _record(self, result: DrillResult) -> None:
         log = _log.error if result.status == FAILED else _log.info

@@ -38,11 +38,10 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from dbbackup.core.seek_index import DATA_TYPES, Index, Member
+from dbbackup.core.seek_index import DATA_TYPES, Index, Member, copies_into
 from dbbackup.dump import profiles
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
-from dbbackup.dump.rewrite import copy_table
 from dbbackup.errors import BackupError, RestoreFailed, UsageError
 from dbbackup.pg import binaries as pgbin
 from dbbackup.pg import connect as db
@@ -516,7 +515,7 @@ def _data_task(member: Member, read: Callable[[Sequence[Member]], Iterator[bytes
     loads = frozenset(member.tables)
     if not member.resume and not ends_open:
         return Task(label, loads, functools.partial(read, [member]), member.raw_length, loads=loads)
-    if member.resume and copy_table(member.resume.encode()) != member.tables[0]:
+    if member.resume and not copies_into(member.resume, member.tables[0]):
         raise RestoreFailed(f"the backup's index does not fit the file: a part of {member.tables[0]} resumes another")
 
     def chunks() -> Iterator[bytes]:
