@@ -13,8 +13,6 @@ import csv
 import io
 import os
 import re
-import shutil
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,41 +23,23 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from fakes import USER, drive_env
-from fakes.auth_people import MANAGER, auth_env
+from fakes.auth_people import MANAGER
 from fakes.drive_fake import DriveFake
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from fakes.supabase_auth_fake import PASSWORD, SupabaseAuthFake
-from support.db import with_params
+from support import console_site
 from support.paths import ROOT
 
-CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
-if not CHROMIUM and os.environ.get("DBBACKUP_REQUIRE_BROWSER") == "1":
-    # CI installs chromium and sets this: there a missing browser is a failure, never a silent skip.
-    pytest.fail("DBBACKUP_REQUIRE_BROWSER=1 but Debian's chromium is not installed", pytrace=False)
-if not CHROMIUM:
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium): the console's browser tests need it",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
+console_site.require_chromium()
 
 pytest_plugins = ["fakes.auth_fixtures"]  # google_certs, supabase (JWKS), app_db_template
 
-SOURCE = ROOT / "functions" / "backup_console" / "main.py"
 TZ = ZoneInfo("Europe/Berlin")  # not UTC, so the page's time zone handling shows
 SEEDED = 44  # plus one real backup on Drive: 45 rows, three pages of 20
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 HOSTILE_REASON = '=HYPERLINK("http://evil.example","click") came back from pg_dump'
 
 
@@ -138,73 +118,49 @@ def console(
     supabase: SupabaseJwksFake,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Console]:
-    from functions_framework import create_app
-    from werkzeug.serving import make_server
-
     from dbbackup.settings import Settings
     from dbbackup.wiring import backup_job
 
-    name = f"t_console_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{app_db_template}"')
-    url = with_params(pg_admin_url, dbname=name)
     work = tmp_path_factory.mktemp("console")
-    auth = SupabaseAuthFake(supabase)
-    drive = DriveFake().start()
-    try:
+    with (
+        console_site.database(pg_admin_url, "t_console", template=app_db_template) as url,
+        console_site.running(SupabaseAuthFake(supabase)) as auth,
+        DriveFake() as drive,
+    ):
         env = (
-            auth_env(google_certs, supabase, url, work / "store")
+            console_site.console_env(google_certs, supabase, url, work / "store", auth)
             | drive_env(drive, drive.authorized_user(USER))
-            | {
-                "MANUAL_BACKUP_INTERVAL_SECONDS": "0",
-                "BACKUP_TIMEZONE": str(TZ),
-                "SUPABASE_URL": auth.url,
-                "SUPABASE_ANON_KEY": auth.anon_key,
-            }
+            | {"BACKUP_TIMEZONE": str(TZ)}
         )
-        with pytest.MonkeyPatch.context() as mp:
-            for key in ("AUTH_MODE", "K_SERVICE"):
-                mp.delenv(key, raising=False)
-            for key, value in env.items():
-                mp.setenv(key, value)
+        with console_site.environment(env):
             outcome = backup_job(Settings.from_env(env)).run("manual", triggered_by="seed")
             assert outcome.status == "success", outcome.reason
             stored = drive.files[outcome.file_id].content
             assert stored
             seeded = _seed(url, datetime.now(UTC))
 
-            app = create_app("backup_console", str(SOURCE))
-            server = make_server("127.0.0.1", 0, app, threaded=True)
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-            shots = tmp_path_factory.mktemp("console_screenshots")
-            try:
-                yield Console(
-                    f"http://127.0.0.1:{server.server_port}/",
-                    url,
-                    auth,
-                    drive,
-                    shots,
-                    outcome.backup_log_id,
-                    outcome.file_name,
-                    stored,
-                    seeded,
-                )
-            finally:
-                server.shutdown()
-                print(f"\nconsole screenshots: {shots}")
-    finally:
-        auth.stop()
-        drive.stop()
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            with console_site.serve_console() as console_url:
+                shots = tmp_path_factory.mktemp("console_screenshots")
+                try:
+                    yield Console(
+                        console_url,
+                        url,
+                        auth,
+                        drive,
+                        shots,
+                        outcome.backup_log_id,
+                        outcome.file_name,
+                        stored,
+                        seeded,
+                    )
+                finally:
+                    print(f"\nconsole screenshots: {shots}")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
+    with console_site.chromium() as launched:
+        yield launched
 
 
 @dataclass
@@ -215,20 +171,10 @@ class Watched:
     urls: list[str] = field(default_factory=list)
 
 
-def _csp_refusal(kind: str, text: str, watched: Watched) -> None:
-    if kind == "error" and "Content Security Policy" in text:
-        watched.problems.append(text)
-
-
-def _open(browser: Browser, console: Console, **options: Any) -> tuple[BrowserContext, Page, Watched]:
+def _open(browser: Browser, **options: Any) -> tuple[BrowserContext, Page, Watched]:
     options = {"accept_downloads": True, "viewport": {"width": 1280, "height": 860}} | options
-    context = browser.new_context(**options)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    watched = Watched()
-    # Failed fetches (a 400 we provoke) are console errors too; only CSP refusals count here.
-    page.on("console", lambda m: _csp_refusal(m.type, m.text, watched))
-    page.on("pageerror", lambda e: watched.problems.append(f"uncaught: {e}"))
+    context, page, problems = console_site.open_page(browser, timeout_ms=10_000, csp_errors_only=True, **options)
+    watched = Watched(problems)
     page.on("request", lambda r: watched.urls.append(r.url))
     return context, page, watched
 
@@ -239,7 +185,7 @@ def visit(browser: Browser, console: Console) -> Iterator[Any]:
     opened: list[tuple[BrowserContext, Page, Watched]] = []
 
     def opener(**options: Any) -> Page:
-        opened.append(_open(browser, console, **options))
+        opened.append(_open(browser, **options))
         return opened[-1][1]
 
     yield opener
@@ -257,10 +203,7 @@ def visit(browser: Browser, console: Console) -> Iterator[Any]:
 
 
 def sign_in(page: Page, console: Console, email: str, password: str = PASSWORD) -> None:
-    page.goto(console.url)
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    console_site.sign_in(page, console.url, email, password)
 
 
 def sign_in_manager(page: Page, console: Console) -> None:

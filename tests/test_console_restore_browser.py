@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,28 +17,21 @@ from typing import Any
 
 import psycopg
 import pytest
+from playwright.sync_api import Page, expect
 
-from fakes.auth_people import MANAGER, auth_env
+from fakes.auth_people import MANAGER
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from fakes.sendgrid_fake import FakeSendGrid
-from fakes.supabase_auth_fake import PASSWORD, SupabaseAuthFake
-from support.db import with_params
+from fakes.supabase_auth_fake import SupabaseAuthFake
+from support import console_site
 from support.paths import ROOT
 
-CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
-if not CHROMIUM and os.environ.get("DBBACKUP_REQUIRE_BROWSER") == "1":
-    pytest.fail("DBBACKUP_REQUIRE_BROWSER=1 but Debian's chromium is not installed", pytrace=False)
-if not CHROMIUM:
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+console_site.require_chromium()
 
 pytest_plugins = ["fakes.auth_fixtures"]
 
-SOURCE = ROOT / "functions" / "backup_console" / "main.py"
 OPS = "ops@example.com"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 @dataclass
@@ -60,16 +51,6 @@ class Site:
             return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
 
-def _database(admin: str, name: str, sql: str | None = None) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_params(admin, dbname=name)
-    if sql:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
-    return url
-
-
 @pytest.fixture(scope="module")
 def site(
     pg_admin_url: str,
@@ -78,32 +59,20 @@ def site(
     supabase: SupabaseJwksFake,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:
-    from functions_framework import create_app
-    from werkzeug.serving import make_server
-
     from dbbackup.settings import Settings
     from dbbackup.wiring import backup_job
 
-    tag = f"{os.getpid()}_{int(time.time() * 1000) % 10**8}"
-    names = {"app": f"t_rb_app_{tag}", "staging": f"t_rb_staging_{tag}", "busy": f"t_rb_busy_{tag}"}
-    names |= {"verify": f"t_rb_verify_{tag}"}
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{names["app"]}" TEMPLATE "{app_db_template}"')
-    url = with_params(pg_admin_url, dbname=names["app"])
-    targets = {
-        "staging": _database(pg_admin_url, names["staging"]),
-        "busy": _database(pg_admin_url, names["busy"], "CREATE TABLE precious (id int)"),
-        "itself": url,
-    }
-    verify = _database(pg_admin_url, names["verify"])
     work = tmp_path_factory.mktemp("restore_console")
-    auth = SupabaseAuthFake(supabase)
-    sendgrid = FakeSendGrid().start()
-    try:
-        env = auth_env(google_certs, supabase, url, work / "store") | {
-            "MANUAL_BACKUP_INTERVAL_SECONDS": "0",
-            "SUPABASE_URL": auth.url,
-            "SUPABASE_ANON_KEY": auth.anon_key,
+    with (
+        console_site.database(pg_admin_url, "t_rb_app", template=app_db_template) as url,
+        console_site.database(pg_admin_url, "t_rb_staging") as staging,
+        console_site.database(pg_admin_url, "t_rb_busy", sql="CREATE TABLE precious (id int)") as busy,
+        console_site.database(pg_admin_url, "t_rb_verify") as verify,
+        console_site.running(SupabaseAuthFake(supabase)) as auth,
+        FakeSendGrid() as sendgrid,
+    ):
+        targets = {"staging": staging, "busy": busy, "itself": url}
+        env = console_site.console_env(google_certs, supabase, url, work / "store", auth) | {
             "RESTORE_TARGETS": (
                 f'{{"staging": "{targets["staging"]}", "busy": "{targets["busy"]}", "itself": "{url}"}}'
             ),
@@ -117,11 +86,7 @@ def site(
                 "UPDATE invoice_configurations SET config_value = %s WHERE config_key = 'backup_notification_email'",
                 (OPS,),
             )
-        with pytest.MonkeyPatch.context() as mp:
-            for key in ("AUTH_MODE", "K_SERVICE"):
-                mp.delenv(key, raising=False)
-            for key, value in env.items():
-                mp.setenv(key, value)
+        with console_site.environment(env):
             outcome = backup_job(Settings.from_env(env)).run("manual", triggered_by="seed")
             assert outcome.status == "success", outcome.reason
             with psycopg.connect(url, autocommit=True) as conn:
@@ -132,11 +97,9 @@ def site(
                     (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 0, 1, tzinfo=UTC)),
                 ).fetchone()
             assert sealed is not None
-            server = make_server("127.0.0.1", 0, create_app("backup_console", str(SOURCE)), threaded=True)
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-            try:
+            with console_site.serve_console() as console_url:
                 yield Site(
-                    f"http://127.0.0.1:{server.server_port}/",
+                    console_url,
                     url,
                     auth,
                     sendgrid,
@@ -146,37 +109,19 @@ def site(
                     sealed[0],
                     tmp_path_factory.mktemp("restore_screenshots"),
                 )
-            finally:
-                server.shutdown()
-    finally:
-        auth.stop()
-        sendgrid.stop()
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            for name in names.values():
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
 def page(site: Site) -> Iterator[Page]:
     """One signed-in page for the module; the tests run in order, each from the logs dialog."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
-        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
-        page.goto(site.url)
-        page.get_by_label("E-mail").fill("manager@example.com")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+    with console_site.chromium() as browser:
+        _, page, problems = console_site.open_page(browser, timeout_ms=15_000, viewport={"width": 1280, "height": 900})
+        console_site.sign_in(page, site.url)
         expect(page.get_by_role("heading", name="Configurations")).to_be_visible()
         yield page
         html = page.content()
         assert problems == []
         assert not any(u in html for u in site.targets.values()), "a target's URL reached the page"
-        browser.close()
 
 
 def open_logs(page: Page) -> None:

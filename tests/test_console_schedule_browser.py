@@ -10,9 +10,7 @@ With UPDATE_SCREENSHOTS=1 the history and schedule screenshot is copied to docs/
 from __future__ import annotations
 
 import os
-import shutil
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,33 +19,25 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from playwright.sync_api import Browser, Page, Response, expect
 
 from fakes import USER, drive_env
 from fakes._http import Exchange, Fault
-from fakes.auth_people import auth_env
 from fakes.drive_fake import DriveFake
 from fakes.jwks_fake import SupabaseJwksFake
 from fakes.oidc_fake import GoogleCertsFake
 from fakes.scheduler_fake import SchedulerFake
-from fakes.supabase_auth_fake import PASSWORD, SupabaseAuthFake
-from support.db import with_params
+from fakes.supabase_auth_fake import SupabaseAuthFake
+from support import console_site
 from support.paths import ROOT
 
-CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
-if not CHROMIUM and os.environ.get("DBBACKUP_REQUIRE_BROWSER") == "1":
-    pytest.fail("DBBACKUP_REQUIRE_BROWSER=1 but Debian's chromium is not installed", pytrace=False)
-if not CHROMIUM:
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, Response, expect, sync_playwright  # noqa: E402
+console_site.require_chromium()
 
 pytest_plugins = ["fakes.auth_fixtures"]
 
-SOURCE = ROOT / "functions" / "backup_console" / "main.py"
 TZ = ZoneInfo("Europe/Berlin")
 BACKUP_JOB = "projects/test-project/locations/europe-west1/jobs/dbbackup-backup"
 CLEANUP_JOB = "projects/test-project/locations/europe-west1/jobs/dbbackup-cleanup"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync", "--no-first-run"]
 FAILED_DAYS = (4, 11, 45)  # the attempts that failed (days ago); 45 is only in the 90-day chart
 OLDEST = 60  # one success 60 days ago: in the 90-day chart only
 REASON = "pg_dump: error: connection to server lost"
@@ -99,78 +89,50 @@ def served(
     supabase: SupabaseJwksFake,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Served]:
-    from functions_framework import create_app
-    from werkzeug.serving import make_server
-
-    name = f"t_sched_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{app_db_template}"')
-    url = with_params(pg_admin_url, dbname=name)
     work = tmp_path_factory.mktemp("schedule_console")
-    auth = SupabaseAuthFake(supabase)
-    drive = DriveFake().start()
-    scheduler = SchedulerFake()
-    scheduler.add(BACKUP_JOB, "0 1 * * *", str(TZ))
-    scheduler.add(CLEANUP_JOB, "0 2 * * *", str(TZ))
-    try:
+    with (
+        console_site.database(pg_admin_url, "t_sched", template=app_db_template) as url,
+        console_site.running(SupabaseAuthFake(supabase)) as auth,
+        DriveFake() as drive,
+        console_site.running(SchedulerFake()) as scheduler,
+    ):
+        scheduler.add(BACKUP_JOB, "0 1 * * *", str(TZ))
+        scheduler.add(CLEANUP_JOB, "0 2 * * *", str(TZ))
         _seed(url, datetime.now(UTC))
         env = (
-            auth_env(google_certs, supabase, url, work / "store")
+            console_site.console_env(google_certs, supabase, url, work / "store", auth)
             | drive_env(drive, drive.authorized_user(USER))
             | {
-                "MANUAL_BACKUP_INTERVAL_SECONDS": "0",
                 "BACKUP_TIMEZONE": str(TZ),
-                "SUPABASE_URL": auth.url,
-                "SUPABASE_ANON_KEY": auth.anon_key,
                 "SCHEDULER_BACKUP_JOB": BACKUP_JOB,
                 "SCHEDULER_CLEANUP_JOB": CLEANUP_JOB,
                 "SCHEDULER_ENDPOINT": scheduler.url,
             }
         )
-        with pytest.MonkeyPatch.context() as mp:
-            for key in ("AUTH_MODE", "K_SERVICE"):
-                mp.delenv(key, raising=False)
-            for key, value in env.items():
-                mp.setenv(key, value)
-            server = make_server("127.0.0.1", 0, create_app("backup_console", str(SOURCE)), threaded=True)
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-            try:
-                yield Served(
-                    f"http://127.0.0.1:{server.server_port}/",
-                    url,
-                    auth,
-                    drive,
-                    scheduler,
-                    tmp_path_factory.mktemp("schedule_screenshots"),
-                )
-            finally:
-                server.shutdown()
-    finally:
-        auth.stop()
-        drive.stop()
-        scheduler.stop()
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with console_site.environment(env), console_site.serve_console() as console_url:
+            yield Served(
+                console_url,
+                url,
+                auth,
+                drive,
+                scheduler,
+                tmp_path_factory.mktemp("schedule_screenshots"),
+            )
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
+    with console_site.chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh context; at the end: no CSP refusal, no uncaught error, no answer >= 400 the test
     did not ask for (the favicon among them)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+    context, page, problems = console_site.open_page(
+        browser, timeout_ms=10_000, viewport={"width": 1280, "height": 1000}
+    )
 
     def answered(response: Response) -> None:
         if response.status >= 400 and "/api/config/schedule" not in response.url:
@@ -185,10 +147,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def sign_in(page: Page, served: Served) -> None:
-    page.goto(served.url)
-    page.get_by_label("E-mail").fill("manager@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    console_site.sign_in(page, served.url, "manager@example.com")
     expect(page.get_by_role("heading", name="Backup sizes and durations")).to_be_visible()
 
 
