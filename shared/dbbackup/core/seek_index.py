@@ -23,9 +23,9 @@ member between two of its rows, and that member records ``"resume"``, the ``COPY
 line its rows belong to (a later part of the same table records ``"resume": true``, "the line of
 the part before", so a long line is stored once per table). The parts of one table hold no other
 entry (the writer cuts before the next one too; only the end of a pg_dump run, which has no entry
-header, may follow the last part), so a reader that takes all of a table's members reads pg_dump's own bytes, and
-``restore --jobs`` can load the parts side by side: a part is run as ``resume`` + its rows, and
-a part that a later one resumes is ended with ``\\.``.
+header, may follow the last part), so a reader that takes all of a table's members reads
+pg_dump's own bytes, and ``restore --jobs`` can load the parts side by side: a part is run as
+``resume`` + its rows, and a part that a later one resumes is ended with ``\\.``.
 """
 
 from __future__ import annotations
