@@ -50,11 +50,10 @@ $(PG_MATRIX_DIR)/%/bin/postgres: | $(BIN)/dbbackup
 pg-matrix: $(PG_MATRIX_BINS)
 
 # The suite runs in parallel (pytest-xdist): one worker per core, at most 4; each worker starts its
-# own throwaway servers. TEST_WORKERS=0 runs it in this process (e.g. for pdb). --dist loadgroup:
-# the tests marked xdist_group share one worker (tests/test_supabase_profile.py: server-wide grants).
+# own throwaway servers. TEST_WORKERS=0 runs it in this process (e.g. for pdb).
 TEST_WORKERS ?= auto
 test: install pg-matrix infra-check
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup --ignore=tests/test_infra.py  # infra-check just ran it
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --ignore=tests/test_infra.py  # infra-check just ran it
 
 # checkov in a venv of its own: its dependencies clash with constraints.txt. Exact versions
 # from .ci/checkov-requirements.txt (a pip freeze), so every machine runs the same checks.

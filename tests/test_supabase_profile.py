@@ -19,13 +19,7 @@ from dbbackup.errors import BackupFailed
 from dbbackup.pg import binaries as pgbin
 from support.cli import run_cli
 from support.pgcompare import data_fingerprint, normalise_schema_dump
-from support.supabase_shaped import SupabaseCluster
-
-# Supabase's shape grants and revokes on server-wide parameters (session_replication_role,
-# work_mem), and a restore replays the grants: every GRANT/REVOKE rewrites that parameter's one
-# row, so two workers on one server fail with "tuple concurrently updated". One worker runs the
-# module's tests, one after another (make test passes --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("supabase-parameter-grants")
+from support.supabase_shaped import SupabaseCluster, one_at_a_time
 
 # The user's data and the auth/storage rows a restored project must have again.
 USER_DATA = (
@@ -40,6 +34,16 @@ USER_DATA = (
     "sequence:auth.refresh_tokens_id_seq",
     "sequence:public.todos_id_seq",
 )
+
+
+@pytest.fixture(autouse=True)
+def one_test_at_a_time(pg_admin_url: str) -> Iterator[None]:
+    """Each test, with its fixtures' setup and teardown, grants or revokes on server-wide
+    parameters or restores a file that does: on a server shared by several test workers, these
+    tests run one at a time (support.supabase_shaped.one_at_a_time). Autouse: set up before, and
+    torn down after, the test's other function fixtures."""
+    with one_at_a_time(pg_admin_url):
+        yield
 
 
 @pytest.fixture
