@@ -3,7 +3,9 @@
 One project role per test (a unique name: roles are cluster-wide) stands in for Supabase's
 ``postgres``: not a superuser, CREATEROLE, BYPASSRLS. ``project()`` makes a database as a live
 project has it (managed schemas and the user's data); ``fresh()`` one as a new project has it
-(managed schemas only), the restore target of a disaster recovery.
+(managed schemas only), the restore target of a disaster recovery. On a server other test
+workers share, make, use and close one only inside ``one_at_a_time`` (tests/test_supabase_profile.py
+holds it for each whole test).
 """
 
 from __future__ import annotations
@@ -33,29 +35,17 @@ def with_params(url: str, **params: str) -> str:
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
 
 
-_held: set[str] = set()  # the lock files this process holds (flock would wait on its own lock)
-
-
 @contextlib.contextmanager
 def one_at_a_time(admin_url: str) -> Iterator[None]:
     """Supabase's shape grants on server-wide parameters (session_replication_role, work_mem) and
     its restores replay those grants; every GRANT or REVOKE rewrites the parameter's one row, so
     two test workers doing so at once on one server fail with "tuple concurrently updated" (seen
-    in CI's pass on the machine's PostgreSQL). They take turns, by a file lock per server;
-    re-entered in the process that holds it, it does nothing."""
+    in CI's pass on the machine's PostgreSQL). They take turns, by a file lock per server."""
     info = psycopg.conninfo.conninfo_to_dict(admin_url)
     key = hashlib.sha256(f"{info.get('host')}:{info.get('port')}".encode()).hexdigest()[:16]
-    path = str(Path(tempfile.gettempdir()) / f"dbbackup-supabase-shaped-{key}.lock")
-    if path in _held:
-        yield
-        return
-    with open(path, "w") as lock:
+    with open(Path(tempfile.gettempdir()) / f"dbbackup-supabase-shaped-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _held.add(path)
-        try:
-            yield
-        finally:
-            _held.discard(path)
+        yield
 
 
 @dataclass
@@ -76,7 +66,7 @@ class SupabaseCluster:
             conn.execute(f'CREATE DATABASE "{name}" OWNER {self.role}')
         self.databases.append(name)
         admin = with_params(self.admin_url, dbname=name)
-        with one_at_a_time(self.admin_url), psycopg.connect(admin, autocommit=True) as conn:
+        with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.replace("{{postgres}}", self.role))  # type: ignore[arg-type]
         return with_params(admin, user=self.role, password=self.password), admin
 

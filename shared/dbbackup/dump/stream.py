@@ -164,8 +164,7 @@ class DumpStream:
         # line that decodes as UTF-8 comes back as the very bytes pg_dump wrote, whatever the
         # dump's encoding. One that does not (a LATIN1 "Ü") gets no parts, nor (Planner.split) a
         # COPY of a table whose header was not read.
-        text = _utf8(copy_line)
-        if text and pos < row_break <= len(data):
+        if pos < row_break <= len(data) and (text := _utf8(copy_line)):
             closed = self._planner.split(start + row_break, text)
             if closed is not None:
                 self._cut(data, pos, row_break, closed)

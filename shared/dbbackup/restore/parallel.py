@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from dbbackup.core.seek_index import DATA_TYPES, Index, Member, copies_into
+from dbbackup.core.seek_index import DATA_TYPES, Index, Member
 from dbbackup.dump import profiles
 from dbbackup.dump.age import Identities
 from dbbackup.dump.gunzip import ReadStats, gunzip
@@ -510,13 +510,12 @@ def _data_task(member: Member, read: Callable[[Sequence[Member]], Iterator[bytes
     """A data member's task. A part of a table (core.seek_index) runs as a COPY of its own: the
     COPY line it resumes first, and ``\\.`` after its rows when a later part goes on with them
     (``ends_open``); the parts of one table lock nothing against each other, so they load side by
-    side."""
+    side. The COPY line is SQL run on the target: seek_index.from_json read the index only if each
+    one is pg_dump's line for its member's own table."""
     label = f"TABLE DATA {', '.join(member.tables)}"
     loads = frozenset(member.tables)
     if not member.resume and not ends_open:
         return Task(label, loads, functools.partial(read, [member]), member.raw_length, loads=loads)
-    if member.resume and not copies_into(member.resume, member.tables[0]):
-        raise RestoreFailed(f"the backup's index does not fit the file: a part of {member.tables[0]} resumes another")
 
     def chunks() -> Iterator[bytes]:
         if member.resume:
